@@ -1,0 +1,80 @@
+//! One module per subcommand; shared argument groups here.
+
+pub mod check;
+pub mod graph;
+pub mod info;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use stackflow_core::ir::{self, BuildOptions, Flow};
+use stackflow_core::registry::Registry;
+use stackflow_core::{dsl, Error, Result};
+
+/// The graph file and what changes it.
+#[derive(clap::Args, Debug, Clone)]
+pub struct GraphArgs {
+    /// The RON graph file.
+    pub file: PathBuf,
+    /// Override a variable: `--set gf_dim=16` (repeatable; the value may be an expression).
+    #[arg(long = "set", value_name = "NAME=VALUE")]
+    pub set: Vec<String>,
+    /// Refuse nets whose estimated memory exceeds this, e.g. `8GiB`, `512MiB`.
+    #[arg(long, value_name = "SIZE", default_value = "16GiB", value_parser = parse_size)]
+    pub max_memory: u64,
+}
+
+impl GraphArgs {
+    /// Parse and check the graph.
+    pub fn build(&self) -> Result<Flow> {
+        let parsed = dsl::load(&self.file)?;
+        let registry = Registry::with_builtins();
+        ir::build(Arc::new(parsed), &registry, &BuildOptions { overrides: self.set.clone() })
+    }
+}
+
+/// `16GiB`, `512MiB`, `1000000` (bytes).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("`{s}` is not a size such as 8GiB"))?;
+    let mul = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1u64,
+        "k" | "kb" | "kib" => 1 << 10,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
+        "t" | "tb" | "tib" => 1 << 40,
+        _ => return Err(format!("unknown size unit in `{s}` (use B, KiB, MiB, GiB, TiB)")),
+    };
+    let v = n * mul as f64;
+    if !v.is_finite() || v < 0.0 || v > u64::MAX as f64 {
+        return Err(format!("`{s}` is out of range"));
+    }
+    Ok(v as u64)
+}
+
+/// `10,301,248`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A net by name or a diagnostic listing the nets.
+pub fn pick_net<'a>(flow: &'a Flow, name: &str) -> Result<&'a ir::Net> {
+    flow.net(name).ok_or_else(|| {
+        let names: Vec<&str> = flow.nets.iter().map(|n| n.name.as_str()).collect();
+        let mut e = Error::input("cli::unknown_net", format!("`{name}` is not a net of {}", flow.parsed.src.name));
+        e = e.with_help(
+            stackflow_core::error::did_you_mean(name, names.iter().copied()).unwrap_or_else(|| format!("nets: {}", names.join(", "))),
+        );
+        e
+    })
+}

@@ -1,0 +1,58 @@
+//! `stackflow`: a thin command-line front end over stackflow-core.
+
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::{CommandFactory, Parser, Subcommand};
+
+/// StackGAN as data: check, inspect, train and sample RON graph files.
+#[derive(Parser, Debug)]
+#[command(name = "stackflow", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Check a graph file: parse, expand, wire and shape-check every net and the recipe.
+    Check(commands::check::Args),
+    /// Per net: parameters (trainable, frozen), FLOPs per sample and memory.
+    Info(commands::info::Args),
+    /// Print a net's nodes and edges as text or Graphviz dot.
+    Graph(commands::graph::Args),
+    /// Print shell completions.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 1 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Check(a) => commands::check::run(a),
+        Command::Info(a) => commands::info::run(a),
+        Command::Graph(a) => commands::graph::run(a),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "stackflow", &mut std::io::stdout());
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let code = e.exit_code();
+            eprintln!("{:?}", miette::Report::new(e));
+            ExitCode::from(code as u8)
+        }
+    }
+}

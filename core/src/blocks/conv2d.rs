@@ -1,0 +1,92 @@
+//! `core.conv2d`: 2-d convolution with zero padding, PyTorch semantics.
+
+use std::sync::Arc;
+
+use crate::error::Result;
+use crate::exec::ops::{Ops, Tensor};
+use crate::ir::{Attrs, Inferred, Init, ParamSpec, Shape};
+use crate::registry::{Block, BlockKind};
+
+pub(super) struct Conv2d;
+
+impl BlockKind for Conv2d {
+    fn name(&self) -> &str {
+        "core.conv2d"
+    }
+    fn doc(&self) -> &str {
+        "2-d convolution [C, H, W] → [out, H', W'] (attrs `out`, `kernel`, `stride` = 1, `padding` = 0, `bias` = true)"
+    }
+    fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
+        Ok(Arc::new(Conv2dBlock {
+            out: attrs.dim("out")?,
+            kernel: attrs.dim("kernel")?,
+            stride: attrs.dim_or("stride", 1)?,
+            padding: attrs.uint_or("padding", 0)?,
+            bias: attrs.bool_or("bias", true)?,
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Conv2dBlock {
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+}
+
+impl Conv2dBlock {
+    fn out_size(&self, n: usize) -> Option<usize> {
+        (n + 2 * self.padding).checked_sub(self.kernel).map(|v| v / self.stride + 1)
+    }
+}
+
+impl Block for Conv2dBlock {
+    fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
+        let d = super::one_of_rank(inputs, 3, "an image [C, H, W]")?;
+        let (c, h, w) = (d[0], d[1], d[2]);
+        let (Some(ho), Some(wo)) = (self.out_size(h), self.out_size(w)) else {
+            return Err(format!(
+                "kernel {k}×{k} with padding {p} does not fit a {h}×{w} input",
+                k = self.kernel,
+                p = self.padding
+            ));
+        };
+        let fan_in = c * self.kernel * self.kernel;
+        let mut params = vec![ParamSpec::trainable(
+            "weight",
+            [self.out, c, self.kernel, self.kernel],
+            Init::Normal { mean: 0.0, std: 0.02 },
+        )];
+        if self.bias {
+            params.push(ParamSpec::trainable("bias", [self.out], Init::Uniform { bound: 1.0 / (fan_in as f32).sqrt() }));
+        }
+        let flops = 2u64.saturating_mul((self.out * ho * wo) as u64).saturating_mul(fan_in as u64);
+        Ok(Inferred { outputs: vec![Shape::new([self.out, ho, wo])], params, flops })
+    }
+
+    fn forward(&self, ops: &mut dyn Ops, inputs: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
+        Ok(vec![ops.conv2d(inputs[0], params[0], params.get(1).copied(), self.stride, self.padding)?])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::blocks::testing::configure;
+    use crate::ir::Shape;
+
+    #[test]
+    fn output_sizes_match_pytorch() {
+        let b = configure("core.conv2d", "(out: 8, kernel: 4, stride: 2, padding: 1, bias: false)").unwrap();
+        let i = b.infer(&[Shape::new([3, 64, 64])]).unwrap();
+        assert_eq!(i.outputs, vec![Shape::new([8, 32, 32])]);
+        assert_eq!(i.params[0].shape, vec![8, 3, 4, 4]);
+        let b = configure("core.conv2d", "(out: 1, kernel: 4, stride: 4)").unwrap();
+        let i = b.infer(&[Shape::new([512, 4, 4])]).unwrap();
+        assert_eq!(i.outputs, vec![Shape::new([1, 1, 1])]);
+        assert_eq!(i.params.len(), 2);
+        assert!(b.infer(&[Shape::new([512, 2, 2])]).is_err());
+        assert!(b.infer(&[Shape::new([512])]).is_err());
+    }
+}

@@ -1,0 +1,241 @@
+//! The one error type of stackflow: a diagnostic with a code, the file it is about,
+//! labelled spans and a help line, rendered by miette in the CLI.
+
+use std::fmt;
+use std::sync::Arc;
+
+use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+
+/// A byte range in a source file.
+pub type Span = SourceSpan;
+
+/// A named text the user gave us (a graph file, a `--set` flag, a plugin's attribute string).
+#[derive(Clone, Debug)]
+pub struct SourceFile {
+    /// What the user calls it: a path, or `--set` for command-line values.
+    pub name: String,
+    /// The full text.
+    pub text: Arc<str>,
+}
+
+impl SourceFile {
+    /// A source from a name and its text.
+    pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
+        Self {
+            name: name.into(),
+            text: text.into(),
+        }
+    }
+
+    /// A spanned input error in this file.
+    pub fn error(&self, code: &'static str, span: Span, message: impl Into<String>) -> Error {
+        Error::input(code, message).with_source(self).with_label(span, None::<String>)
+    }
+
+    /// The span of the whole text (used when nothing more precise is known).
+    pub fn whole(&self) -> Span {
+        (0, self.text.len()).into()
+    }
+
+    /// The byte offset of a 1-based line and column, clamped to the text.
+    pub fn offset_of(&self, line: usize, col: usize) -> usize {
+        let mut offset = 0;
+        for (i, l) in self.text.split_inclusive('\n').enumerate() {
+            if i + 1 == line {
+                let col_bytes: usize = l.chars().take(col.saturating_sub(1)).map(char::len_utf8).sum();
+                return (offset + col_bytes).min(self.text.len());
+            }
+            offset += l.len();
+        }
+        self.text.len()
+    }
+}
+
+/// Whether an error is the user's input (exit code 1) or anything else (exit code 2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// A graph file, data, plugin, checkpoint or flag the user gave is invalid.
+    Input,
+    /// Something failed that the input did not cause (I/O, a device, a bug).
+    Other,
+}
+
+/// stackflow's error: a code such as `graph::unknown_kind`, a message, and where known
+/// the source file with labelled spans, a help line and the underlying cause.
+pub struct Error {
+    class: ErrorClass,
+    code: &'static str,
+    message: String,
+    source_code: Option<NamedSource<Arc<str>>>,
+    labels: Vec<LabeledSpan>,
+    help: Option<String>,
+    cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+}
+
+/// Result with stackflow's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An error in what the user gave us (exit code 1).
+    pub fn input(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Input, code, message)
+    }
+
+    /// Any other failure (exit code 2).
+    pub fn other(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(ErrorClass::Other, code, message)
+    }
+
+    fn new(class: ErrorClass, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            code,
+            message: message.into(),
+            source_code: None,
+            labels: Vec::new(),
+            help: None,
+            cause: None,
+        }
+    }
+
+    /// Failure to read or write a file.
+    pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
+        let class = match err.kind() {
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
+                ErrorClass::Input
+            }
+            _ => ErrorClass::Other,
+        };
+        Self::new(class, "io", format!("cannot access `{}`", path.display())).with_cause(err)
+    }
+
+    /// Attach the source file the spans refer to.
+    pub fn with_source(mut self, src: &SourceFile) -> Self {
+        self.source_code = Some(NamedSource::new(src.name.clone(), src.text.clone()));
+        self
+    }
+
+    /// Add a labelled span.
+    pub fn with_label(mut self, span: Span, label: Option<impl Into<String>>) -> Self {
+        self.labels
+            .push(LabeledSpan::new_with_span(label.map(Into::into), span));
+        self
+    }
+
+    /// Set the help line.
+    pub fn with_help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+
+    /// Set the underlying cause.
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.cause = Some(Box::new(cause));
+        self
+    }
+
+    /// Prefix the message with context, e.g. the node path.
+    pub fn context(mut self, prefix: impl fmt::Display) -> Self {
+        self.message = format!("{prefix}: {}", self.message);
+        self
+    }
+
+    /// Input or other.
+    pub fn class(&self) -> ErrorClass {
+        self.class
+    }
+
+    /// The process exit code for this error: 1 invalid input, 2 other failure.
+    pub fn exit_code(&self) -> i32 {
+        match self.class {
+            ErrorClass::Input => 1,
+            ErrorClass::Other => 2,
+        }
+    }
+
+    /// The stable error code, e.g. `graph::cycle`.
+    pub fn code_str(&self) -> &'static str {
+        self.code
+    }
+
+    /// The message without source context.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The help line, if any.
+    pub fn help_text(&self) -> Option<&str> {
+        self.help.as_deref()
+    }
+
+    /// The name of the file this error points into, if any.
+    pub fn file_name(&self) -> Option<&str> {
+        self.source_code.as_ref().map(|s| s.name())
+    }
+
+    /// The labelled spans.
+    pub fn spans(&self) -> &[LabeledSpan] {
+        &self.labels
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} [{}]", self.message, self.code)?;
+        if let Some(name) = self.file_name() {
+            write!(f, " in {name}")?;
+        }
+        for l in &self.labels {
+            write!(f, " @{}..{}", l.offset(), l.offset() + l.len())?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl Diagnostic for Error {
+    fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        Some(Box::new(self.code))
+    }
+
+    fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
+        self.help
+            .as_ref()
+            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+    }
+
+    fn source_code(&self) -> Option<&dyn SourceCode> {
+        self.source_code.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
+        if self.labels.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.labels.iter().cloned()))
+        }
+    }
+}
+
+/// "did you mean `x`?" for a misspelt name among `candidates`.
+pub fn did_you_mean<'a>(name: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(name, c), c))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| format!("did you mean `{c}`?"))
+}

@@ -1,0 +1,119 @@
+//! The tensor operations a block's forward may call, on opaque handles. The executor
+//! implements it on a dfdx device and tape; the plugin ABI forwards to it. Shapes here
+//! include the batch dimension. Every method checks its shapes and returns an error
+//! rather than panic, because plugins call it too.
+
+use crate::error::Result;
+
+/// Opaque handle to a tensor living in an executor.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Tensor(pub u32);
+
+/// Element-wise unary operations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    /// max(x, 0)
+    Relu,
+    /// x if x > 0 else slope·x
+    LeakyRelu(f32),
+    /// tanh
+    Tanh,
+    /// 1 / (1 + e^-x)
+    Sigmoid,
+    /// e^x
+    Exp,
+    /// ln x
+    Ln,
+    /// −x
+    Neg,
+    /// x²
+    Square,
+    /// √x
+    Sqrt,
+    /// |x|
+    Abs,
+    /// a·x
+    Scale(f32),
+    /// x + a
+    AddScalar(f32),
+}
+
+/// Element-wise binary operations on equal shapes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Binary {
+    /// a + b
+    Add,
+    /// a − b
+    Sub,
+    /// a · b
+    Mul,
+    /// a / b
+    Div,
+}
+
+/// Distribution of sampled noise.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Noise {
+    /// N(0, 1).
+    Normal,
+    /// N(0, 1) re-drawn until |x| < bound.
+    TruncatedNormal(f32),
+}
+
+/// The running statistics of a BatchNorm node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BnStats {
+    /// Running mean [C].
+    pub mean: Tensor,
+    /// Running variance [C].
+    pub var: Tensor,
+    /// Number of train-mode calls [1].
+    pub count: Tensor,
+}
+
+/// Tensor operations available to block forwards.
+pub trait Ops {
+    /// Full shape (batch first).
+    fn shape(&self, t: Tensor) -> Result<Vec<usize>>;
+    /// Whether BatchNorm-like blocks should use batch statistics now.
+    fn training(&self) -> bool;
+    /// y = x·wᵀ + b for x [B, in], w [out, in], b [out].
+    fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor>;
+    /// Batched matrix product [B, M, K] × [B, K, N] → [B, M, N].
+    fn matmul(&mut self, a: Tensor, b: Tensor) -> Result<Tensor>;
+    /// 2-d convolution of x [B, C, H, W] with w [O, C, kh, kw], zero padding.
+    fn conv2d(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, stride: usize, padding: usize) -> Result<Tensor>;
+    /// BatchNorm over all dims but 1. In train mode it normalises with batch statistics
+    /// and updates `stats` (running mean, unbiased running variance, call counter).
+    fn batch_norm(&mut self, x: Tensor, gamma: Tensor, beta: Tensor, stats: BnStats, momentum: f32, eps: f32) -> Result<Tensor>;
+    /// Element-wise unary op.
+    fn unary(&mut self, op: Unary, x: Tensor) -> Result<Tensor>;
+    /// Element-wise binary op on equal shapes.
+    fn binary(&mut self, op: Binary, a: Tensor, b: Tensor) -> Result<Tensor>;
+    /// Nearest-neighbour upsampling of [B, C, H, W] by an integer factor.
+    fn upsample_nearest(&mut self, x: Tensor, scale: usize) -> Result<Tensor>;
+    /// Concatenate along `axis` (0 is the batch).
+    fn concat(&mut self, xs: &[Tensor], axis: usize) -> Result<Tensor>;
+    /// Elements `start..end` along `axis`.
+    fn slice(&mut self, x: Tensor, axis: usize, start: usize, end: usize) -> Result<Tensor>;
+    /// Same elements, new shape.
+    fn reshape(&mut self, x: Tensor, shape: &[usize]) -> Result<Tensor>;
+    /// [B, C] → [B, C, H, W] by repetition.
+    fn replicate(&mut self, x: Tensor, h: usize, w: usize) -> Result<Tensor>;
+    /// Softmax along the last axis.
+    fn softmax(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Sum of all elements → shape [1].
+    fn sum(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Mean of all elements → shape [1].
+    fn mean(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Same values, no gradient flows back.
+    fn detach(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Noise for the node at `name` (a test or the trainer may supply it).
+    fn noise(&mut self, name: &str, shape: &[usize], dist: Noise) -> Result<Tensor>;
+    /// A constant from host data.
+    fn constant(&mut self, data: &[f32], shape: &[usize]) -> Result<Tensor>;
+    /// Copy values to the host.
+    fn read(&mut self, t: Tensor) -> Result<Vec<f32>>;
+    /// Path of the node being run (for noise names and messages).
+    fn node_path(&self) -> &str;
+}

@@ -1,0 +1,14 @@
+//! stackflow-core: StackGAN as data. A RON graph file is parsed ([`dsl`]), checked and
+//! shape-inferred ([`ir`]), and run on dfdx ([`exec`], [`kernels`]). Every node kind lives
+//! in one [`registry`]; the built-in kinds are in [`blocks`].
+
+pub mod blocks;
+pub mod dsl;
+pub mod error;
+pub mod exec;
+pub mod ir;
+#[cfg(not(feature = "wip-no-kernels"))]
+pub mod kernels;
+pub mod registry;
+
+pub use error::{Error, Result};
