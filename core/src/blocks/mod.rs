@@ -84,7 +84,7 @@ pub(crate) mod testing {
         let items = crate::dsl::entries(&v)
             .expect("a map")
             .into_iter()
-            .map(|(name, value)| Attr { name, value, span: (0, 0).into() })
+            .map(|(name, value)| Attr { name, value, span: (0, 0).into(), key_span: None })
             .collect();
         let vars = BTreeMap::from([("w".to_string(), 4)]);
         let src = SourceFile::new("test", attrs);

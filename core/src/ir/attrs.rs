@@ -15,6 +15,8 @@ pub struct Attr {
     pub value: ron::Value,
     /// Span of the value.
     pub span: Span,
+    /// Span of the name, where known.
+    pub key_span: Option<Span>,
 }
 
 /// The attributes of one node, read by a block kind's `configure`.
@@ -144,6 +146,7 @@ impl<'a> Attrs<'a> {
                     name: name.to_string(),
                     value: v.clone(),
                     span: a.span,
+                    key_span: a.key_span,
                 })
             })
             .collect::<Result<Vec<_>>>()
@@ -210,7 +213,7 @@ impl<'a> Attrs<'a> {
             if !self.read.contains(&a.name) {
                 let mut e = self.src.error(
                     "graph::unknown_attribute",
-                    a.span,
+                    a.key_span.unwrap_or(a.span),
                     format!("`{}` has no attribute `{}`", self.kind, a.name),
                 );
                 e = match did_you_mean(&a.name, self.read.iter().map(String::as_str)) {

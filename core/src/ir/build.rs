@@ -400,12 +400,14 @@ impl Builder<'_> {
         Ok(items
             .into_iter()
             .map(|(name, value)| {
-                let span = self.span(frame, &[Key::Index(i), Key::Index(2), Key::from(name.as_str())]);
+                let rest = [Key::Index(i), Key::Index(2), Key::from(name.as_str())];
+                let span = self.span(frame, &rest);
+                let key_span = self.p.spans.key_span(&[frame.base.clone(), rest.to_vec()].concat());
                 let value = match &value {
                     ron::Value::String(s) => frame.subst.get(s).cloned().unwrap_or(value),
                     _ => value,
                 };
-                Attr { name, value, span }
+                Attr { name, value, span, key_span }
             })
             .collect())
     }
@@ -549,7 +551,7 @@ impl Builder<'_> {
         let mut subst = HashMap::new();
         for a in &attrs {
             if !t.params.contains(&a.name) {
-                let mut e = self.err("graph::unknown_attribute", a.span, format!("template `{kind}` has no parameter `{}`", a.name), frame);
+                let mut e = self.err("graph::unknown_attribute", a.key_span.unwrap_or(a.span), format!("template `{kind}` has no parameter `{}`", a.name), frame);
                 e = e.with_help(did_you_mean(&a.name, t.params.iter().map(String::as_str)).unwrap_or_else(|| format!("its parameters: {}", t.params.join(", "))));
                 return Err(e);
             }

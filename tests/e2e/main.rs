@@ -1,0 +1,5 @@
+//! End-to-end tests: they drive the real `stackflow` binary on real graph files.
+
+mod bad_graphs;
+mod check;
+mod support;
