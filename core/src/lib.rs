@@ -7,7 +7,6 @@ pub mod dsl;
 pub mod error;
 pub mod exec;
 pub mod ir;
-#[cfg(not(feature = "wip-no-kernels"))]
 pub mod kernels;
 pub mod registry;
 

@@ -1,0 +1,592 @@
+//! The executor: runs checked nets on a dfdx device, implementing [`Ops`] for block
+//! forwards. Values live in a slab without tapes; every op's backward closures go to one
+//! tape for the whole pass, so a value read by several nodes gets every consumer's
+//! gradient, and nothing depends on which consumer happened to own a tape.
+
+use std::collections::HashMap;
+
+use dfdx::prelude::*;
+
+use super::noise::NoiseSource;
+use super::ops::{Binary, BnStats, Noise, Ops, Tensor as H, Unary};
+use super::params::ParamStore;
+use super::value::Val;
+use crate::error::{Error, Result};
+use crate::ir::{ModeOverride, Net, Producer, Role, ValueId};
+use crate::kernels::{self, KernelDevice, KernelError};
+
+fn kerr(e: KernelError) -> Error {
+    Error::other("exec::kernel", e.to_string())
+}
+
+fn shape_err(op: &str, msg: impl std::fmt::Display) -> Error {
+    Error::other("exec::shape", format!("{op}: {msg}"))
+}
+
+/// Runs nets and records one tape (`OwnedTape`) or none (`NoneTape`).
+pub struct Runner<'n, D: KernelDevice, T> {
+    dev: D,
+    vals: Vec<Val<D>>,
+    tape: T,
+    record: bool,
+    training: bool,
+    node_training: bool,
+    node_path: String,
+    noise: &'n mut NoiseSource,
+}
+
+impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
+    /// A runner on `dev`; `training` selects BatchNorm batch statistics.
+    pub fn new(dev: D, training: bool, noise: &'n mut NoiseSource) -> Self {
+        Self {
+            dev,
+            vals: Vec::new(),
+            tape: T::default(),
+            record: true,
+            training,
+            node_training: training,
+            node_path: String::new(),
+            noise,
+        }
+    }
+
+    /// Put a value in the slab.
+    pub fn push(&mut self, v: Val<D>) -> H {
+        self.vals.push(v);
+        H((self.vals.len() - 1) as u32)
+    }
+
+    /// A value by handle.
+    pub fn val(&self, h: H) -> Result<&Val<D>> {
+        self.vals.get(h.0 as usize).ok_or_else(|| Error::other("exec::handle", format!("no tensor {}", h.0)))
+    }
+
+    fn tr<S: Shape>(&self, t: &Tensor<S, f32, D>) -> Tensor<S, f32, D, T> {
+        t.clone().put_tape(T::default())
+    }
+
+    fn keep<S: Shape>(&mut self, y: Tensor<S, f32, D, T>) -> Tensor<S, f32, D> {
+        let (y, tape) = y.split_tape();
+        if self.record {
+            self.tape = std::mem::take(&mut self.tape).merge(tape);
+        }
+        y
+    }
+
+    fn put<S: Shape>(&mut self, y: Tensor<S, f32, D, T>, wrap: fn(Tensor<S, f32, D>) -> Val<D>) -> H {
+        let y = self.keep(y);
+        self.push(wrap(y))
+    }
+
+    /// Run `net` with `feeds` (inputs by name, or any value by id) and return the handles
+    /// of `wanted` values. Only nodes those values need are run. Parameters come from
+    /// `store`; BatchNorm statistics updated in train mode are written back to it.
+    pub fn run_net(
+        &mut self,
+        net: &Net,
+        store: &mut ParamStore<D>,
+        feeds: &[(ValueId, H)],
+        wanted: &[ValueId],
+    ) -> Result<Vec<H>> {
+        let mut slot: HashMap<ValueId, H> = feeds.iter().copied().collect();
+        for &(v, h) in feeds {
+            let want: Vec<usize> = net.values[v].shape.dims().to_vec();
+            let got = self.val(h)?.dims();
+            if got.len() != want.len() + 1 || got[1..] != want[..] {
+                return Err(Error::input(
+                    "exec::input_shape",
+                    format!("`{}` of net `{}` must be [batch, {}], got {got:?}", net.values[v].name, net.name, want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                ));
+            }
+        }
+        let needed = needed_nodes(net, &slot, wanted)?;
+        let mut params: HashMap<usize, H> = HashMap::new();
+        let mut touched_buffers: Vec<(usize, H)> = Vec::new();
+        for (i, node) in net.nodes.iter().enumerate() {
+            if !needed[i] {
+                continue;
+            }
+            let inputs = node
+                .inputs
+                .iter()
+                .map(|v| slot.get(v).copied().ok_or_else(|| Error::input("exec::missing_input", format!("net `{}` needs `{}`", net.name, net.values[*v].name))))
+                .collect::<Result<Vec<_>>>()?;
+            let mut ph = Vec::new();
+            for &p in &node.params {
+                let h = match params.get(&p) {
+                    Some(h) => *h,
+                    None => {
+                        let path = &net.params[p].path;
+                        let e = store.get(path).ok_or_else(|| Error::other("exec::param", format!("parameter `{path}` is not instantiated")))?;
+                        let h = self.push(e.value.clone());
+                        params.insert(p, h);
+                        if e.role == Role::Buffer {
+                            touched_buffers.push((p, h));
+                        }
+                        h
+                    }
+                };
+                ph.push(h);
+            }
+            self.record = !node.frozen;
+            self.node_training = match node.mode {
+                ModeOverride::Follow => self.training,
+                ModeOverride::Train => true,
+                ModeOverride::Eval => false,
+            };
+            self.node_path = node.path.clone();
+            let outs = node.block.forward(self, &inputs, &ph).map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
+            self.record = true;
+            if outs.len() != node.outputs.len() {
+                return Err(Error::other("exec::ports", format!("node `{}` returned {} outputs for {} ports", node.path, outs.len(), node.outputs.len())));
+            }
+            for (&v, h) in node.outputs.iter().zip(outs) {
+                let got = self.val(h)?.dims();
+                let want = net.values[v].shape.dims();
+                if got.len() != want.len() + 1 || got[1..] != want[..] {
+                    return Err(Error::other("exec::shape", format!("node `{}` ({}) produced {got:?}, its inferred shape is {want:?}", node.path, node.kind)));
+                }
+                slot.insert(v, h);
+            }
+        }
+        for (p, h) in touched_buffers {
+            store.set(&net.params[p].path, self.val(h)?.clone())?;
+        }
+        wanted
+            .iter()
+            .map(|v| slot.get(v).copied().ok_or_else(|| Error::other("exec::missing", format!("value `{}` was not computed", net.values[*v].name))))
+            .collect()
+    }
+
+    /// Every value handle the runner holds (for gradient lookups).
+    pub fn values(&self) -> &[Val<D>] {
+        &self.vals
+    }
+
+    /// Take the recorded tape.
+    pub fn take_tape(&mut self) -> T {
+        std::mem::take(&mut self.tape)
+    }
+}
+
+impl<D: KernelDevice> Runner<'_, D, OwnedTape<f32, D>> {
+    /// Back-propagate from the scalar `loss` ([1]) through everything recorded.
+    pub fn backward(&mut self, loss: H) -> Result<Gradients<f32, D>> {
+        let Val::R1(l) = self.val(loss)?.clone() else {
+            return Err(shape_err("backward", "loss must have shape [1]"));
+        };
+        let tape = self.take_tape();
+        let scalar = l.put_tape(tape).sum::<(), _>();
+        scalar.try_backward().map_err(|e| Error::other("exec::backward", format!("{e:?}")))
+    }
+}
+
+/// Host copy of the gradient of `v` (zeros if it got none).
+pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Vec<f32> {
+    match v {
+        Val::R1(t) => {
+            grads.get_or_alloc_mut(t).ok();
+            grads.get(t).as_vec()
+        }
+        Val::R2(t) => {
+            grads.get_or_alloc_mut(t).ok();
+            grads.get(t).as_vec()
+        }
+        Val::R3(t) => {
+            grads.get_or_alloc_mut(t).ok();
+            grads.get(t).as_vec()
+        }
+        Val::R4(t) => {
+            grads.get_or_alloc_mut(t).ok();
+            grads.get(t).as_vec()
+        }
+    }
+}
+
+/// Which nodes must run to produce `wanted` given the already `known` values.
+fn needed_nodes(net: &Net, known: &HashMap<ValueId, H>, wanted: &[ValueId]) -> Result<Vec<bool>> {
+    let mut need = vec![false; net.nodes.len()];
+    let mut stack: Vec<ValueId> = wanted.to_vec();
+    let mut seen = vec![false; net.values.len()];
+    while let Some(v) = stack.pop() {
+        if seen[v] || known.contains_key(&v) {
+            continue;
+        }
+        seen[v] = true;
+        match net.values[v].producer {
+            Producer::Input(_) => {
+                return Err(Error::input("exec::missing_input", format!("net `{}` needs input `{}`", net.name, net.values[v].name)));
+            }
+            Producer::Node { node, .. } => {
+                if !need[node] {
+                    need[node] = true;
+                    stack.extend(net.nodes[node].inputs.iter().copied());
+                }
+            }
+        }
+    }
+    Ok(need)
+}
+
+macro_rules! unary_all {
+    ($self:ident, $v:expr, $t:ident => $body:expr) => {{
+        match $v {
+            Val::R1(x) => {
+                let $t = $self.tr(&x);
+                let y = $body;
+                $self.put(y, Val::R1)
+            }
+            Val::R2(x) => {
+                let $t = $self.tr(&x);
+                let y = $body;
+                $self.put(y, Val::R2)
+            }
+            Val::R3(x) => {
+                let $t = $self.tr(&x);
+                let y = $body;
+                $self.put(y, Val::R3)
+            }
+            Val::R4(x) => {
+                let $t = $self.tr(&x);
+                let y = $body;
+                $self.put(y, Val::R4)
+            }
+        }
+    }};
+}
+
+impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
+    fn reshape_tensor<S: Shape>(&mut self, t: &Tensor<S, f32, D>, dims: &[usize]) -> Result<H> {
+        let x = self.tr(t);
+        Ok(match *dims {
+            [a] => self.put(x.reshape_like(&(a,)), Val::R1),
+            [a, b] => self.put(x.reshape_like(&(a, b)), Val::R2),
+            [a, b, c] => self.put(x.reshape_like(&(a, b, c)), Val::R3),
+            [a, b, c, d] => self.put(x.reshape_like(&(a, b, c, d)), Val::R4),
+            _ => return Err(shape_err("reshape", format!("rank of {dims:?} is not 1–4"))),
+        })
+    }
+
+    fn reduce<S: Shape>(&mut self, t: &Tensor<S, f32, D>, mean: bool) -> H {
+        let x = self.tr(t);
+        let s = if mean { x.mean::<(), _>() } else { x.sum::<(), _>() };
+        let y = s.reshape_like(&(1usize,));
+        self.put(y, Val::R1)
+    }
+
+    fn index(&self, rows: usize, start: usize, end: usize) -> Tensor<(usize, usize), usize, D> {
+        let n = end - start;
+        let data: Vec<usize> = (0..rows).flat_map(|_| start..end).collect();
+        self.dev.tensor_from_vec(data, (rows, n))
+    }
+}
+
+impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
+    fn shape(&self, t: H) -> Result<Vec<usize>> {
+        Ok(self.val(t)?.dims())
+    }
+
+    fn training(&self) -> bool {
+        self.node_training
+    }
+
+    fn linear(&mut self, x: H, w: H, b: Option<H>) -> Result<H> {
+        let (Val::R2(x), Val::R2(w)) = (self.val(x)?.clone(), self.val(w)?.clone()) else {
+            return Err(shape_err("linear", "needs x [B, in] and w [out, in]"));
+        };
+        let ((bsz, n), (out, n2)) = (*x.shape(), *w.shape());
+        if n != n2 {
+            return Err(shape_err("linear", format!("x has {n} features, w expects {n2}")));
+        }
+        let wt = self.tr(&w).permute::<(usize, usize), Axes2<1, 0>>();
+        let y = self.tr(&x).matmul(wt);
+        let y = match b {
+            Some(b) => {
+                let Val::R1(b) = self.val(b)?.clone() else {
+                    return Err(shape_err("linear", "bias must be [out]"));
+                };
+                if b.shape().0 != out {
+                    return Err(shape_err("linear", "bias length differs from out"));
+                }
+                y + self.tr(&b).broadcast_like::<_, Axis<0>>(&(bsz, out))
+            }
+            None => y,
+        };
+        Ok(self.put(y, Val::R2))
+    }
+
+    fn matmul(&mut self, a: H, b: H) -> Result<H> {
+        let (Val::R3(a), Val::R3(b)) = (self.val(a)?.clone(), self.val(b)?.clone()) else {
+            return Err(shape_err("matmul", "needs [B, M, K] × [B, K, N]"));
+        };
+        let (sa, sb) = (*a.shape(), *b.shape());
+        if sa.0 != sb.0 || sa.2 != sb.1 {
+            return Err(shape_err("matmul", format!("{sa:?} × {sb:?}")));
+        }
+        let y = self.tr(&a).matmul(self.tr(&b));
+        Ok(self.put(y, Val::R3))
+    }
+
+    fn conv2d(&mut self, x: H, w: H, b: Option<H>, stride: usize, padding: usize) -> Result<H> {
+        let (Val::R4(x), Val::R4(w)) = (self.val(x)?.clone(), self.val(w)?.clone()) else {
+            return Err(shape_err("conv2d", "needs x [B, C, H, W] and w [O, C, kh, kw]"));
+        };
+        let bias = match b {
+            Some(b) => match self.val(b)?.clone() {
+                Val::R1(b) => Some(self.tr(&b)),
+                _ => return Err(shape_err("conv2d", "bias must be [O]")),
+            },
+            None => None,
+        };
+        let y = kernels::conv2d(self.tr(&x), self.tr(&w), bias, stride, padding).map_err(kerr)?;
+        Ok(self.put(y, Val::R4))
+    }
+
+    fn batch_norm(&mut self, x: H, gamma: H, beta: H, stats: BnStats, momentum: f32, eps: f32) -> Result<H> {
+        let xv = self.val(x)?.clone();
+        let dims = xv.dims();
+        let x4 = match &xv {
+            Val::R4(t) => self.tr(t),
+            Val::R2(t) => self.tr(t).reshape_like(&(dims[0], dims[1], 1usize, 1usize)),
+            _ => return Err(shape_err("batch_norm", "needs [B, F] or [B, C, H, W]")),
+        };
+        let (Val::R1(g), Val::R1(b), Val::R1(mut m), Val::R1(mut v)) = (
+            self.val(gamma)?.clone(),
+            self.val(beta)?.clone(),
+            self.val(stats.mean)?.clone(),
+            self.val(stats.var)?.clone(),
+        ) else {
+            return Err(shape_err("batch_norm", "statistics must be vectors"));
+        };
+        let train = self.node_training;
+        let y = kernels::batch_norm(x4, self.tr(&g), self.tr(&b), &mut m, &mut v, train, momentum, eps).map_err(kerr)?;
+        self.vals[stats.mean.0 as usize] = Val::R1(m);
+        self.vals[stats.var.0 as usize] = Val::R1(v);
+        if train {
+            let count = self.val(stats.count)?.to_vec();
+            let next = Val::from_host(&self.dev, vec![count.first().copied().unwrap_or(0.0) + 1.0], &[1])?;
+            self.vals[stats.count.0 as usize] = next;
+        }
+        Ok(match xv {
+            Val::R2(_) => {
+                let y = y.reshape_like(&(dims[0], dims[1]));
+                self.put(y, Val::R2)
+            }
+            _ => self.put(y, Val::R4),
+        })
+    }
+
+    fn unary(&mut self, op: Unary, x: H) -> Result<H> {
+        let v = self.val(x)?.clone();
+        Ok(match op {
+            Unary::Relu => unary_all!(self, v, t => t.relu()),
+            Unary::LeakyRelu(s) => match v {
+                Val::R1(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R1) }
+                Val::R2(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R2) }
+                Val::R3(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R3) }
+                Val::R4(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R4) }
+            },
+            Unary::Tanh => unary_all!(self, v, t => t.tanh()),
+            Unary::Sigmoid => unary_all!(self, v, t => t.sigmoid()),
+            Unary::Exp => unary_all!(self, v, t => t.exp()),
+            Unary::Ln => unary_all!(self, v, t => t.ln()),
+            Unary::Neg => unary_all!(self, v, t => t.negate()),
+            Unary::Square => unary_all!(self, v, t => t.square()),
+            Unary::Sqrt => unary_all!(self, v, t => t.sqrt()),
+            Unary::Abs => unary_all!(self, v, t => t.abs()),
+            Unary::Scale(a) => unary_all!(self, v, t => t * a),
+            Unary::AddScalar(a) => unary_all!(self, v, t => t + a),
+        })
+    }
+
+    fn binary(&mut self, op: Binary, a: H, b: H) -> Result<H> {
+        let (a, b) = (self.val(a)?.clone(), self.val(b)?.clone());
+        if a.dims() != b.dims() {
+            return Err(shape_err("binary", format!("{:?} vs {:?}", a.dims(), b.dims())));
+        }
+        macro_rules! bin {
+            ($x:expr, $y:expr, $w:expr) => {{
+                let (x, y) = (self.tr(&$x), self.tr(&$y));
+                let z = match op {
+                    Binary::Add => x + y,
+                    Binary::Sub => x - y,
+                    Binary::Mul => x * y,
+                    Binary::Div => x / y,
+                };
+                self.put(z, $w)
+            }};
+        }
+        Ok(match (a, b) {
+            (Val::R1(x), Val::R1(y)) => bin!(x, y, Val::R1),
+            (Val::R2(x), Val::R2(y)) => bin!(x, y, Val::R2),
+            (Val::R3(x), Val::R3(y)) => bin!(x, y, Val::R3),
+            (Val::R4(x), Val::R4(y)) => bin!(x, y, Val::R4),
+            _ => return Err(shape_err("binary", "ranks differ")),
+        })
+    }
+
+    fn upsample_nearest(&mut self, x: H, scale: usize) -> Result<H> {
+        let Val::R4(x) = self.val(x)?.clone() else {
+            return Err(shape_err("upsample_nearest", "needs [B, C, H, W]"));
+        };
+        let y = kernels::upsample_nearest(self.tr(&x), scale).map_err(kerr)?;
+        Ok(self.put(y, Val::R4))
+    }
+
+    fn concat(&mut self, xs: &[H], axis: usize) -> Result<H> {
+        let Some((&first, rest)) = xs.split_first() else {
+            return Err(shape_err("concat", "nothing to concatenate"));
+        };
+        let mut acc = first;
+        for &next in rest {
+            let (a, b) = (self.val(acc)?.clone(), self.val(next)?.clone());
+            let (da, db) = (a.dims(), b.dims());
+            let same_rest = da.len() == db.len() && da.iter().zip(&db).enumerate().all(|(i, (p, q))| i == axis || p == q);
+            if !same_rest || axis >= da.len() {
+                return Err(shape_err("concat", format!("{da:?} and {db:?} along axis {axis}")));
+            }
+            macro_rules! cat {
+                ($x:expr, $y:expr, $w:expr) => {{
+                    let (x, y) = (self.tr(&$x), self.tr(&$y));
+                    match axis {
+                        0 => { let z = (x, y).concat_along(Axis::<0>); self.put(z, $w) }
+                        1 => { let z = (x, y).concat_along(Axis::<1>); self.put(z, $w) }
+                        _ => return Err(shape_err("concat", "only axes 0 and 1 are supported")),
+                    }
+                }};
+            }
+            acc = match (a, b) {
+                (Val::R1(x), Val::R1(y)) => {
+                    let z = (self.tr(&x), self.tr(&y)).concat_along(Axis::<0>);
+                    self.put(z, Val::R1)
+                }
+                (Val::R2(x), Val::R2(y)) => cat!(x, y, Val::R2),
+                (Val::R3(x), Val::R3(y)) => cat!(x, y, Val::R3),
+                (Val::R4(x), Val::R4(y)) => cat!(x, y, Val::R4),
+                _ => return Err(shape_err("concat", "ranks differ")),
+            };
+        }
+        Ok(acc)
+    }
+
+    fn slice(&mut self, x: H, axis: usize, start: usize, end: usize) -> Result<H> {
+        let v = self.val(x)?.clone();
+        let dims = v.dims();
+        if axis >= dims.len() || start >= end || end > dims[axis] {
+            return Err(shape_err("slice", format!("{start}..{end} along axis {axis} of {dims:?}")));
+        }
+        // Gather, not dfdx's `slice`: its CPU backward overwrites instead of adding.
+        match (v, axis) {
+            (Val::R1(t), 0) => {
+                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
+                let y = self.tr(&t).gather::<(usize,), _>(idx);
+                Ok(self.put(y, Val::R1))
+            }
+            (Val::R2(t), 1) => {
+                let idx = self.index(dims[0], start, end);
+                let y = self.tr(&t).gather::<(usize, usize), _>(idx);
+                Ok(self.put(y, Val::R2))
+            }
+            (Val::R3(t), 1) => {
+                let idx = self.index(dims[0], start, end);
+                let y = self.tr(&t).gather::<(usize, usize, usize), _>(idx);
+                Ok(self.put(y, Val::R3))
+            }
+            (Val::R4(t), 1) => {
+                let idx = self.index(dims[0], start, end);
+                let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx);
+                Ok(self.put(y, Val::R4))
+            }
+            (Val::R2(t), 0) => {
+                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
+                let y = self.tr(&t).gather::<(usize, usize), _>(idx);
+                Ok(self.put(y, Val::R2))
+            }
+            (Val::R4(t), 0) => {
+                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
+                let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx);
+                Ok(self.put(y, Val::R4))
+            }
+            _ => Err(shape_err("slice", format!("axis {axis} of a rank-{} tensor is not supported", dims.len()))),
+        }
+    }
+
+    fn reshape(&mut self, x: H, shape: &[usize]) -> Result<H> {
+        let v = self.val(x)?.clone();
+        if shape.iter().product::<usize>() != v.numel() {
+            return Err(shape_err("reshape", format!("{:?} to {shape:?}", v.dims())));
+        }
+        match v {
+            Val::R1(t) => self.reshape_tensor(&t, shape),
+            Val::R2(t) => self.reshape_tensor(&t, shape),
+            Val::R3(t) => self.reshape_tensor(&t, shape),
+            Val::R4(t) => self.reshape_tensor(&t, shape),
+        }
+    }
+
+    fn replicate(&mut self, x: H, h: usize, w: usize) -> Result<H> {
+        let Val::R2(t) = self.val(x)?.clone() else {
+            return Err(shape_err("replicate", "needs [B, C]"));
+        };
+        let (b, c) = *t.shape();
+        let y = self.tr(&t).broadcast_like::<_, Axes2<2, 3>>(&(b, c, h, w));
+        Ok(self.put(y, Val::R4))
+    }
+
+    fn softmax(&mut self, x: H) -> Result<H> {
+        Ok(match self.val(x)?.clone() {
+            Val::R1(t) => { let y = self.tr(&t).softmax::<Axis<0>>(); self.put(y, Val::R1) }
+            Val::R2(t) => { let y = self.tr(&t).softmax::<Axis<1>>(); self.put(y, Val::R2) }
+            Val::R3(t) => { let y = self.tr(&t).softmax::<Axis<2>>(); self.put(y, Val::R3) }
+            Val::R4(t) => { let y = self.tr(&t).softmax::<Axis<3>>(); self.put(y, Val::R4) }
+        })
+    }
+
+    fn sum(&mut self, x: H) -> Result<H> {
+        Ok(match self.val(x)?.clone() {
+            Val::R1(t) => self.reduce(&t, false),
+            Val::R2(t) => self.reduce(&t, false),
+            Val::R3(t) => self.reduce(&t, false),
+            Val::R4(t) => self.reduce(&t, false),
+        })
+    }
+
+    fn mean(&mut self, x: H) -> Result<H> {
+        Ok(match self.val(x)?.clone() {
+            Val::R1(t) => self.reduce(&t, true),
+            Val::R2(t) => self.reduce(&t, true),
+            Val::R3(t) => self.reduce(&t, true),
+            Val::R4(t) => self.reduce(&t, true),
+        })
+    }
+
+    fn detach(&mut self, x: H) -> Result<H> {
+        // A new tensor id without a backward op: gradients stop here.
+        let v = match self.val(x)?.clone() {
+            Val::R1(t) => Val::R1(t * 1.0),
+            Val::R2(t) => Val::R2(t * 1.0),
+            Val::R3(t) => Val::R3(t * 1.0),
+            Val::R4(t) => Val::R4(t * 1.0),
+        };
+        Ok(self.push(v))
+    }
+
+    fn noise(&mut self, name: &str, shape: &[usize], dist: Noise) -> Result<H> {
+        let data = self.noise.draw(name, shape, dist)?;
+        let v = Val::from_host(&self.dev, data, shape)?;
+        Ok(self.push(v))
+    }
+
+    fn constant(&mut self, data: &[f32], shape: &[usize]) -> Result<H> {
+        let v = Val::from_host(&self.dev, data.to_vec(), shape)?;
+        Ok(self.push(v))
+    }
+
+    fn read(&mut self, t: H) -> Result<Vec<f32>> {
+        Ok(self.val(t)?.to_vec())
+    }
+
+    fn node_path(&self) -> &str {
+        &self.node_path
+    }
+}

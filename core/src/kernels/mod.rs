@@ -1,0 +1,94 @@
+//! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling and
+//! leaky ReLU, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
+//! kernels (im2col + `gemm`); CUDA gets composites of dfdx ops (each op's `composite`).
+//!
+//! Every op is generic over the tape, so the same call serves inference (`NoneTape`) and
+//! training (`OwnedTape`). Backward ops *add* into gradients, so a tensor consumed by several
+//! ops gets the sum of their contributions. Shapes are checked before any work and reported
+//! as [`KernelError`]; nothing here panics on a shape.
+
+pub mod batch_norm;
+pub mod conv2d;
+mod cpu;
+pub mod leaky_relu;
+pub mod upsample;
+
+#[cfg(test)]
+mod testutil;
+
+use dfdx::prelude::{Device, Tensor};
+
+pub use batch_norm::{batch_norm, BatchNormKernel};
+pub use conv2d::{conv2d, Conv2dGeom, Conv2dKernel};
+pub use leaky_relu::{leaky_relu, LeakyReluKernel};
+pub use upsample::{upsample_nearest, UpsampleKernel};
+
+/// A 4-d `f32` tensor with runtime dims, `[batch, channels, height, width]`.
+pub type T4<D, T = dfdx::prelude::NoneTape> = Tensor<(usize, usize, usize, usize), f32, D, T>;
+/// A 1-d `f32` tensor with a runtime length (per-channel parameters and statistics).
+pub type T1<D, T = dfdx::prelude::NoneTape> = Tensor<(usize,), f32, D, T>;
+
+/// Why a kernel refused to run.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum KernelError {
+    /// Input shapes disagree with each other or with the op's parameters.
+    #[error("{op}: shape mismatch: {detail}")]
+    Shape {
+        /// The op that rejected its inputs.
+        op: &'static str,
+        /// Which shapes disagree, with their values.
+        detail: String,
+    },
+    /// A scalar argument is out of range (zero stride, zero scale, a batch of one in
+    /// training-mode batch norm, ...).
+    #[error("{op}: invalid argument: {detail}")]
+    Argument {
+        /// The op that rejected its argument.
+        op: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// The device failed (out of memory, a CUDA error).
+    #[error("{op}: device error: {detail}")]
+    Device {
+        /// The op that was running.
+        op: &'static str,
+        /// The device's own message.
+        detail: String,
+    },
+}
+
+impl KernelError {
+    pub(crate) fn shape(op: &'static str, detail: impl Into<String>) -> Self {
+        Self::Shape {
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn arg(op: &'static str, detail: impl Into<String>) -> Self {
+        Self::Argument {
+            op,
+            detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn device(op: &'static str, err: impl std::fmt::Display) -> Self {
+        Self::Device {
+            op,
+            detail: err.to_string(),
+        }
+    }
+}
+
+/// A dfdx device that has every stackflow kernel: implemented for `Cpu` (hand-written
+/// kernels) and, with the `cuda` feature, for `Cuda` (composites of dfdx ops).
+pub trait KernelDevice:
+    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel
+{
+}
+
+impl<D> KernelDevice for D where
+    D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel
+{
+}
