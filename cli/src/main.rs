@@ -22,6 +22,8 @@ enum Command {
     Info(commands::info::Args),
     /// Print a net's nodes and edges as text or Graphviz dot.
     Graph(commands::graph::Args),
+    /// Run one forward pass of a net on tensors from a safetensors file.
+    Forward(commands::forward::Args),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -42,6 +44,7 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(a),
         Command::Info(a) => commands::info::run(a),
         Command::Graph(a) => commands::graph::run(a),
+        Command::Forward(a) => commands::forward::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackflow", &mut std::io::stdout());
             Ok(())

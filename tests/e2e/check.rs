@@ -32,7 +32,7 @@ fn info_matches_reference_parameter_counts() {
     assert_eq!(counts(&nets, "d1"), (5_715_713, 0, 2_816));
     assert_eq!(counts(&nets, "g2"), (26_290_080, 10_301_248, 46_400));
     assert_eq!(counts(&nets, "d2"), (71_269_122, 0, 12_032));
-    let flops = |n: &str| (nets.iter().find(|x| x["net"] == n).unwrap()["flops_per_sample"].as_u64().unwrap() + 50_000);
+    let flops = |n: &str| nets.iter().find(|x| x["net"] == n).unwrap()["flops_per_sample"].as_u64().unwrap() + 50_000;
     // params.md: 2.4381 / 0.3020 / 25.5649 / 6.3188 GFLOP per sample.
     assert_eq!(flops("g1") / 100_000, 24_381);
     assert_eq!(flops("d1") / 100_000, 3_020);

@@ -2,4 +2,6 @@
 
 mod bad_graphs;
 mod check;
+mod docs;
+mod forward;
 mod support;

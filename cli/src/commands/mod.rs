@@ -1,6 +1,7 @@
 //! One module per subcommand; shared argument groups here.
 
 pub mod check;
+pub mod forward;
 pub mod graph;
 pub mod info;
 
@@ -77,4 +78,20 @@ pub fn pick_net<'a>(flow: &'a Flow, name: &str) -> Result<&'a ir::Net> {
         );
         e
     })
+}
+
+/// Where tensors live.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Device {
+    /// The CPU (default).
+    Cpu,
+    /// An NVIDIA GPU (needs a build with `--features cuda`).
+    Cuda,
+}
+
+/// The error for `--device cuda` in a CPU-only build.
+#[cfg(not(feature = "cuda"))]
+pub fn no_cuda() -> Error {
+    Error::input("cli::no_cuda", "this stackflow was built without CUDA support")
+        .with_help("rebuild with `cargo build --release --features cuda` (needs the CUDA toolkit)")
 }

@@ -2,6 +2,7 @@
 //! runtime values and parameter store, and the [`runner::Runner`] that executes a checked
 //! net forward (train or eval mode) and backward.
 
+pub mod forward;
 pub mod noise;
 pub mod ops;
 pub mod params;
@@ -13,3 +14,17 @@ pub use noise::NoiseSource;
 pub use params::ParamStore;
 pub use runner::{grad_of, Runner};
 pub use value::Val;
+
+/// The CPU device, seeded.
+pub fn cpu(seed: u64) -> dfdx::prelude::Cpu {
+    dfdx::tensor::Cpu::seed_from_u64(seed)
+}
+
+/// The first CUDA device, seeded; an error if there is none.
+#[cfg(feature = "cuda")]
+pub fn cuda(seed: u64) -> crate::Result<dfdx::prelude::Cuda> {
+    dfdx::tensor::Cuda::try_build(0, seed).map_err(|e| {
+        crate::Error::other("device::cuda", format!("cannot open CUDA device 0: {e:?}"))
+            .with_help("is an NVIDIA driver installed and a GPU visible? use `--device cpu` otherwise")
+    })
+}

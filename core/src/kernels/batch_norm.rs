@@ -134,9 +134,10 @@ impl BatchNormKernel for Cpu {
 
         // The input: kept in a pooled buffer for backward, or normalised in place.
         let (saved, mut out) = if T::OWNS_TAPE {
-            (Some(cpu::read(&x)), vec![0.0; shape.num_elements()])
+            let out = cpu::alloc(x.device(), shape.num_elements()).map_err(dev_err)?;
+            (Some(cpu::read(&x)), out)
         } else {
-            (None, cpu::read_vec(&x))
+            (None, cpu::read_vec(&x).map_err(dev_err)?)
         };
         let xs: &[f32] = saved.as_deref().unwrap_or(&out);
 

@@ -198,12 +198,12 @@ impl Conv2dKernel for Cpu {
             None => None,
         };
 
-        let plan = tiles(&g, COL_BUDGET, MIN_TILE_COLS);
-        let mut out = vec![0.0; g.out_len()];
+        let plan = Plan::new(&g, COL_BUDGET, MIN_TILE_COLS);
+        let mut out = cpu::alloc(x.device(), g.out_len()).map_err(dev_err)?;
         {
             let xs = cpu::read(&x);
             let ws = cpu::read(&w);
-            let bs = bias.as_ref().map(cpu::read_vec);
+            let bs = bias.as_ref().map(|b| b.as_vec());
             forward(&g, &plan, &xs, &ws, bs.as_deref(), &mut out);
         }
         let out = x
@@ -324,15 +324,15 @@ impl Tile {
     }
 }
 
-/// Splits the `B·L` output columns into tiles of about `budget / K` columns, at least
-/// `min_cols` (the kernels use `COL_BUDGET`, `MIN_TILE_COLS`; tests use small ones).
-fn tiles(g: &Conv2dGeom, budget: usize, min_cols: usize) -> Vec<Tile> {
+/// Splits the `images·L` output columns of `images` images into tiles of about
+/// `budget / K` columns, at least `min_cols`.
+fn tiles(g: &Conv2dGeom, images: usize, budget: usize, min_cols: usize) -> Vec<Tile> {
     let (k, l) = (g.k(), g.l());
     let target = (budget / k).max(min_cols).max(1);
     if l >= target {
         let n = l.div_ceil(target);
         let nl = l.div_ceil(n);
-        (0..g.batch)
+        (0..images)
             .flat_map(|b| {
                 (0..l).step_by(nl).map(move |l0| Tile {
                     b0: b,
@@ -343,18 +343,52 @@ fn tiles(g: &Conv2dGeom, budget: usize, min_cols: usize) -> Vec<Tile> {
             })
             .collect()
     } else {
-        let per = (target / l).clamp(1, g.batch);
-        let n = g.batch.div_ceil(per);
-        let nb = g.batch.div_ceil(n);
-        (0..g.batch)
+        let per = (target / l).clamp(1, images);
+        let n = images.div_ceil(per);
+        let nb = images.div_ceil(n);
+        (0..images)
             .step_by(nb)
             .map(|b0| Tile {
                 b0,
-                nb: nb.min(g.batch - b0),
+                nb: nb.min(images - b0),
                 l0: 0,
                 nl: l,
             })
             .collect()
+    }
+}
+
+/// How the work is spread over threads. With a large enough batch the images are cut into
+/// one contiguous part per thread and each part runs its tiles alone (single-threaded
+/// im2col, GEMM and col2im on thread-private buffers: no synchronisation, caches stay
+/// private). Otherwise there is one part and the work inside each tile is parallel.
+#[derive(Debug, Clone, Copy)]
+struct Plan {
+    /// Images per part (the last part may have fewer).
+    part_images: usize,
+    /// Parallelism inside a tile, for a single part.
+    inner_par: bool,
+    /// Column-buffer budget per tile, in floats.
+    budget: usize,
+    /// Fewest columns per tile.
+    min_cols: usize,
+}
+
+impl Plan {
+    fn new(g: &Conv2dGeom, budget: usize, min_cols: usize) -> Self {
+        let threads = rayon::current_num_threads().max(1);
+        let b = g.batch;
+        let outer = threads > 1 && (b % threads == 0 || b >= 4 * threads);
+        Self {
+            part_images: if outer { b.div_ceil(threads) } else { b },
+            inner_par: !outer,
+            budget,
+            min_cols,
+        }
+    }
+
+    fn tiles(&self, g: &Conv2dGeom, images: usize) -> Vec<Tile> {
+        tiles(g, images, self.budget, self.min_cols)
     }
 }
 
@@ -399,143 +433,171 @@ fn input_row(g: &Conv2dGeom, oy: usize, ky: usize) -> Option<usize> {
         .filter(|&iy| iy < g.h)
 }
 
+/// Runs `f(i, chunk)` over the `len`-sized chunks of `data`, in parallel or not.
+fn for_chunks<T: Send>(
+    data: &mut [T],
+    len: usize,
+    par: bool,
+    f: impl Fn((usize, &mut [T])) + Send + Sync,
+) {
+    if par {
+        data.par_chunks_mut(len).enumerate().for_each(f);
+    } else {
+        data.chunks_mut(len).enumerate().for_each(f);
+    }
+}
+
 /// Unfolds the tile's receptive fields: `cols[r][j]`, `r = (ci, ky, kx)`, `j` over the tile.
-fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32]) {
+/// `xs` holds the images the tile's `b0` counts from.
+fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32], par: bool) {
     let n = t.cols();
     let hw = g.h * g.w;
     let (s, p) = (g.stride, g.padding);
-    cols[..g.k() * n]
-        .par_chunks_mut(n)
-        .enumerate()
-        .for_each(|(r, row)| {
-            let ci = r / (g.kh * g.kw);
-            let (ky, kx) = ((r / g.kw) % g.kh, r % g.kw);
-            let (lo, hi) = valid_cols(g, kx);
-            for j in 0..t.nb {
-                let plane = &xs[((t.b0 + j) * g.c_in + ci) * hw..][..hw];
-                let seg = &mut row[j * t.nl..][..t.nl];
+    for_chunks(&mut cols[..g.k() * n], n, par, |(r, row)| {
+        let ci = r / (g.kh * g.kw);
+        let (ky, kx) = ((r / g.kw) % g.kh, r % g.kw);
+        let (lo, hi) = valid_cols(g, kx);
+        for j in 0..t.nb {
+            let plane = &xs[((t.b0 + j) * g.c_in + ci) * hw..][..hw];
+            let seg = &mut row[j * t.nl..][..t.nl];
+            for_each_run(g, t.l0, t.nl, |pos, oy, ox0, ox1| {
+                let dst = &mut seg[pos..pos + (ox1 - ox0)];
+                let Some(iy) = input_row(g, oy, ky) else {
+                    dst.fill(0.0);
+                    return;
+                };
+                let src = &plane[iy * g.w..][..g.w];
+                let a = lo.clamp(ox0, ox1);
+                let b = hi.clamp(a, ox1);
+                dst[..a - ox0].fill(0.0);
+                dst[b - ox0..].fill(0.0);
+                let mid = &mut dst[a - ox0..b - ox0];
+                if s == 1 {
+                    mid.copy_from_slice(&src[a + kx - p..b + kx - p]);
+                } else {
+                    for (d, ox) in mid.iter_mut().zip(a..b) {
+                        *d = src[ox * s + kx - p];
+                    }
+                }
+            });
+        }
+    });
+}
+
+/// Folds column gradients back onto the input gradient: the adjoint of [`im2col`], added
+/// into `gx` (the images `t.b0` counts from). Parallel over `(image, channel)` planes,
+/// which no two threads share.
+fn col2im_add(g: &Conv2dGeom, dcols: &[f32], t: Tile, gx: &mut [f32], par: bool) {
+    let n = t.cols();
+    let hw = g.h * g.w;
+    let (s, p) = (g.stride, g.padding);
+    let planes = &mut gx[t.b0 * g.c_in * hw..(t.b0 + t.nb) * g.c_in * hw];
+    for_chunks(planes, hw, par, |(q, plane)| {
+        let (j, ci) = (q / g.c_in, q % g.c_in);
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let r = (ci * g.kh + ky) * g.kw + kx;
+                let seg = &dcols[r * n + j * t.nl..][..t.nl];
+                let (lo, hi) = valid_cols(g, kx);
                 for_each_run(g, t.l0, t.nl, |pos, oy, ox0, ox1| {
-                    let dst = &mut seg[pos..pos + (ox1 - ox0)];
                     let Some(iy) = input_row(g, oy, ky) else {
-                        dst.fill(0.0);
                         return;
                     };
-                    let src = &plane[iy * g.w..][..g.w];
                     let a = lo.clamp(ox0, ox1);
                     let b = hi.clamp(a, ox1);
-                    dst[..a - ox0].fill(0.0);
-                    dst[b - ox0..].fill(0.0);
-                    let mid = &mut dst[a - ox0..b - ox0];
+                    let src = &seg[pos + (a - ox0)..pos + (b - ox0)];
+                    let dst = &mut plane[iy * g.w..][..g.w];
                     if s == 1 {
-                        mid.copy_from_slice(&src[a + kx - p..b + kx - p]);
+                        for (d, v) in dst[a + kx - p..b + kx - p].iter_mut().zip(src) {
+                            *d += v;
+                        }
                     } else {
-                        for (d, ox) in mid.iter_mut().zip(a..b) {
-                            *d = src[ox * s + kx - p];
+                        for (ox, v) in (a..b).zip(src) {
+                            dst[ox * s + kx - p] += v;
                         }
                     }
                 });
             }
-        });
+        }
+    });
 }
 
-/// Folds column gradients back onto the input gradient: the adjoint of [`im2col`], added
-/// into `gx`. Parallel over `(image, channel)` planes, which no two threads share.
-fn col2im_add(g: &Conv2dGeom, dcols: &[f32], t: Tile, gx: &mut [f32]) {
-    let n = t.cols();
-    let hw = g.h * g.w;
-    let (s, p) = (g.stride, g.padding);
-    gx[t.b0 * g.c_in * hw..(t.b0 + t.nb) * g.c_in * hw]
-        .par_chunks_mut(hw)
-        .enumerate()
-        .for_each(|(q, plane)| {
-            let (j, ci) = (q / g.c_in, q % g.c_in);
-            for ky in 0..g.kh {
-                for kx in 0..g.kw {
-                    let r = (ci * g.kh + ky) * g.kw + kx;
-                    let seg = &dcols[r * n + j * t.nl..][..t.nl];
-                    let (lo, hi) = valid_cols(g, kx);
-                    for_each_run(g, t.l0, t.nl, |pos, oy, ox0, ox1| {
-                        let Some(iy) = input_row(g, oy, ky) else {
-                            return;
-                        };
-                        let a = lo.clamp(ox0, ox1);
-                        let b = hi.clamp(a, ox1);
-                        let src = &seg[pos + (a - ox0)..pos + (b - ox0)];
-                        let dst = &mut plane[iy * g.w..][..g.w];
-                        if s == 1 {
-                            for (d, v) in dst[a + kx - p..b + kx - p].iter_mut().zip(src) {
-                                *d += v;
-                            }
-                        } else {
-                            for (ox, v) in (a..b).zip(src) {
-                                dst[ox * s + kx - p] += v;
-                            }
-                        }
-                    });
-                }
-            }
-        });
-}
-
-/// The tile's slice of the NCHW tensor `y [B, Cout, L]` as a `Cout × cols` matrix, or
-/// `None` when the tile spans several images (then it is not one strided matrix).
+/// The tile's slice of the NCHW tensor `y [images, Cout, L]` as a `Cout × cols` matrix,
+/// or `None` when the tile spans several images (then it is not one strided matrix).
 fn out_view(g: &Conv2dGeom, t: Tile) -> Option<(usize, usize)> {
     (t.nb == 1).then(|| (t.b0 * g.c_out * g.l() + t.l0, g.l()))
+}
+
+/// Runs `f(part_start_image, x_part, chunk_of_data)` over the plan's parts, where `data`
+/// is laid out per image with `per_image` elements.
+fn for_parts<T: Send>(
+    plan: &Plan,
+    data: &mut [T],
+    per_image: usize,
+    f: impl Fn(usize, &mut [T]) + Send + Sync,
+) {
+    for_chunks(data, plan.part_images * per_image, !plan.inner_par, |(p, part)| {
+        f(p * plan.part_images, part)
+    });
 }
 
 /// `out = W · im2col(x) (+ bias)`.
 fn forward(
     g: &Conv2dGeom,
-    plan: &[Tile],
+    plan: &Plan,
     xs: &[f32],
     ws: &[f32],
     bias: Option<&[f32]>,
     out: &mut [f32],
 ) {
     let (k, l, co) = (g.k(), g.l(), g.c_out);
+    let x_img = g.c_in * g.h * g.w;
+    let par = plan.inner_par;
     let w_mat = MatRef {
         data: ws,
         off: 0,
         rs: k,
         cs: 1,
     };
-    for &t in plan {
-        let n = t.cols();
-        let mut cols = Scratch::new(k * n);
-        im2col(g, xs, t, &mut cols);
-        let cols_mat = MatRef {
-            data: &cols,
-            off: 0,
-            rs: n,
-            cs: 1,
-        };
-        if let Some((off, rs)) = out_view(g, t) {
-            let dst = MatMut {
-                data: &mut *out,
-                off,
-                rs,
-                cs: 1,
-            };
-            cpu::gemm(co, n, k, dst, false, w_mat, cols_mat);
-        } else {
-            let mut tmp = Scratch::new(co * n);
-            let dst = MatMut {
-                data: &mut tmp,
+    for_parts(plan, out, co * l, |b0, out| {
+        let images = out.len() / (co * l);
+        let xs = &xs[b0 * x_img..(b0 + images) * x_img];
+        for t in plan.tiles(g, images) {
+            let n = t.cols();
+            let mut cols = Scratch::new(k * n);
+            im2col(g, xs, t, &mut cols, par);
+            let cols_mat = MatRef {
+                data: &cols,
                 off: 0,
                 rs: n,
                 cs: 1,
             };
-            cpu::gemm(co, n, k, dst, false, w_mat, cols_mat);
-            // tmp is [Cout][nb][L]; the output block is [nb][Cout][L].
-            out[t.b0 * co * l..(t.b0 + t.nb) * co * l]
-                .par_chunks_mut(l)
-                .enumerate()
-                .for_each(|(q, row)| {
+            if let Some((off, rs)) = out_view(g, t) {
+                let dst = MatMut {
+                    data: &mut *out,
+                    off,
+                    rs,
+                    cs: 1,
+                };
+                cpu::gemm(co, n, k, dst, false, w_mat, cols_mat, par);
+            } else {
+                let mut tmp = Scratch::new(co * n);
+                let dst = MatMut {
+                    data: &mut tmp,
+                    off: 0,
+                    rs: n,
+                    cs: 1,
+                };
+                cpu::gemm(co, n, k, dst, false, w_mat, cols_mat, par);
+                // tmp is [Cout][nb][L]; the output block is [nb][Cout][L].
+                let block = &mut out[t.b0 * co * l..(t.b0 + t.nb) * co * l];
+                for_chunks(block, l, par, |(q, row)| {
                     let (j, c) = (q / co, q % co);
                     row.copy_from_slice(&tmp[c * n + j * l..][..l]);
                 });
+            }
         }
-    }
+    });
     if let Some(bias) = bias {
         out.par_chunks_mut(l).enumerate().for_each(|(q, row)| {
             let b = bias[q % co];
@@ -547,7 +609,54 @@ fn forward(
 /// Adds `dL/dx` into `gx` and `dL/dw` into `gw`, given `gy = dL/dy`.
 fn backward(
     g: &Conv2dGeom,
-    plan: &[Tile],
+    plan: &Plan,
+    xs: &[f32],
+    ws: &[f32],
+    gy: &[f32],
+    gx: &mut [f32],
+    gw: &mut [f32],
+) {
+    let x_img = g.c_in * g.h * g.w;
+    let y_img = g.c_out * g.l();
+    if plan.inner_par {
+        backward_part(g, plan, xs, ws, gy, gx, gw);
+        return;
+    }
+    // One dW accumulator per part, summed at the end.
+    let partials: Vec<Scratch> = gx
+        .par_chunks_mut(plan.part_images * x_img)
+        .enumerate()
+        .map(|(p, gx)| {
+            let b0 = p * plan.part_images;
+            let images = gx.len() / x_img;
+            let mut acc = Scratch::zeroed(gw.len());
+            backward_part(
+                g,
+                plan,
+                &xs[b0 * x_img..(b0 + images) * x_img],
+                ws,
+                &gy[b0 * y_img..(b0 + images) * y_img],
+                gx,
+                &mut acc,
+            );
+            acc
+        })
+        .collect();
+    gw.par_chunks_mut(1 << 14)
+        .enumerate()
+        .for_each(|(i, chunk)| {
+            for part in &partials {
+                for (d, s) in chunk.iter_mut().zip(&part[i << 14..]) {
+                    *d += s;
+                }
+            }
+        });
+}
+
+/// [`backward`] for the images of one part (`xs`, `gy`, `gx` start at its first image).
+fn backward_part(
+    g: &Conv2dGeom,
+    plan: &Plan,
     xs: &[f32],
     ws: &[f32],
     gy: &[f32],
@@ -555,6 +664,8 @@ fn backward(
     gw: &mut [f32],
 ) {
     let (k, l, co) = (g.k(), g.l(), g.c_out);
+    let par = plan.inner_par;
+    let images = gy.len() / (co * l);
     // Wᵀ: element (r, c) is w[c][r].
     let wt_mat = MatRef {
         data: ws,
@@ -562,10 +673,10 @@ fn backward(
         rs: 1,
         cs: k,
     };
-    for &t in plan {
+    for t in plan.tiles(g, images) {
         let n = t.cols();
         let mut cols = Scratch::new(k * n);
-        im2col(g, xs, t, &mut cols);
+        im2col(g, xs, t, &mut cols, par);
 
         let mut tmp = None;
         let gy_mat = match out_view(g, t) {
@@ -578,7 +689,7 @@ fn backward(
             None => {
                 // Gather the tile's dY into [Cout][nb][L].
                 let mut buf = Scratch::new(co * n);
-                buf.par_chunks_mut(n).enumerate().for_each(|(c, row)| {
+                for_chunks(&mut buf, n, par, |(c, row)| {
                     for j in 0..t.nb {
                         let src = &gy[((t.b0 + j) * co + c) * l..][..l];
                         row[j * l..][..l].copy_from_slice(src);
@@ -607,7 +718,7 @@ fn backward(
             rs: k,
             cs: 1,
         };
-        cpu::gemm(co, k, n, gw_mat, true, gy_mat, cols_t);
+        cpu::gemm(co, k, n, gw_mat, true, gy_mat, cols_t, par);
 
         // dcols = Wᵀ · dY, reusing the column buffer.
         let dcols = MatMut {
@@ -616,8 +727,8 @@ fn backward(
             rs: n,
             cs: 1,
         };
-        cpu::gemm(k, n, co, dcols, false, wt_mat, gy_mat);
-        col2im_add(g, &cols, t, gx);
+        cpu::gemm(k, n, co, dcols, false, wt_mat, gy_mat, par);
+        col2im_add(g, &cols, t, gx, par);
     }
 }
 
@@ -724,7 +835,7 @@ mod tests {
         ] {
             let g = Conv2dGeom::new(xs, ws, None, 1, 1).unwrap();
             let mut seen = vec![0u8; g.batch * g.l()];
-            for t in tiles(&g, budget, 1) {
+            for t in tiles(&g, g.batch, budget, 1) {
                 assert!(t.nb == 1 || (t.l0 == 0 && t.nl == g.l()));
                 for b in t.b0..t.b0 + t.nb {
                     for l in t.l0..t.l0 + t.nl {
@@ -743,23 +854,36 @@ mod tests {
         ((5, 3, 12, 12), (4, 3, 4, 4), 2, 1, false),
     ];
 
-    fn small_plan(g: &Conv2dGeom) -> Vec<Tile> {
-        tiles(g, g.k() * 70, 1)
+    /// Small tiles; one part with parallel tiles, or parts of two images.
+    fn small_plans(g: &Conv2dGeom) -> [Plan; 2] {
+        let inner = Plan {
+            part_images: g.batch,
+            inner_par: true,
+            budget: g.k() * 70,
+            min_cols: 1,
+        };
+        let outer = Plan {
+            part_images: 2,
+            inner_par: false,
+            ..inner
+        };
+        [inner, outer]
     }
 
     #[test]
     fn tiled_forward_matches_naive() {
         for &(xs, ws, s, p, with_bias) in TILED {
             let g = Conv2dGeom::new(xs, ws, with_bias.then_some(ws.0), s, p).unwrap();
-            let plan = small_plan(&g);
-            assert!(plan.len() > 2, "{xs:?} should be tiled");
             let x = rand_vec(g.x_len(), 1);
             let w = rand_vec(g.w_len(), 2);
             let b = with_bias.then(|| rand_vec(g.c_out, 3));
-            let mut out = vec![f32::NAN; g.out_len()];
-            forward(&g, &plan, &x, &w, b.as_deref(), &mut out);
             let want = naive(&g, &x, &w, b.as_deref());
-            assert_close(&out, &want, 1e-5, &format!("{xs:?}"));
+            for plan in small_plans(&g) {
+                assert!(plan.tiles(&g, g.batch).len() > 2, "{xs:?} should be tiled");
+                let mut out = vec![f32::NAN; g.out_len()];
+                forward(&g, &plan, &x, &w, b.as_deref(), &mut out);
+                assert_close(&out, &want, 1e-5, &format!("{xs:?} {plan:?}"));
+            }
         }
     }
 
@@ -767,16 +891,16 @@ mod tests {
     fn tiled_backward_matches_one_tile() {
         for &(xs, ws, s, p, _) in TILED {
             let g = Conv2dGeom::new(xs, ws, None, s, p).unwrap();
-            let one = [Tile {
-                b0: 0,
-                nb: g.batch,
-                l0: 0,
-                nl: g.l(),
-            }];
+            let one = Plan {
+                part_images: g.batch,
+                inner_par: true,
+                budget: usize::MAX,
+                min_cols: usize::MAX,
+            };
             let x = rand_vec(g.x_len(), 4);
             let w = rand_vec(g.w_len(), 5);
             let gy = rand_vec(g.out_len(), 6);
-            let run = |plan: &[Tile]| {
+            let run = |plan: &Plan| {
                 // Non-zero starting gradients: backward must add, not overwrite.
                 let mut gx = vec![1.0; g.x_len()];
                 let mut gw = vec![-1.0; g.w_len()];
@@ -784,10 +908,12 @@ mod tests {
                 (gx, gw)
             };
             let (gx1, gw1) = run(&one);
-            let (gx, gw) = run(&small_plan(&g));
             let to64 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
-            assert_close(&gx, &to64(&gx1), 1e-5, &format!("dx {xs:?}"));
-            assert_close(&gw, &to64(&gw1), 1e-5, &format!("dw {xs:?}"));
+            for plan in small_plans(&g) {
+                let (gx, gw) = run(&plan);
+                assert_close(&gx, &to64(&gx1), 1e-5, &format!("dx {xs:?} {plan:?}"));
+                assert_close(&gw, &to64(&gw1), 1e-5, &format!("dw {xs:?} {plan:?}"));
+            }
         }
     }
 

@@ -8,28 +8,33 @@
 //! the kernels `std::mem::take` the output gradient out of its slot while they write the input
 //! gradients, then put it back (see `take_grad!`).
 
-use std::cell::RefCell;
+use std::sync::Mutex;
 
-use dfdx::prelude::{Cpu, HasShape, Shape, Tensor};
+use dfdx::prelude::{Cpu, CpuError, HasShape, Shape, Storage, Tensor};
 
-/// Most buffers a thread keeps for reuse.
-const POOL_MAX: usize = 16;
+/// Most buffers the pool keeps for reuse.
+const POOL_MAX: usize = 64;
 
-thread_local! {
-    static POOL: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
+/// Buffers returned by dropped [`Scratch`]es, shared by all threads (a part computed on a
+/// rayon worker may be dropped on the caller's thread).
+static POOL: Mutex<Vec<Vec<f32>>> = Mutex::new(Vec::new());
+
+/// Locks the pool, shrugging off poisoning (it only holds plain buffers).
+fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// A zero-initialised-once `f32` buffer borrowed from a per-thread pool and returned to it on
-/// drop, so big im2col/column buffers are allocated (and page-faulted) once, not every step.
-/// Its contents on creation are unspecified (left over from a previous use): callers
+/// An `f32` buffer borrowed from a process-wide pool and returned to it on drop, so big
+/// column buffers and saved activations are allocated (and page-faulted) once, not every
+/// step. Its contents on creation are unspecified (left over from a previous use): callers
 /// overwrite what they read.
 pub(crate) struct Scratch(Vec<f32>);
 
 impl Scratch {
     /// A buffer of exactly `len` elements.
     pub(crate) fn new(len: usize) -> Self {
-        let reuse = POOL.with(|pool| {
-            let mut pool = pool.borrow_mut();
+        let reuse = {
+            let mut pool = pool();
             // Best fit: the smallest pooled buffer that is big enough.
             let best = pool
                 .iter()
@@ -38,7 +43,7 @@ impl Scratch {
                 .min_by_key(|(_, v)| v.capacity())
                 .map(|(i, _)| i);
             best.map(|i| pool.swap_remove(i))
-        });
+        };
         let mut v = reuse.unwrap_or_default();
         if v.len() < len {
             v.resize(len, 0.0);
@@ -75,22 +80,19 @@ impl Drop for Scratch {
         if v.capacity() == 0 {
             return;
         }
-        // `try_with`: during thread teardown the pool may already be gone.
-        let _ = POOL.try_with(|pool| {
-            let mut pool = pool.borrow_mut();
-            pool.push(v);
-            if pool.len() > POOL_MAX {
-                // Drop the smallest: the big ones are the expensive ones to re-fault.
-                if let Some(i) = pool
-                    .iter()
-                    .enumerate()
-                    .min_by_key(|(_, v)| v.capacity())
-                    .map(|(i, _)| i)
-                {
-                    pool.swap_remove(i);
-                }
+        let mut pool = pool();
+        pool.push(v);
+        if pool.len() > POOL_MAX {
+            // Drop the smallest: the big ones are the expensive ones to re-fault.
+            if let Some(i) = pool
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, v)| v.capacity())
+                .map(|(i, _)| i)
+            {
+                pool.swap_remove(i);
             }
-        });
+        }
     }
 }
 
@@ -101,11 +103,25 @@ pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Scratch {
     buf
 }
 
-/// Copies a contiguous CPU tensor's data into a fresh `Vec` (for output buffers).
-pub(crate) fn read_vec<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Vec<f32> {
-    let mut buf = vec![0.0; t.shape().num_elements()];
+/// A zeroed buffer for an op's output, which will become a tensor's storage.
+///
+/// It comes from dfdx's allocator, so when the device's allocation cache is on
+/// (`dev.enable_cache()`) the buffers of dropped tensors are reused instead of freshly
+/// mapped: at batch 64 page faults otherwise cost more than the memory-bound ops themselves.
+pub(crate) fn alloc(dev: &Cpu, len: usize) -> Result<Vec<f32>, CpuError> {
+    let mut cached = Storage::<f32>::try_alloc_len(dev, len)?;
+    let v = std::mem::take(&mut *cached);
+    // Dropping the emptied wrapper would file a zero-length allocation in the cache; forget
+    // it instead (this only leaks one reference count on the cache).
+    std::mem::forget(cached);
+    Ok(v)
+}
+
+/// Copies a contiguous CPU tensor's data into a new output buffer (see [`alloc`]).
+pub(crate) fn read_vec<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Result<Vec<f32>, CpuError> {
+    let mut buf = alloc(t.device(), t.shape().num_elements())?;
     t.copy_into(&mut buf);
-    buf
+    Ok(buf)
 }
 
 /// Takes a gradient buffer out of `grads` (allocating zeros if absent), leaving an empty
@@ -168,7 +184,7 @@ fn fits(len: usize, off: usize, rs: usize, cs: usize, r: usize, c: usize) -> boo
     r == 0 || c == 0 || off + (r - 1) * rs + (c - 1) * cs < len
 }
 
-/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, multithreaded with rayon.
+/// `dst (m×n) = [dst +] lhs (m×k) · rhs (k×n)`, multithreaded with rayon when `par`.
 ///
 /// Panics if a view reaches past its slice: the views are computed by the kernels, never
 /// taken from the user, so that is a bug here and must not become memory unsafety.
@@ -180,6 +196,7 @@ pub(crate) fn gemm(
     accumulate: bool,
     lhs: MatRef<'_>,
     rhs: MatRef<'_>,
+    par: bool,
 ) {
     if m == 0 || n == 0 {
         return;
@@ -219,7 +236,11 @@ pub(crate) fn gemm(
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if par {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
 }

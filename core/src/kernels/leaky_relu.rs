@@ -42,7 +42,7 @@ impl LeakyReluKernel for Cpu {
         let (x, mut tape) = x.try_contiguous().map_err(dev_err)?.split_tape();
         let shape = *x.shape();
         let n = shape.num_elements();
-        let mut out = cpu::read_vec(&x);
+        let mut out = cpu::read_vec(&x).map_err(dev_err)?;
 
         if T::OWNS_TAPE {
             let mut mask = vec![0u8; n];

@@ -47,7 +47,7 @@ impl UpsampleKernel for Cpu {
         let (ho, wo) = (h * s, w * s);
         let (hw, hwo) = (h * w, ho * wo);
 
-        let mut out = vec![0.0; b * c * hwo];
+        let mut out = cpu::alloc(x.device(), b * c * hwo).map_err(dev_err)?;
         {
             let xs = cpu::read(&x);
             out.par_chunks_mut(hwo)

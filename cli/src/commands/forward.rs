@@ -1,0 +1,97 @@
+//! `stackflow forward`: one forward pass of a net on tensors from a safetensors file.
+
+use std::path::PathBuf;
+
+use stackflow_core::exec::forward::{forward_named, Named};
+use stackflow_core::exec::weights::{self, Naming};
+use stackflow_core::exec::{ParamStore, Val};
+use stackflow_core::kernels::KernelDevice;
+use stackflow_core::Result;
+
+use super::{pick_net, Device, GraphArgs};
+
+/// Naming of the weights file.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum WeightsFormat {
+    /// stackflow's parameter paths (`g1.up1.conv.weight`).
+    Native,
+    /// StackGAN-Pytorch state_dict keys, through the graph's `weight_maps`.
+    StackganPytorch,
+}
+
+/// Train or eval mode.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// BatchNorm uses batch statistics.
+    Train,
+    /// BatchNorm uses running statistics.
+    Eval,
+}
+
+/// Arguments of `forward`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub graph: GraphArgs,
+    /// The net to run.
+    #[arg(long)]
+    pub net: String,
+    /// Weights (safetensors); without it the net is freshly initialised from `--seed`.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// How tensors in the weights file are named.
+    #[arg(long, value_enum, default_value = "native")]
+    pub weights_format: WeightsFormat,
+    /// Inputs (safetensors) named like the net's inputs; CA noise as `eps.<node>`.
+    #[arg(long)]
+    pub inputs: PathBuf,
+    /// BatchNorm mode.
+    #[arg(long, value_enum, default_value = "eval")]
+    pub mode: Mode,
+    /// Where to write the outputs (safetensors, named like the net's outputs).
+    #[arg(long)]
+    pub output: PathBuf,
+    /// Seed for initialisation and for noise not given in the inputs.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+/// Run `forward`.
+pub fn run(a: Args) -> Result<()> {
+    match a.device {
+        Device::Cpu => run_on(stackflow_core::exec::cpu(a.seed), &a),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => run_on(stackflow_core::exec::cuda(a.seed)?, &a),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(super::no_cuda()),
+    }
+}
+
+fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
+    let flow = a.graph.build()?;
+    let net = pick_net(&flow, &a.net)?;
+    let naming = match a.weights_format {
+        WeightsFormat::Native => Naming::Native,
+        WeightsFormat::StackganPytorch => Naming::Mapped("stackgan-pytorch".into()),
+    };
+    let mut store = ParamStore::new(dev);
+    match &a.weights {
+        Some(w) => weights::load(&mut store, &flow, net, w, &naming)?,
+        None => store.init_net(net, a.seed)?,
+    }
+    let inputs: Named = weights::read_all(&a.inputs)?.into_iter().collect();
+    let (outs, sampled) = forward_named(&flow, net, &mut store, &inputs, a.mode == Mode::Train, &naming, a.seed)?;
+    if !sampled.is_empty() {
+        eprintln!("note: no noise given for {}; sampled with seed {}", sampled.join(", "), a.seed);
+    }
+    let tensors = outs
+        .into_iter()
+        .map(|(name, (shape, data))| Ok((name, Val::from_host(&store.dev, data, &shape)?)))
+        .collect::<Result<Vec<_>>>()?;
+    weights::save(&a.output, &tensors, None)?;
+    println!("wrote {} output(s) of net `{}` to {}", tensors.len(), net.name, a.output.display());
+    Ok(())
+}
