@@ -3,11 +3,13 @@
 //! in one [`registry`]; the built-in kinds are in [`blocks`].
 
 pub mod blocks;
+pub mod data;
 pub mod dsl;
 pub mod error;
 pub mod exec;
 pub mod ir;
 pub mod kernels;
 pub mod registry;
+pub mod train;
 
 pub use error::{Error, Result};

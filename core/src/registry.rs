@@ -53,10 +53,133 @@ impl fmt::Display for Source {
     }
 }
 
-/// Every kind stackflow knows, built-in or loaded.
+/// A GAN objective: reads named discriminator outputs; D and G losses built with [`Ops`].
+pub trait LossKind: Send + Sync {
+    /// Namespaced kind name (`stackgan.matching_aware_bce`).
+    fn name(&self) -> &str;
+    /// One-line description.
+    fn doc(&self) -> &str;
+    /// Read attributes and configure.
+    fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Loss>>;
+}
+
+/// Discriminator outputs by name for one kind of pair.
+pub type Outs = Vec<(String, Tensor)>;
+
+/// A loss value and its named parts (for logs), all shape [1].
+#[derive(Clone, Debug)]
+pub struct Terms {
+    /// What is minimised.
+    pub total: Tensor,
+    /// Named parts (`D_cond_real`, …).
+    pub parts: Vec<(String, Tensor)>,
+}
+
+/// A configured GAN objective.
+pub trait Loss: Send + Sync + fmt::Debug {
+    /// Discriminator outputs the loss needs (checked when a stage is set up).
+    fn needs(&self) -> Vec<String>;
+    /// Outputs the loss uses when the discriminator has them (e.g. `uncond_prob`).
+    fn optional(&self) -> Vec<String> {
+        Vec::new()
+    }
+    /// D loss from (real image, its text), (real image, mismatched text), (fake, text). The
+    /// mismatched pairs carry only outputs that depend on the condition.
+    fn d_loss(&self, ops: &mut dyn Ops, real: &Outs, wrong: &Outs, fake: &Outs) -> Result<Terms>;
+    /// G's adversarial loss from D's outputs on fakes (the trainer adds the KL term).
+    fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms>;
+}
+
+/// What a sampler kind configures into.
+pub enum SamplerImpl {
+    /// Draws G's noise `z`.
+    Noise(Arc<dyn NoiseSampler>),
+    /// Picks mismatched (image, text) pairs.
+    Mismatch(Arc<dyn MismatchSampler>),
+}
+
+/// A sampler kind.
+pub trait SamplerKind: Send + Sync {
+    /// Namespaced kind name (`core.normal`).
+    fn name(&self) -> &str;
+    /// One-line description.
+    fn doc(&self) -> &str;
+    /// Read attributes and configure.
+    fn configure(&self, attrs: &mut Attrs) -> Result<SamplerImpl>;
+}
+
+/// Draws the generator's noise.
+pub trait NoiseSampler: Send + Sync + fmt::Debug {
+    /// `batch × dim` values, C order.
+    fn sample(&self, rng: &mut dyn rand::RngCore, batch: usize, dim: usize) -> Result<Vec<f32>>;
+}
+
+/// Chooses mismatched pairs for the matching-aware discriminator.
+pub trait MismatchSampler: Send + Sync + fmt::Debug {
+    /// Pairs `(image index, text index)` within the batch whose text does not describe
+    /// the image; `tags[i]` are the dataset's labels of sample `i` (may be empty).
+    fn pairs(&self, rng: &mut dyn rand::RngCore, tags: &[Vec<u32>]) -> Result<Vec<(usize, usize)>>;
+}
+
+/// Kinds of one family by name, with where each came from.
+pub struct Table<K: ?Sized> {
+    items: BTreeMap<String, (Arc<K>, Source)>,
+}
+
+impl<K: ?Sized> Clone for Table<K> {
+    fn clone(&self) -> Self {
+        Self { items: self.items.clone() }
+    }
+}
+
+impl<K: ?Sized> Default for Table<K> {
+    fn default() -> Self {
+        Self { items: BTreeMap::new() }
+    }
+}
+
+impl<K: ?Sized> Table<K> {
+    fn add(&mut self, family: &str, name: &str, kind: Arc<K>, source: Source) -> Result<()> {
+        if !valid_kind_name(name) {
+            return Err(Error::input(
+                "registry::bad_name",
+                format!("{family} kind name `{name}` is not namespaced snake_case (`namespace.name`)"),
+            ));
+        }
+        if let Some((_, prev)) = self.items.get(name) {
+            return Err(Error::input(
+                "registry::duplicate_kind",
+                format!("{family} kind `{name}` from {source} is already registered by {prev}"),
+            )
+            .with_help("rename the kind in one of them; kinds are never overwritten"));
+        }
+        self.items.insert(name.to_string(), (kind, source));
+        Ok(())
+    }
+
+    /// A kind by name.
+    pub fn get(&self, name: &str) -> Option<&Arc<K>> {
+        self.items.get(name).map(|(k, _)| k)
+    }
+
+    /// All kinds with their source, sorted by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<K>, &Source)> {
+        self.items.iter().map(|(n, (k, s))| (n.as_str(), k, s))
+    }
+
+    /// A help line for an unknown name.
+    pub fn suggest(&self, name: &str) -> String {
+        did_you_mean(name, self.items.keys().map(String::as_str))
+            .unwrap_or_else(|| format!("known kinds: {}", self.items.keys().cloned().collect::<Vec<_>>().join(", ")))
+    }
+}
+
+/// Every kind stackflow knows, built-in or loaded: blocks, losses and samplers.
 #[derive(Clone, Default)]
 pub struct Registry {
-    blocks: BTreeMap<String, (Arc<dyn BlockKind>, Source)>,
+    blocks: Table<dyn BlockKind>,
+    losses: Table<dyn LossKind>,
+    samplers: Table<dyn SamplerKind>,
 }
 
 impl Registry {
@@ -69,45 +192,54 @@ impl Registry {
     pub fn with_builtins() -> Self {
         let mut r = Self::empty();
         crate::blocks::register_builtins(&mut r).expect("built-in kinds are unique");
+        crate::train::register_builtins(&mut r).expect("built-in kinds are unique");
         r
     }
 
     /// Register a block kind; a duplicate name is an error.
     pub fn add_block(&mut self, kind: Arc<dyn BlockKind>, source: Source) -> Result<()> {
         let name = kind.name().to_string();
-        if !valid_kind_name(&name) {
-            return Err(Error::input(
-                "registry::bad_name",
-                format!("kind name `{name}` is not namespaced snake_case (`namespace.name`)"),
-            ));
-        }
-        if let Some((_, prev)) = self.blocks.get(&name) {
-            return Err(Error::input(
-                "registry::duplicate_kind",
-                format!("kind `{name}` from {source} is already registered by {prev}"),
-            )
-            .with_help("rename the kind in one of them; kinds are never overwritten"));
-        }
-        self.blocks.insert(name, (kind, source));
-        Ok(())
+        self.blocks.add("block", &name, kind, source)
+    }
+
+    /// Register a loss kind; a duplicate name is an error.
+    pub fn add_loss(&mut self, kind: Arc<dyn LossKind>, source: Source) -> Result<()> {
+        let name = kind.name().to_string();
+        self.losses.add("loss", &name, kind, source)
+    }
+
+    /// Register a sampler kind; a duplicate name is an error.
+    pub fn add_sampler(&mut self, kind: Arc<dyn SamplerKind>, source: Source) -> Result<()> {
+        let name = kind.name().to_string();
+        self.samplers.add("sampler", &name, kind, source)
     }
 
     /// A block kind by name.
     pub fn block(&self, name: &str) -> Option<&Arc<dyn BlockKind>> {
-        self.blocks.get(name).map(|(k, _)| k)
+        self.blocks.get(name)
     }
 
-    /// All block kinds with their source, sorted by name.
-    pub fn blocks(&self) -> impl Iterator<Item = (&str, &dyn BlockKind, &Source)> {
-        self.blocks.iter().map(|(n, (k, s))| (n.as_str(), k.as_ref(), s))
+    /// All block kinds.
+    pub fn blocks(&self) -> &Table<dyn BlockKind> {
+        &self.blocks
+    }
+
+    /// All loss kinds.
+    pub fn losses(&self) -> &Table<dyn LossKind> {
+        &self.losses
+    }
+
+    /// All sampler kinds.
+    pub fn samplers(&self) -> &Table<dyn SamplerKind> {
+        &self.samplers
     }
 
     /// A help line for an unknown block kind.
     pub fn suggest_block(&self, name: &str) -> String {
-        did_you_mean(name, self.blocks.keys().map(String::as_str)).unwrap_or_else(|| {
+        did_you_mean(name, self.blocks.items.keys().map(String::as_str)).unwrap_or_else(|| {
             format!(
                 "known kinds: {}; templates and nets of this file are used by name",
-                self.blocks.keys().cloned().collect::<Vec<_>>().join(", ")
+                self.blocks.items.keys().cloned().collect::<Vec<_>>().join(", ")
             )
         })
     }

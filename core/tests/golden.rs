@@ -3,125 +3,14 @@
 //! train mode, the io loss, every parameter and input gradient, and the BatchNorm running
 //! statistics match to the manifest's tolerances, for g1, d1, g2 and d2.
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+mod common;
 
+use common::{check, fixtures, flow, hash_uniform, manifest, Fixture};
 use dfdx::prelude::*;
 use stackflow_core::exec::ops::{Binary, Ops};
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use stackflow_core::ir::{self, BuildOptions, Flow, Role};
-use stackflow_core::registry::Registry;
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn fixtures() -> PathBuf {
-    root().join("tests/fixtures")
-}
-
-fn manifest() -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(fixtures().join("manifest.json")).unwrap()).unwrap()
-}
-
-fn hash_uniform(n: usize, tag: u32, scale_pow2: i32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| {
-            let mut x = i.wrapping_add(tag.wrapping_mul(0x9E37_79B9));
-            x ^= x >> 16;
-            x = x.wrapping_mul(0x7FEB_352D);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x846C_A68B);
-            x ^= x >> 16;
-            ((x >> 8) as i32 - (1 << 23)) as f32 * 2f32.powi(scale_pow2)
-        })
-        .collect()
-}
-
-/// The fixture's tensors: stored ones, hash-generated ones, and subsampling strides.
-struct Fixture {
-    tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
-    strides: HashMap<String, usize>,
-}
-
-impl Fixture {
-    fn open(file: &str) -> Self {
-        let path = fixtures().join(file);
-        let mut tensors: HashMap<_, _> = weights::read_all(&path).unwrap().into_iter().collect();
-        for g in manifest()["generated_tensors"].as_array().unwrap() {
-            if g["file"] == file {
-                let shape: Vec<usize> = g["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
-                let n = shape.iter().product();
-                let data = hash_uniform(n, g["tag"].as_u64().unwrap() as u32, g["scale_pow2"].as_i64().unwrap() as i32);
-                tensors.insert(g["name"].as_str().unwrap().to_string(), (shape, data));
-            }
-        }
-        let bytes = std::fs::read(&path).unwrap();
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let mut strides = HashMap::new();
-        if let Some(m) = meta.metadata().as_ref().and_then(|m| m.get("fixture")) {
-            let j: serde_json::Value = serde_json::from_str(m).unwrap();
-            if let Some(sub) = j["subsampled"].as_object() {
-                for (k, v) in sub {
-                    strides.insert(k.clone(), v["stride"].as_u64().unwrap() as usize);
-                }
-            }
-        }
-        Fixture { tensors, strides }
-    }
-
-    fn get(&self, name: &str) -> &(Vec<usize>, Vec<f32>) {
-        self.tensors.get(name).unwrap_or_else(|| panic!("fixture has no `{name}`"))
-    }
-
-    fn has(&self, name: &str) -> bool {
-        self.tensors.contains_key(name)
-    }
-
-    /// Compare ours (full, C order) with the fixture's `name`; return (max_rel, l2_rel).
-    fn compare(&self, name: &str, ours: &[f32]) -> (f64, f64) {
-        let want = &self.get(name).1;
-        let stride = self.strides.get(name).copied().unwrap_or(1);
-        let got: Vec<f32> = ours.iter().step_by(stride).copied().collect();
-        assert_eq!(got.len(), want.len(), "{name}: length (stride {stride})");
-        let max_b = want.iter().fold(0f64, |m, b| m.max((*b as f64).abs()));
-        let max_d = got.iter().zip(want).fold(0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
-        let l2_d: f64 = got.iter().zip(want).map(|(a, b)| (*a as f64 - *b as f64).powi(2)).sum::<f64>().sqrt();
-        let l2_b: f64 = want.iter().map(|b| (*b as f64).powi(2)).sum::<f64>().sqrt();
-        let rel = |d: f64, b: f64| if b == 0.0 { d } else { d / b };
-        (rel(max_d, max_b), rel(l2_d, l2_b))
-    }
-}
-
-fn tol(category: &str) -> (f64, f64) {
-    let t = &manifest()["tolerances"]["recommended"]["free_running"][category];
-    (t["max_rel"].as_f64().unwrap(), t["l2_rel"].as_f64().unwrap())
-}
-
-fn check(fx: &Fixture, name: &str, ours: &[f32], category: &str, failures: &mut Vec<String>) {
-    let (max_rel, l2_rel) = fx.compare(name, ours);
-    let (tm, tl) = tol(category);
-    if max_rel > tm && l2_rel > tl {
-        failures.push(format!("{name}: max_rel {max_rel:.2e} (tol {tm:.0e}), l2_rel {l2_rel:.2e} (tol {tl:.0e})"));
-    }
-}
-
-fn flow() -> Flow {
-    let c = &manifest()["config"];
-    let set = |k: &str, v: &str| format!("{k}={}", c[v].as_u64().unwrap());
-    let overrides = vec![
-        set("embed_dim", "embed_dim"),
-        set("z_dim", "z_dim"),
-        set("cond_dim", "cond_dim"),
-        set("gf_dim", "gf_dim"),
-        set("df_dim", "df_dim"),
-        set("r_num", "r_num"),
-    ];
-    let parsed = stackflow_core::dsl::load(&root().join("graphs/stackgan256.ron")).unwrap();
-    ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions { overrides }).unwrap()
-}
+use stackflow_core::ir::Role;
 
 /// Run the io protocol of the fixture README for one net.
 fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]) {

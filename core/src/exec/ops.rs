@@ -36,6 +36,8 @@ pub enum Unary {
     Scale(f32),
     /// x + a
     AddScalar(f32),
+    /// min(max(x, lo), hi)
+    Clamp(f32, f32),
 }
 
 /// Element-wise binary operations on equal shapes.
@@ -94,6 +96,8 @@ pub trait Ops {
     fn upsample_nearest(&mut self, x: Tensor, scale: usize) -> Result<Tensor>;
     /// Concatenate along `axis` (0 is the batch).
     fn concat(&mut self, xs: &[Tensor], axis: usize) -> Result<Tensor>;
+    /// Rows of the batch axis, in the given order (repeats allowed).
+    fn select_rows(&mut self, x: Tensor, rows: &[usize]) -> Result<Tensor>;
     /// Elements `start..end` along `axis`.
     fn slice(&mut self, x: Tensor, axis: usize, start: usize, end: usize) -> Result<Tensor>;
     /// Same elements, new shape.

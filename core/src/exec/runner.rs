@@ -396,6 +396,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             Unary::Abs => unary_all!(self, v, t => t.abs()),
             Unary::Scale(a) => unary_all!(self, v, t => t * a),
             Unary::AddScalar(a) => unary_all!(self, v, t => t + a),
+            Unary::Clamp(lo, hi) => unary_all!(self, v, t => t.clamp(lo, hi)),
         })
     }
 
@@ -467,6 +468,21 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             };
         }
         Ok(acc)
+    }
+
+    fn select_rows(&mut self, x: H, rows: &[usize]) -> Result<H> {
+        let v = self.val(x)?.clone();
+        let b = v.dims()[0];
+        if rows.is_empty() || rows.iter().any(|&r| r >= b) {
+            return Err(shape_err("select_rows", format!("rows {rows:?} of a batch of {b}")));
+        }
+        let idx = || self.dev.tensor_from_vec(rows.to_vec(), (rows.len(),));
+        Ok(match v {
+            Val::R1(t) => { let y = self.tr(&t).gather::<(usize,), _>(idx()); self.put(y, Val::R1) }
+            Val::R2(t) => { let y = self.tr(&t).gather::<(usize, usize), _>(idx()); self.put(y, Val::R2) }
+            Val::R3(t) => { let y = self.tr(&t).gather::<(usize, usize, usize), _>(idx()); self.put(y, Val::R3) }
+            Val::R4(t) => { let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx()); self.put(y, Val::R4) }
+        })
     }
 
     fn slice(&mut self, x: H, axis: usize, start: usize, end: usize) -> Result<H> {
