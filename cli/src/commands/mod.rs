@@ -1,5 +1,6 @@
 //! One module per subcommand; shared argument groups here.
 
+pub mod bench;
 pub mod check;
 pub mod forward;
 pub mod graph;
@@ -10,7 +11,7 @@ use std::sync::Arc;
 
 use stackflow_core::ir::{self, BuildOptions, Flow};
 use stackflow_core::registry::Registry;
-use stackflow_core::{dsl, Error, Result};
+use stackflow_core::{dsl, plugin, Error, Result};
 
 /// The graph file and what changes it.
 #[derive(clap::Args, Debug, Clone)]
@@ -23,14 +24,26 @@ pub struct GraphArgs {
     /// Refuse nets whose estimated memory exceeds this, e.g. `8GiB`, `512MiB`.
     #[arg(long, value_name = "SIZE", default_value = "16GiB", value_parser = parse_size)]
     pub max_memory: u64,
+    /// Load a plugin library (repeatable); also read from STACKFLOW_PLUGIN_PATH.
+    #[arg(long = "plugin", value_name = "LIB")]
+    pub plugins: Vec<PathBuf>,
 }
 
 impl GraphArgs {
     /// Parse and check the graph.
     pub fn build(&self) -> Result<Flow> {
+        Ok(self.build_with_registry()?.0)
+    }
+
+    /// Parse the graph, load the plugins it and the flags name, and check it.
+    pub fn build_with_registry(&self) -> Result<(Flow, Registry)> {
         let parsed = dsl::load(&self.file)?;
-        let registry = Registry::with_builtins();
-        ir::build(Arc::new(parsed), &registry, &BuildOptions { overrides: self.set.clone() })
+        let mut registry = Registry::with_builtins();
+        for lib in plugin::requested(Some(&self.file), &parsed.doc.plugins, &self.plugins) {
+            plugin::load(&mut registry, &lib)?;
+        }
+        let flow = ir::build(Arc::new(parsed), &registry, &BuildOptions { overrides: self.set.clone() })?;
+        Ok((flow, registry))
     }
 }
 

@@ -2,6 +2,7 @@
 //! built-in losses and samplers, and Adam over named tensors.
 
 pub mod adam;
+pub mod bench;
 pub mod game;
 pub mod loss;
 pub mod sampler;

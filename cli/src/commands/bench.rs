@@ -1,0 +1,75 @@
+//! `stackflow bench`: sampling and training speed of a stage, on random data.
+
+use stackflow_core::kernels::KernelDevice;
+use stackflow_core::registry::Registry;
+use stackflow_core::train::{bench, game};
+use stackflow_core::{Error, Result};
+
+use super::{Device, GraphArgs};
+
+/// Arguments of `bench`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(flatten)]
+    pub graph: GraphArgs,
+    /// Stage of the recipe, 1-based.
+    #[arg(long, default_value_t = 1)]
+    pub stage: usize,
+    /// Batch size (default: the recipe's).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Timed iterations.
+    #[arg(long, default_value_t = 5)]
+    pub iters: usize,
+    /// Untimed warm-up iterations.
+    #[arg(long, default_value_t = 2)]
+    pub warmup: usize,
+    /// Print one JSON object on stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+/// Run `bench`.
+pub fn run(a: Args) -> Result<()> {
+    match a.device {
+        Device::Cpu => run_on(stackflow_core::exec::cpu(0), &a),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => run_on(stackflow_core::exec::cuda(0)?, &a),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(super::no_cuda()),
+    }
+}
+
+fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
+    let (flow, registry): (_, Registry) = a.graph.build_with_registry()?;
+    let stages = flow.parsed.doc.train.len();
+    if a.stage == 0 || a.stage > stages {
+        return Err(Error::input("cli::bad_stage", format!("--stage {} is not a stage of {} (it has {stages})", a.stage, flow.parsed.src.name)));
+    }
+    let st = game::setup(&flow, &registry, a.stage - 1)?;
+    let batch = a.batch.unwrap_or(flow.parsed.doc.train[a.stage - 1].batch as usize);
+    if batch < 2 {
+        return Err(Error::input("cli::bad_batch", "--batch must be at least 2"));
+    }
+    if a.iters == 0 {
+        return Err(Error::input("cli::bad_iters", "--iters must be at least 1"));
+    }
+    let quiet = a.json;
+    let r = bench::bench(dev, &flow, &st, batch, a.warmup, a.iters, |msg| {
+        if !quiet {
+            eprint!("\r{msg}   ");
+        }
+    })?;
+    if a.json {
+        println!("{}", serde_json::to_string(&r).map_err(|e| Error::other("cli::json", e.to_string()))?);
+    } else {
+        eprintln!();
+        println!("stage {} ({}), batch {}, {} timed iteration(s) after {} warm-up", a.stage, r.stage, r.batch, a.iters, a.warmup);
+        println!("  sample (G forward, eval): {:>9.1} ms  {:>7.1} GFLOP/s", r.sample_ms, r.sample_gflops);
+        println!("  train iteration:          {:>9.1} ms  {:>7.1} GFLOP/s (estimated FLOPs)", r.train_ms, r.train_gflops);
+    }
+    Ok(())
+}

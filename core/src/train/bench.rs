@@ -1,0 +1,99 @@
+//! Timing of a stage on random data: sampling (G forward, eval) and one full training
+//! iteration (G forward, D step, G step, Adam). Medians after warm-up.
+
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+
+use super::game::{self, Batch, Optimizers, StageSetup};
+use crate::error::Result;
+use crate::exec::ParamStore;
+use crate::ir::estimate;
+use crate::ir::Flow;
+use crate::kernels::KernelDevice;
+
+/// What `bench` measured.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct BenchResult {
+    /// Stage name.
+    pub stage: String,
+    /// Batch size.
+    pub batch: usize,
+    /// Median milliseconds of one G forward in eval mode.
+    pub sample_ms: f64,
+    /// Median milliseconds of one training iteration.
+    pub train_ms: f64,
+    /// Every sampling time.
+    pub sample_all_ms: Vec<f64>,
+    /// Every training time.
+    pub train_all_ms: Vec<f64>,
+    /// Forward FLOPs of G for the batch.
+    pub sample_gflop: f64,
+    /// Estimated FLOPs of one training iteration (3× forward for fwd+bwd; D runs on real, fake and fake again).
+    pub train_gflop: f64,
+    /// Achieved GFLOP/s while sampling.
+    pub sample_gflops: f64,
+    /// Achieved GFLOP/s while training.
+    pub train_gflops: f64,
+}
+
+fn median(v: &[f64]) -> f64 {
+    let mut s = v.to_vec();
+    s.sort_by(f64::total_cmp);
+    match s.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => s[n / 2],
+        n => (s[n / 2 - 1] + s[n / 2]) / 2.0,
+    }
+}
+
+/// Benchmark `st` on `dev` with random weights and data.
+pub fn bench<D: KernelDevice>(dev: D, flow: &Flow, st: &StageSetup, batch: usize, warmup: usize, iters: usize, mut progress: impl FnMut(&str)) -> Result<BenchResult> {
+    let mut store = ParamStore::new(dev);
+    let (g, d) = (&flow.nets[st.g], &flow.nets[st.d]);
+    store.init_net(g, 1)?;
+    store.init_net(d, 2)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+    let s = st.image_size;
+    let data = Batch {
+        real: (0..batch * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        emb: (0..batch * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        tags: vec![Vec::new(); batch],
+    };
+    let z: Vec<f32> = st.noise.sample(&mut rng, batch, st.z_dim)?;
+    let mut sample_all = Vec::new();
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        game::generate(flow, st.g, &mut store, &data.emb, &z, false, 0)?;
+        if i >= warmup {
+            sample_all.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        progress(&format!("sample {}/{}", i + 1, warmup + iters));
+    }
+    let mut opt = Optimizers::default();
+    let mut train_all = Vec::new();
+    for i in 0..warmup + iters {
+        let t = Instant::now();
+        game::iteration(flow, st, &mut store, &mut opt, &data, 1.0, &mut rng, None, false)?;
+        if i >= warmup {
+            train_all.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        progress(&format!("train {}/{}", i + 1, warmup + iters));
+    }
+    let gf = estimate::stats(g).flops as f64 * batch as f64 / 1e9;
+    let df = estimate::stats(d).flops as f64 * batch as f64 / 1e9;
+    let train_gflop = 3.0 * gf + 3.0 * 3.0 * df;
+    let (sample_ms, train_ms) = (median(&sample_all), median(&train_all));
+    Ok(BenchResult {
+        stage: st.name.clone(),
+        batch,
+        sample_ms,
+        train_ms,
+        sample_all_ms: sample_all,
+        train_all_ms: train_all,
+        sample_gflop: gf,
+        train_gflop,
+        sample_gflops: gf / (sample_ms / 1e3),
+        train_gflops: train_gflop / (train_ms / 1e3),
+    })
+}
