@@ -24,6 +24,16 @@ enum Command {
     Graph(commands::graph::Args),
     /// Run one forward pass of a net on tensors from a safetensors file.
     Forward(commands::forward::Args),
+    /// Train the recipe of a graph file (progress, metrics, samples, checkpoints).
+    Run(commands::run::Args),
+    /// Generate images for captions from a trained run.
+    Sample(commands::sample::Args),
+    /// Render the interpolation between two captions with fixed noise as a strip.
+    Interpolate(commands::sample::InterpolateArgs),
+    /// Caption fidelity and diversity of a trained run on synthetic shapes.
+    Eval(commands::eval::Args),
+    /// Time sampling and one training iteration of a stage on random data.
+    Bench(commands::bench::Args),
     /// Print shell completions.
     Completions {
         /// The shell.
@@ -45,6 +55,11 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Graph(a) => commands::graph::run(a),
         Command::Forward(a) => commands::forward::run(a),
+        Command::Bench(a) => commands::bench::run(a),
+        Command::Run(a) => commands::run::run(a),
+        Command::Sample(a) => commands::sample::run(a),
+        Command::Interpolate(a) => commands::sample::interpolate(a),
+        Command::Eval(a) => commands::eval::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackflow", &mut std::io::stdout());
             Ok(())

@@ -4,4 +4,5 @@ mod bad_graphs;
 mod check;
 mod docs;
 mod forward;
+mod run;
 mod support;

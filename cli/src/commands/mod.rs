@@ -2,9 +2,12 @@
 
 pub mod bench;
 pub mod check;
+pub mod eval;
 pub mod forward;
 pub mod graph;
 pub mod info;
+pub mod run;
+pub mod sample;
 
 use std::path::PathBuf;
 use std::sync::Arc;

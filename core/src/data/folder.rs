@@ -375,8 +375,17 @@ fn read_names(list: &Path) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Reads `[N, K, D]` (or `[N, D]`, K = 1) float32 embeddings; returns (data, N, K, D).
+pub fn read_embeddings_any(path: &Path) -> Result<(Vec<f32>, usize, usize, usize)> {
+    read_embeddings_checked(path, None, path)
+}
+
 /// Reads `[N, K, D]` (or `[N, D]`, K = 1) float32 embeddings, N = `count`.
 fn read_embeddings(path: &Path, count: usize, list: &Path) -> Result<(Vec<f32>, usize, usize)> {
+    read_embeddings_checked(path, Some(count), list).map(|(d, _, k, dim)| (d, k, dim))
+}
+
+fn read_embeddings_checked(path: &Path, count: Option<usize>, list: &Path) -> Result<(Vec<f32>, usize, usize, usize)> {
     let bad = |msg: String| Error::input("data::bad_array", format!("`{}` {msg}", path.display()));
     let file = match fs::File::open(path) {
         Ok(f) => f,
@@ -414,7 +423,7 @@ fn read_embeddings(path: &Path, count: usize, list: &Path) -> Result<(Vec<f32>, 
             .with_help("N images, K captions per image, D embedding values per caption"))
         }
     };
-    if n != count as u64 {
+    if let Some(count) = count.filter(|c| n != *c as u64) {
         return Err(bad(format!(
             "holds embeddings for {n} images but `{}` lists {count}",
             list.display()
@@ -440,7 +449,7 @@ fn read_embeddings(path: &Path, count: usize, list: &Path) -> Result<(Vec<f32>, 
             i % d_us
         )));
     }
-    Ok((data, k as usize, d as usize))
+    Ok((data, n as usize, k as usize, d as usize))
 }
 
 /// `bounding_boxes.txt`: `<name> <x> <y> <width> <height>` per line, in pixels.

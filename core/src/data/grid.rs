@@ -211,7 +211,7 @@ fn wrap(text: &str, width: usize, max_lines: usize) -> Vec<String> {
 }
 
 /// Draws lines of ASCII text with the 8×8 font, top-left at (x0, y0), clipped to the canvas.
-fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u32) {
+pub(crate) fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u32) {
     for (l, line) in lines.iter().enumerate() {
         for (i, ch) in line.bytes().enumerate() {
             let glyph = BASIC_LEGACY[usize::from(ch & 0x7f)];
@@ -232,7 +232,7 @@ fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u32) {
 
 /// Encodes a PNG and writes it atomically: a temporary file beside the target, fsync,
 /// rename. Parent folders are created.
-fn save_atomic(path: &Path, img: &RgbImage) -> Result<()> {
+pub(crate) fn save_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     PngEncoder::new(&mut bytes)
         .write_image(

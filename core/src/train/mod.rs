@@ -3,8 +3,12 @@
 
 pub mod adam;
 pub mod bench;
+pub mod checkpoint;
+pub mod infer;
 pub mod game;
 pub mod loss;
+pub mod plot;
+pub mod run;
 pub mod sampler;
 
 use std::sync::Arc;

@@ -1,0 +1,143 @@
+//! `stackflow sample` and `stackflow interpolate`: images from a trained run.
+
+use std::path::PathBuf;
+
+use stackflow_core::data::{folder, write_grid_png, write_png};
+use stackflow_core::kernels::KernelDevice;
+use stackflow_core::registry::Registry;
+use stackflow_core::train::infer;
+use stackflow_core::{Error, Result};
+
+use super::Device;
+
+/// Arguments of `sample`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A run directory or checkpoint file.
+    pub run: PathBuf,
+    /// A text file with one caption per line.
+    #[arg(long, conflicts_with = "embeddings", required_unless_present = "embeddings")]
+    pub captions: Option<PathBuf>,
+    /// Text embeddings instead of captions (.npy, [N, D] or [N, K, D]: the first of K).
+    #[arg(long)]
+    pub embeddings: Option<PathBuf>,
+    /// Images per caption.
+    #[arg(long, default_value_t = 4)]
+    pub per_caption: usize,
+    /// Seed of the noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stage whose generator to use, 1-based (default: the newest trained).
+    #[arg(long)]
+    pub stage: Option<usize>,
+    /// Output directory.
+    #[arg(long)]
+    pub out_dir: PathBuf,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
+}
+
+/// Arguments of `interpolate`.
+#[derive(clap::Args, Debug)]
+pub struct InterpolateArgs {
+    /// A run directory or checkpoint file.
+    pub run: PathBuf,
+    /// Caption at the left end.
+    #[arg(long)]
+    pub from: String,
+    /// Caption at the right end.
+    #[arg(long)]
+    pub to: String,
+    /// Number of images in the strip.
+    #[arg(long, default_value_t = 8)]
+    pub steps: usize,
+    /// Seed of the (fixed) noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Stage whose generator to use, 1-based.
+    #[arg(long)]
+    pub stage: Option<usize>,
+    /// Output PNG.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Run `sample`.
+pub fn run(a: Args) -> Result<()> {
+    match a.device {
+        Device::Cpu => sample_on(stackflow_core::exec::cpu(a.seed), &a),
+        #[cfg(feature = "cuda")]
+        Device::Cuda => sample_on(stackflow_core::exec::cuda(a.seed)?, &a),
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda => Err(super::no_cuda()),
+    }
+}
+
+fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
+    if a.per_caption == 0 {
+        return Err(Error::input("cli::bad_count", "--per-caption must be at least 1"));
+    }
+    let t = infer::open(&a.run, &Registry::with_builtins())?;
+    let s = t.stage(a.stage)?;
+    let (g, e, z) = t.generator(s)?;
+    let (embeds, labels) = match (&a.captions, &a.embeddings) {
+        (Some(path), _) => {
+            let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
+            let caps: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            if caps.is_empty() {
+                return Err(Error::input("sample::empty", format!("`{}` has no captions", path.display())));
+            }
+            (infer::embed_captions(&caps, e), caps)
+        }
+        (None, Some(path)) => {
+            let (data, n, k, d) = folder::read_embeddings_any(path)?;
+            if d != e {
+                return Err(Error::input("sample::embed_dim", format!("`{}` holds {d}-d embeddings; the generator reads {e}", path.display())));
+            }
+            let first: Vec<f32> = (0..n).flat_map(|i| data[i * k * d..i * k * d + d].iter().copied()).collect();
+            (first, (0..n).map(|i| format!("embedding {i}")).collect())
+        }
+        (None, None) => return Err(Error::input("cli::missing", "give --captions or --embeddings")),
+    };
+    let mut store = t.store(dev)?;
+    let (images, side) = infer::generate_many(&t.flow, g, &mut store, &embeds, e, z, a.per_caption, a.seed)?;
+    std::fs::create_dir_all(&a.out_dir).map_err(|err| Error::io(&a.out_dir, err))?;
+    for (i, img) in images.iter().enumerate() {
+        write_png(&a.out_dir.join(format!("{}-{}.png", i / a.per_caption, i % a.per_caption)), img, side)?;
+    }
+    write_grid_png(&a.out_dir.join("grid.png"), &images, side, a.per_caption, Some(&labels))?;
+    println!("wrote {} image(s) ({side}×{side}) and grid.png to {}", images.len(), a.out_dir.display());
+    Ok(())
+}
+
+/// Run `interpolate`.
+pub fn interpolate(a: InterpolateArgs) -> Result<()> {
+    if a.steps < 2 {
+        return Err(Error::input("cli::bad_count", "--steps must be at least 2"));
+    }
+    let t = infer::open(&a.run, &Registry::with_builtins())?;
+    let s = t.stage(a.stage)?;
+    let (g, e, z) = t.generator(s)?;
+    let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
+    let (from, to) = ends.split_at(e);
+    let embeds: Vec<f32> = (0..a.steps)
+        .flat_map(|i| {
+            let w = i as f32 / (a.steps - 1) as f32;
+            from.iter().zip(to).map(move |(x, y)| (1.0 - w) * x + w * y)
+        })
+        .collect();
+    let mut store = t.store(stackflow_core::exec::cpu(a.seed))?;
+    // One noise vector for the whole strip: only the sentence embedding moves.
+    let (one, side) = infer::generate_many(&t.flow, g, &mut store, &embeds[..e], e, z, 1, a.seed)?;
+    let _ = one;
+    let mut images = Vec::new();
+    for i in 0..a.steps {
+        let (img, _) = infer::generate_many(&t.flow, g, &mut store, &embeds[i * e..(i + 1) * e], e, z, 1, a.seed)?;
+        images.extend(img);
+    }
+    let caption = vec![format!("{} -> {}", a.from, a.to)];
+    write_grid_png(&a.out, &images, side, a.steps, Some(&caption))?;
+    println!("wrote {} ({} steps)", a.out.display(), a.steps);
+    Ok(())
+}

@@ -1,0 +1,181 @@
+//! Using a trained run: find its checkpoint and graph, generate images for captions or
+//! embeddings, interpolate between captions, and score fidelity on synthetic shapes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rand::SeedableRng;
+
+use super::checkpoint::{self, Loaded};
+use super::game;
+use crate::data::{self, synthetic, Dataset, TextEncoder};
+use crate::dsl::DataDef;
+use crate::error::{Error, Result};
+use crate::exec::ParamStore;
+use crate::ir::{self, BuildOptions, Flow};
+use crate::kernels::KernelDevice;
+use crate::registry::Registry;
+
+/// A checkpoint with the graph that made it, rebuilt.
+pub struct Trained {
+    /// The run directory.
+    pub dir: PathBuf,
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// The checkpoint's content.
+    pub loaded: Loaded,
+    /// The run's graph with its overrides.
+    pub flow: Flow,
+}
+
+/// Open a run directory (its newest loadable checkpoint) or a checkpoint file.
+pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
+    let (dir, ckpt) = if path.is_dir() {
+        let list = checkpoint::list(&path.join("checkpoints"));
+        let newest = list.into_iter().rev().find(|p| checkpoint::load(p).is_ok()).ok_or_else(|| {
+            Error::input("run::no_checkpoint", format!("`{}` has no loadable checkpoint", path.display()))
+                .with_help("pass a run directory made by `stackflow run`, or a checkpoint file")
+        })?;
+        (path.to_path_buf(), newest)
+    } else {
+        let dir = path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
+        (dir, path.to_path_buf())
+    };
+    let loaded = checkpoint::load(&ckpt)?;
+    let graph = dir.join("graph.ron");
+    let parsed = crate::dsl::load(&graph).map_err(|e| e.context(format!("the run's graph for `{}`", ckpt.display())))?;
+    let flow = ir::build(Arc::new(parsed), registry, &BuildOptions { overrides: loaded.meta.overrides.clone() })?;
+    Ok(Trained { dir, checkpoint: ckpt, loaded, flow })
+}
+
+impl Trained {
+    /// The stage whose generator to use: `stage` (1-based) or the newest trained one.
+    pub fn stage(&self, stage: Option<usize>) -> Result<usize> {
+        let n = self.flow.parsed.doc.train.len();
+        let newest = self.loaded.meta.position.stage.min(n.saturating_sub(1));
+        let newest = if self.loaded.meta.position.stage_done || self.loaded.meta.position.step > 0 || newest == 0 { newest } else { newest - 1 };
+        match stage {
+            None => Ok(newest),
+            Some(s) if s >= 1 && s <= n => Ok(s - 1),
+            Some(s) => Err(Error::input("cli::bad_stage", format!("--stage {s}: the recipe has {n} stage(s)"))),
+        }
+    }
+
+    /// A parameter store with the checkpoint's weights.
+    pub fn store<D: KernelDevice>(&self, dev: D) -> Result<ParamStore<D>> {
+        let mut store = ParamStore::new(dev);
+        for net in &self.flow.nets {
+            store.init_net(net, 0)?;
+        }
+        checkpoint::restore(&mut store, &self.loaded, &self.checkpoint)?;
+        Ok(store)
+    }
+
+    /// Index of the generator net of stage `s` and its text width.
+    pub fn generator(&self, s: usize) -> Result<(usize, usize, usize)> {
+        let name = &self.flow.parsed.doc.train[s].generator;
+        let g = self.flow.nets.iter().position(|n| &n.name == name).ok_or_else(|| Error::other("run::net", format!("no net `{name}`")))?;
+        let net = &self.flow.nets[g];
+        let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(0);
+        let z = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
+        Ok((g, e, z))
+    }
+}
+
+/// Generate `per` images for each embedding (rows of `embeds`, width `e`): returns
+/// images (CHW in [-1, 1]) in caption-major order and their side.
+pub fn generate_many<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D>, embeds: &[f32], e: usize, z_dim: usize, per: usize, seed: u64) -> Result<(Vec<Vec<f32>>, usize)> {
+    let n = embeds.len() / e.max(1);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let normal = rand_distr::StandardNormal;
+    let mut out = Vec::new();
+    let net = &flow.nets[g];
+    let side = net.output("fake_img").map(|v| *net.values[v].shape.dims().last().unwrap_or(&0)).unwrap_or(0);
+    // Batches of up to 16 per call; eval-mode BatchNorm makes batching irrelevant to results.
+    let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, per)).collect();
+    for chunk in rows.chunks(16) {
+        let emb: Vec<f32> = chunk.iter().flat_map(|&i| embeds[i * e..(i + 1) * e].iter().copied()).collect();
+        let z: Vec<f32> = (0..chunk.len() * z_dim).map(|_| rand_distr::Distribution::<f32>::sample(&normal, &mut rng)).collect();
+        let imgs = game::generate(flow, g, store, &emb, &z, false, seed)?;
+        let each = imgs.len() / chunk.len();
+        out.extend(imgs.chunks(each).map(<[f32]>::to_vec));
+    }
+    Ok((out, side))
+}
+
+/// Caption-fidelity and diversity scores.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Scores {
+    /// Samples judged.
+    pub samples: usize,
+    /// Share whose background colour matches the caption.
+    pub background_fidelity: f64,
+    /// Share whose object colour matches the caption.
+    pub object_fidelity: f64,
+    /// Share matching both.
+    pub both_fidelity: f64,
+    /// Mean pairwise RMS distance between samples of the same caption (0 = identical).
+    pub diversity: f64,
+}
+
+/// Score images against synthetic-shapes tags (`[background, object, …]`), `per` per caption.
+pub fn score(images: &[Vec<f32>], side: usize, tags: &[Vec<u32>], per: usize) -> Scores {
+    let (mut bg, mut obj, mut both) = (0usize, 0usize, 0usize);
+    for (i, img) in images.iter().enumerate() {
+        let t = &tags[i / per.max(1)];
+        let j = synthetic::judge(img, side);
+        let b = t.first().is_some_and(|&c| c as usize == j.background);
+        let o = t.get(1).is_some_and(|&c| Some(c as usize) == j.object);
+        bg += usize::from(b);
+        obj += usize::from(o);
+        both += usize::from(b && o);
+    }
+    let mut dist = Vec::new();
+    for group in images.chunks(per.max(1)) {
+        for a in 0..group.len() {
+            for b in a + 1..group.len() {
+                let d: f64 = group[a].iter().zip(&group[b]).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / group[a].len().max(1) as f64;
+                dist.push(d.sqrt());
+            }
+        }
+    }
+    let n = images.len().max(1) as f64;
+    Scores {
+        samples: images.len(),
+        background_fidelity: bg as f64 / n,
+        object_fidelity: obj as f64 / n,
+        both_fidelity: both as f64 / n,
+        diversity: if dist.is_empty() { 0.0 } else { dist.iter().sum::<f64>() / dist.len() as f64 },
+    }
+}
+
+/// Evaluate stage `s` of a trained run on held-out synthetic shapes: the model's scores
+/// and the ceiling (the same judge on the real images).
+pub fn evaluate<D: KernelDevice>(t: &Trained, dev: D, s: usize, captions: usize, per: usize, seed: u64) -> Result<(Scores, Scores)> {
+    let (g, e, z) = t.generator(s)?;
+    let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
+        return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
+    };
+    // Held out: a different generator seed than training.
+    let ds = data::SyntheticShapes::new(captions, data_seed.wrapping_add(0x0E7A_1000), e);
+    let side = t.flow.nets[g].output("fake_img").map(|v| *t.flow.nets[g].values[v].shape.dims().last().unwrap_or(&64)).unwrap_or(64);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut embeds = Vec::new();
+    let mut tags = Vec::new();
+    let mut reals = Vec::new();
+    for i in 0..captions {
+        let smp = ds.get(i, &[side], &mut rng)?;
+        embeds.extend_from_slice(&smp.embedding);
+        tags.push(smp.tags);
+        reals.push(smp.images[0].clone());
+    }
+    let mut store = t.store(dev)?;
+    let (images, side) = generate_many(&t.flow, g, &mut store, &embeds, e, z, per, seed)?;
+    Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
+}
+
+/// Text embeddings for captions with the built-in encoder.
+pub fn embed_captions(captions: &[String], dim: usize) -> Vec<f32> {
+    let enc = TextEncoder::new(dim);
+    captions.iter().flat_map(|c| enc.encode(c)).collect()
+}

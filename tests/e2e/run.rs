@@ -1,0 +1,135 @@
+//! `stackflow run`, `sample`, `interpolate` and `eval` on a toy-sized StackGAN: training
+//! writes a run directory, resuming equals an uninterrupted run, damaged checkpoints are
+//! detected and skipped, NaN stops the run without saving, bad data is a diagnostic.
+
+use std::path::{Path, PathBuf};
+
+use stackflow_core::exec::weights;
+
+use crate::support::stackflow;
+
+fn fresh(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stackflow-run-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn ckpts(run: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    v.sort();
+    v
+}
+
+fn run(args: &[&str]) -> crate::support::Output {
+    let mut all = vec!["run", "tests/graphs/tiny.ron", "--quiet"];
+    all.extend_from_slice(args);
+    stackflow(&all)
+}
+
+#[test]
+fn train_resume_sample_eval() {
+    let a = fresh("a");
+    let a_s = a.to_str().unwrap();
+    let out = run(&["--out", a_s]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for f in ["graph.ron", "run.json", "metrics.jsonl", "losses.png", "samples/stage1-epoch0001.png", "samples/stage1-epoch0002.png"] {
+        assert!(a.join(f).exists(), "run directory lacks {f}");
+    }
+    let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    for k in ["D", "D_cond_real", "D_cond_wrong", "D_cond_fake", "G", "KL", "G_total", "lr_g", "time_s"] {
+        assert!(last.get(k).is_some(), "metrics lack {k}: {last}");
+    }
+    assert_eq!(last["step"], 16);
+
+    // Interrupted after 5 iterations, then resumed: the same final state, bit for bit.
+    let b = fresh("b");
+    let b_s = b.to_str().unwrap();
+    let out = run(&["--out", b_s, "--max-steps", "5"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("stopped after 5"), "{}", out.stdout);
+    let out = run(&["--resume", b_s]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let (fa, fb) = (ckpts(&a).pop().unwrap(), ckpts(&b).pop().unwrap());
+    assert_eq!(fa.file_name(), fb.file_name());
+    let (ta, tb) = (weights::read_all(&fa).unwrap(), weights::read_all(&fb).unwrap());
+    assert_eq!(ta.len(), tb.len());
+    for (name, (_, va)) in &ta {
+        assert!(va == &tb[name].1, "{name} differs between the resumed and the uninterrupted run");
+    }
+
+    // A different graph is refused.
+    let out = run(&["--resume", b_s, "--set", "gf_dim=8"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("run::graph_changed"), "{}", out.stderr);
+
+    // Sampling and interpolation.
+    let caps = a.join("captions.txt");
+    std::fs::write(&caps, "a large red circle on a blue background\na small green square on a white background\n").unwrap();
+    let samples = a.join("samples-out");
+    let out = stackflow(&["sample", a_s, "--captions", caps.to_str().unwrap(), "--per-caption", "3", "--out-dir", samples.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    for f in ["0-0.png", "0-2.png", "1-2.png", "grid.png"] {
+        let img = image_size(&samples.join(f));
+        assert!(img.0 >= 16 && img.1 >= 16, "{f}: {img:?}");
+    }
+    let strip = a.join("strip.png");
+    let out = stackflow(&["interpolate", a_s, "--from", "a red circle on a blue background", "--to", "a blue circle on a red background", "--steps", "5", "--out", strip.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(image_size(&strip).0 >= 5 * 16);
+
+    // Evaluation reports fidelity for the model and the real-image ceiling.
+    let out = stackflow(&["eval", a_s, "--captions", "8", "--per-caption", "2", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(j["real_images"]["background_fidelity"], 1.0, "{j}");
+    assert!(j["model"]["diversity"].as_f64().unwrap() >= 0.0);
+
+    // A damaged newest checkpoint is detected; the run falls back to the previous one.
+    let newest = ckpts(&a).pop().unwrap();
+    let mut bytes = std::fs::read(&newest).unwrap();
+    let n = bytes.len();
+    bytes[n - 10] ^= 0xff;
+    std::fs::write(&newest, bytes).unwrap();
+    let out = stackflow(&["eval", newest.to_str().unwrap(), "--captions", "2"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("checkpoint::corrupt"), "{}", out.stderr);
+    // A save killed mid-write leaves only a temp file beside the good checkpoints.
+    std::fs::write(a.join("checkpoints/ckpt-s0-000000024.tmp4242"), b"partial").unwrap();
+    let out = stackflow(&["eval", a_s, "--captions", "2", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("000000008"), "falls back to the epoch-1 checkpoint: {}", out.stdout);
+}
+
+fn image_size(p: &Path) -> (u32, u32) {
+    let bytes = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert_eq!(&bytes[1..4], b"PNG", "{}", p.display());
+    let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
+    let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
+    (w, h)
+}
+
+#[test]
+fn nan_stops_the_run_without_a_checkpoint() {
+    let dir = fresh("nan");
+    let out = stackflow(&["run", "tests/graphs/tiny_nan.ron", "--quiet", "--out", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("train::not_finite"), "{}", out.stderr);
+    assert!(ckpts(&dir).is_empty(), "no poisoned checkpoint");
+}
+
+#[test]
+fn bad_data_and_locked_runs_are_diagnostics() {
+    let out = stackflow(&["run", "tests/graphs/tiny_folder.ron", "--quiet", "--out", fresh("folder").to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("no-such-dataset"), "{}", out.stderr);
+
+    let dir = fresh("locked");
+    std::fs::create_dir_all(&dir).unwrap();
+    let lock = std::fs::File::create(dir.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    let out = run(&["--out", dir.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("another stackflow run"), "{}", out.stderr);
+}
