@@ -61,8 +61,11 @@ pub enum ErrorClass {
 }
 
 /// stackflow's error: a code such as `graph::unknown_kind`, a message, and where known
-/// the source file with labelled spans, a help line and the underlying cause.
-pub struct Error {
+/// the source file with labelled spans, a help line and the underlying cause. Boxed, so
+/// that `Result<T, Error>` stays one pointer wide.
+pub struct Error(Box<Inner>);
+
+struct Inner {
     class: ErrorClass,
     code: &'static str,
     message: String,
@@ -87,7 +90,7 @@ impl Error {
     }
 
     fn new(class: ErrorClass, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             class,
             code,
             message: message.into(),
@@ -95,7 +98,7 @@ impl Error {
             labels: Vec::new(),
             help: None,
             cause: None,
-        }
+        }))
     }
 
     /// Failure to read or write a file.
@@ -111,43 +114,43 @@ impl Error {
 
     /// Attach the source file the spans refer to.
     pub fn with_source(mut self, src: &SourceFile) -> Self {
-        self.source_code = Some(NamedSource::new(src.name.clone(), src.text.clone()));
+        self.0.source_code = Some(NamedSource::new(src.name.clone(), src.text.clone()));
         self
     }
 
     /// Add a labelled span.
     pub fn with_label(mut self, span: Span, label: Option<impl Into<String>>) -> Self {
-        self.labels
+        self.0.labels
             .push(LabeledSpan::new_with_span(label.map(Into::into), span));
         self
     }
 
     /// Set the help line.
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.0.help = Some(help.into());
         self
     }
 
     /// Set the underlying cause.
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
-        self.cause = Some(Box::new(cause));
+        self.0.cause = Some(Box::new(cause));
         self
     }
 
     /// Prefix the message with context, e.g. the node path.
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
-        self.message = format!("{prefix}: {}", self.message);
+        self.0.message = format!("{prefix}: {}", self.0.message);
         self
     }
 
     /// Input or other.
     pub fn class(&self) -> ErrorClass {
-        self.class
+        self.0.class
     }
 
     /// The process exit code for this error: 1 invalid input, 2 other failure.
     pub fn exit_code(&self) -> i32 {
-        match self.class {
+        match self.0.class {
             ErrorClass::Input => 1,
             ErrorClass::Other => 2,
         }
@@ -155,37 +158,37 @@ impl Error {
 
     /// The stable error code, e.g. `graph::cycle`.
     pub fn code_str(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 
     /// The message without source context.
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The help line, if any.
     pub fn help_text(&self) -> Option<&str> {
-        self.help.as_deref()
+        self.0.help.as_deref()
     }
 
     /// The name of the file this error points into, if any.
     pub fn file_name(&self) -> Option<&str> {
-        self.source_code.as_ref().map(|s| s.name())
+        self.0.source_code.as_ref().map(|s| s.name())
     }
 
     /// The labelled spans.
     pub fn spans(&self) -> &[LabeledSpan] {
-        &self.labels
+        &self.0.labels
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} [{}]", self.message, self.code)?;
+        write!(f, "{} [{}]", self.0.message, self.0.code)?;
         if let Some(name) = self.file_name() {
             write!(f, " in {name}")?;
         }
-        for l in &self.labels {
+        for l in &self.0.labels {
             write!(f, " @{}..{}", l.offset(), l.offset() + l.len())?;
         }
         Ok(())
@@ -194,13 +197,13 @@ impl fmt::Debug for Error {
 
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        f.write_str(&self.0.message)
     }
 }
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.cause
+        self.0.cause
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
@@ -208,24 +211,24 @@ impl std::error::Error for Error {
 
 impl Diagnostic for Error {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.code))
+        Some(Box::new(self.0.code))
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.help
+        self.0.help
             .as_ref()
             .map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
-        self.source_code.as_ref().map(|s| s as &dyn SourceCode)
+        self.0.source_code.as_ref().map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.labels.is_empty() {
+        if self.0.labels.is_empty() {
             None
         } else {
-            Some(Box::new(self.labels.iter().cloned()))
+            Some(Box::new(self.0.labels.iter().cloned()))
         }
     }
 }

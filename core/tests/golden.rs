@@ -11,14 +11,20 @@ use stackflow_core::exec::ops::{Binary, Ops};
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::Role;
+use stackflow_core::kernels::KernelDevice;
 
-/// Run the io protocol of the fixture README for one net.
+/// Run the io protocol of the fixture README for one net, on the CPU.
 fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]) {
+    io_case_on(Cpu::default(), net_name, prefix, stage, eps_paths);
+}
+
+/// Run the io protocol of the fixture README for one net on `dev`.
+fn io_case_on<D: KernelDevice>(dev: D, net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]) {
     let flow = flow();
     let net = flow.net(net_name).unwrap();
     let fx = Fixture::open(&format!("{prefix}.io.safetensors"));
     let naming = Naming::Mapped("stackgan-pytorch".into());
-    let mut store = ParamStore::new(Cpu::default());
+    let mut store = ParamStore::new(dev.clone());
     weights::load(&mut store, &flow, net, &fixtures().join(format!("{prefix}.weights.safetensors")), &naming).unwrap();
     let mut failures = Vec::new();
     let noise = || {
@@ -32,15 +38,15 @@ fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]
     let wanted: Vec<usize> = net.outputs.iter().map(|(_, v)| *v).collect();
 
     // Eval forward, twice: with the initial running stats, and after the train forward.
-    let eval = |store: &mut ParamStore<Cpu>, tag: &str, failures: &mut Vec<String>| {
+    let eval = |store: &mut ParamStore<D>, tag: &str, failures: &mut Vec<String>| {
         let mut nz = noise();
-        let mut r: Runner<Cpu, NoneTape> = Runner::new(Cpu::default(), false, &mut nz);
+        let mut r: Runner<D, NoneTape> = Runner::new(dev.clone(), false, &mut nz);
         let feeds: Vec<(usize, _)> = net
             .inputs
             .iter()
             .map(|(n, v)| {
                 let (s, d) = fx.get(&format!("in.{n}"));
-                (*v, r.push(Val::from_host(&Cpu::default(), d.clone(), s).unwrap()))
+                (*v, r.push(Val::from_host(&dev, d.clone(), s).unwrap()))
             })
             .collect();
         let outs = r.run_net(net, store, &feeds, &wanted).unwrap();
@@ -55,14 +61,14 @@ fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]
 
     // Train forward, the io loss and its gradients.
     let mut nz = noise();
-    let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(Cpu::default(), true, &mut nz);
+    let mut r: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut nz);
     let mut input_handles = Vec::new();
     let feeds: Vec<(usize, _)> = net
         .inputs
         .iter()
         .map(|(n, v)| {
             let (s, d) = fx.get(&format!("in.{n}"));
-            let h = r.push(Val::from_host(&Cpu::default(), d.clone(), s).unwrap());
+            let h = r.push(Val::from_host(&dev, d.clone(), s).unwrap());
             input_handles.push((n.clone(), h));
             (*v, h)
         })
@@ -88,7 +94,7 @@ fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]
     }
     let loss = loss.expect("a loss weight");
     check(&fx, "loss", &r.read(loss).unwrap(), &format!("{stage}.io_train_output"), &mut failures);
-    let param_vals: Vec<(String, Val<Cpu>)> = net.params.iter().map(|p| (p.path.clone(), store.get(&p.path).unwrap().value.clone())).collect();
+    let param_vals: Vec<(String, Val<D>)> = net.params.iter().map(|p| (p.path.clone(), store.get(&p.path).unwrap().value.clone())).collect();
     let mut grads = r.backward(loss).unwrap();
     let trainable = net.trainable_params();
     for (i, p) in net.params.iter().enumerate() {
@@ -138,4 +144,15 @@ fn stage2_generator_matches_reference() {
 #[test]
 fn stage2_discriminator_matches_reference() {
     io_case("d2", "stage2_d", "stage2", &[]);
+}
+
+/// The same protocol on a GPU: `cargo test -p stackflow-core --features cuda --test golden`.
+#[cfg(feature = "cuda")]
+#[test]
+fn all_nets_match_reference_on_cuda() {
+    let dev = stackflow_core::exec::cuda(0).expect("a CUDA device");
+    io_case_on(dev.clone(), "g1", "stage1_g", "stage1", &[("ca", "ca_net")]);
+    io_case_on(dev.clone(), "d1", "stage1_d", "stage1", &[]);
+    io_case_on(dev.clone(), "g2", "stage2_g", "stage2", &[("ca", "ca_net"), ("stage1.ca", "STAGE1_G.ca_net")]);
+    io_case_on(dev, "d2", "stage2_d", "stage2", &[]);
 }

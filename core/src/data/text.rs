@@ -1,4 +1,4 @@
-//! The built-in text encoder: captions → fixed-size unit vectors, deterministic and
+//! The built-in text encoder: captions → fixed-size vectors (RMS 1), deterministic and
 //! dependency-free, so that users can type captions instead of shipping embeddings.
 //!
 //! A caption is lower-cased and split into words; articles are dropped and a few
@@ -9,7 +9,7 @@
 //! `role1:blue`, which "a blue circle on a red background" lacks, although both have the
 //! same bag of words. Each feature is hashed (FNV-1a, stable across platforms and
 //! releases) and the hash seeds a pseudo-random ±1 vector of length `dim`; the caption is
-//! the weighted sum of its features' vectors, scaled to unit length. This is a fixed
+//! the weighted sum of its features' vectors, scaled to RMS 1 (norm √dim). This is a fixed
 //! random projection of the hashed feature space that needs no table.
 //!
 //! It knows no meaning: see `docs/data.md` for its limits.
@@ -55,7 +55,7 @@ pub struct TextEncoder {
 }
 
 impl TextEncoder {
-    /// An encoder producing `dim`-dimensional unit vectors.
+    /// An encoder producing `dim`-dimensional vectors of RMS 1.
     pub fn new(dim: usize) -> Self {
         Self { dim }
     }
@@ -104,7 +104,8 @@ impl TextEncoder {
         feats
     }
 
-    /// The unit-length embedding of a caption (all zeros only when `dim` is 0).
+    /// The embedding of a caption, scaled to root-mean-square 1 per value (norm √dim),
+    /// the scale of typical sentence embeddings; empty only when `dim` is 0.
     pub fn encode(&self, caption: &str) -> Vec<f32> {
         let mut out = vec![0f32; self.dim];
         for (feature, weight) in Self::features(caption) {
@@ -118,7 +119,8 @@ impl TextEncoder {
         }
         let norm = out.iter().map(|v| v * v).sum::<f32>().sqrt();
         if norm > 0.0 {
-            out.iter_mut().for_each(|v| *v /= norm);
+            let scale = (self.dim as f32).sqrt() / norm;
+            out.iter_mut().for_each(|v| *v *= scale);
         }
         out
     }
@@ -148,16 +150,20 @@ mod tests {
     use super::*;
 
     fn cos(a: &[f32], b: &[f32]) -> f32 {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
+        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let nb = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+        dot / (na * nb)
     }
 
     #[test]
-    fn unit_length_and_deterministic() {
+    fn rms_one_and_deterministic() {
         for dim in [1, 7, 64, 128, 1024] {
             let enc = TextEncoder::new(dim);
             let a = enc.encode("a large red circle on a blue background");
             assert_eq!(a.len(), dim);
-            assert!((cos(&a, &a) - 1.0).abs() < 1e-5, "dim {dim}");
+            let rms = (a.iter().map(|v| v * v).sum::<f32>() / dim as f32).sqrt();
+            assert!((rms - 1.0).abs() < 1e-4, "dim {dim}: rms {rms}");
             assert_eq!(
                 a,
                 TextEncoder::new(dim).encode("a large red circle on a blue background")
