@@ -24,6 +24,8 @@ enum Command {
     Graph(commands::graph::Args),
     /// Run one forward pass of a net on tensors from a safetensors file.
     Forward(commands::forward::Args),
+    /// Plugin libraries and the kinds they add: `plugins list [--plugin LIB]…`.
+    Plugins(commands::plugins::Args),
     /// Train the recipe of a graph file (progress, metrics, samples, checkpoints).
     Run(commands::run::Args),
     /// Generate images for captions from a trained run.
@@ -55,6 +57,7 @@ fn main() -> ExitCode {
         Command::Info(a) => commands::info::run(a),
         Command::Graph(a) => commands::graph::run(a),
         Command::Forward(a) => commands::forward::run(a),
+        Command::Plugins(a) => commands::plugins::run(a),
         Command::Bench(a) => commands::bench::run(a),
         Command::Run(a) => commands::run::run(a),
         Command::Sample(a) => commands::sample::run(a),

@@ -17,7 +17,12 @@ pub struct Args {
 
 /// Run `check`.
 pub fn run(a: Args) -> Result<()> {
-    let flow = a.graph.build()?;
+    let (flow, registry) = a.graph.build_with_registry()?;
+    // Losses and samplers are kinds too: each exists, reads its attributes, and the loss
+    // finds the discriminator outputs it needs.
+    for stage in 0..flow.parsed.doc.train.len() {
+        stackflow_core::train::game::setup(&flow, &registry, stage)?;
+    }
     for net in &flow.nets {
         estimate::check_memory(&flow, net, a.batch, false, a.graph.max_memory)?;
     }

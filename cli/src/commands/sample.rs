@@ -80,7 +80,7 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
     }
     let t = infer::open(&a.run, &Registry::with_builtins())?;
     let s = t.stage(a.stage)?;
-    let (g, e, z) = t.generator(s)?;
+    let (g, e, _) = t.generator(s)?;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
@@ -101,7 +101,7 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
         (None, None) => return Err(Error::input("cli::missing", "give --captions or --embeddings")),
     };
     let mut store = t.store(dev)?;
-    let (images, side) = infer::generate_many(&t.flow, g, &mut store, &embeds, e, z, a.per_caption, a.seed)?;
+    let (images, side) = infer::generate_many(&t.flow, g, &mut store, &embeds, a.per_caption, a.seed)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|err| Error::io(&a.out_dir, err))?;
     for (i, img) in images.iter().enumerate() {
         write_png(&a.out_dir.join(format!("{}-{}.png", i / a.per_caption, i % a.per_caption)), img, side)?;
@@ -118,7 +118,7 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     }
     let t = infer::open(&a.run, &Registry::with_builtins())?;
     let s = t.stage(a.stage)?;
-    let (g, e, z) = t.generator(s)?;
+    let (g, e, _) = t.generator(s)?;
     let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
     let (from, to) = ends.split_at(e);
     let embeds: Vec<f32> = (0..a.steps)
@@ -128,13 +128,13 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
         })
         .collect();
     let mut store = t.store(stackflow_core::exec::cpu(a.seed))?;
-    // One noise vector for the whole strip: only the sentence embedding moves.
-    let (one, side) = infer::generate_many(&t.flow, g, &mut store, &embeds[..e], e, z, 1, a.seed)?;
-    let _ = one;
+    // The same seed for every image: one noise vector, only the sentence embedding moves.
     let mut images = Vec::new();
+    let mut side = 0;
     for i in 0..a.steps {
-        let (img, _) = infer::generate_many(&t.flow, g, &mut store, &embeds[i * e..(i + 1) * e], e, z, 1, a.seed)?;
+        let (img, s) = infer::generate_many(&t.flow, g, &mut store, &embeds[i * e..(i + 1) * e], 1, a.seed)?;
         images.extend(img);
+        side = s;
     }
     let caption = vec![format!("{} -> {}", a.from, a.to)];
     write_grid_png(&a.out, &images, side, a.steps, Some(&caption))?;

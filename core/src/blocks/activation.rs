@@ -66,7 +66,7 @@ mod tests {
     fn keeps_shape_and_checks_slope() {
         let b = configure("core.leaky_relu", "(slope: 0.1)").unwrap();
         let s = Shape::new([3, 4]);
-        assert_eq!(b.infer(&[s.clone()]).unwrap().outputs, vec![s.clone()]);
+        assert_eq!(b.infer(std::slice::from_ref(&s)).unwrap().outputs, vec![s.clone()]);
         assert!(b.infer(&[s.clone(), s]).is_err());
         assert!(configure("core.relu", "(slope: 0.1)").is_err());
         assert!(configure("core.leaky_relu", "(slope: \"x\")").is_err());

@@ -28,7 +28,7 @@ impl Block for GluBlock {
     fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
         super::arity(inputs, 1)?;
         let mut d = inputs[0].0.clone();
-        if d[0] % 2 != 0 {
+        if !d[0].is_multiple_of(2) {
             return Err(format!("needs an even first axis, got {}", inputs[0]));
         }
         d[0] /= 2;

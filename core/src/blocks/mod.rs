@@ -10,6 +10,8 @@ mod conv2d;
 mod detach;
 mod glu;
 mod linear;
+mod mul;
+mod pool;
 mod replicate;
 mod reshape;
 mod split;
@@ -36,6 +38,8 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
             Arc::new(reshape::Reshape),
             Arc::new(reshape::Flatten),
             Arc::new(add::Add),
+            Arc::new(mul::Mul),
+            Arc::new(pool::GlobalAvgPool),
             Arc::new(split::Split),
             Arc::new(cond_aug::CondAug),
             Arc::new(detach::Detach),

@@ -46,7 +46,7 @@ impl SplitBlock {
         match &self.how {
             How::Sizes(s) if s.iter().sum::<usize>() == n => Ok(s.clone()),
             How::Sizes(s) => Err(format!("sizes {s:?} do not add up to {n}")),
-            How::Parts(p) if n % p == 0 => Ok(vec![n / p; *p]),
+            How::Parts(p) if n.is_multiple_of(*p) => Ok(vec![n / p; *p]),
             How::Parts(p) => Err(format!("{n} does not split into {p} equal parts")),
         }
     }

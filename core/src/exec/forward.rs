@@ -1,7 +1,5 @@
 //! One forward pass of a net over named host tensors: what `stackflow forward` runs.
 
-use std::collections::BTreeMap;
-
 use dfdx::prelude::NoneTape;
 
 use super::ops::Ops;
@@ -11,8 +9,7 @@ use crate::error::{Error, Result};
 use crate::ir::{Flow, Net};
 use crate::kernels::KernelDevice;
 
-/// Host tensors by name: shape and C-order data.
-pub type Named = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+pub use super::weights::Named;
 
 /// The names under which the ε of each CA node may be given: `eps.<node path>`, and with
 /// a mapped naming also `in.eps.<module>` (the reference fixtures' names).

@@ -29,7 +29,7 @@ pub struct Runner<'n, D: KernelDevice, T> {
     vals: Vec<Val<D>>,
     tape: T,
     record: bool,
-    training: bool,
+    net_training: bool,
     node_training: bool,
     node_path: String,
     noise: &'n mut NoiseSource,
@@ -43,7 +43,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             vals: Vec::new(),
             tape: T::default(),
             record: true,
-            training,
+            net_training: training,
             node_training: training,
             node_path: String::new(),
             noise,
@@ -130,7 +130,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             }
             self.record = !node.frozen;
             self.node_training = match node.mode {
-                ModeOverride::Follow => self.training,
+                ModeOverride::Follow => self.net_training,
                 ModeOverride::Train => true,
                 ModeOverride::Eval => false,
             };

@@ -156,8 +156,11 @@ pub fn save<D: Device<f32>>(file: &Path, tensors: &[(String, Val<D>)], metadata:
     std::fs::write(file, data).map_err(|e| Error::io(file, e))
 }
 
+/// Host tensors by name: shape and C-order data.
+pub type Named = BTreeMap<String, (Vec<usize>, Vec<f32>)>;
+
 /// Read every tensor of a safetensors file (F32, or I64 counters as f32), by name.
-pub fn read_all(file: &Path) -> Result<BTreeMap<String, (Vec<usize>, Vec<f32>)>> {
+pub fn read_all(file: &Path) -> Result<Named> {
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::input("weights::format", format!("`{}` is not a safetensors file: {e}", file.display())))?;

@@ -64,7 +64,7 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
     let p = &flow.parsed;
     let st = &p.doc.train[index];
     let at = |field: &str| vec![Key::from("train"), Key::Index(index), Key::from(field)];
-    let attrs_of = |field: &str, v: &ron::Value, kind: &str| -> Result<Vec<Attr>> {
+    let attrs_of = |field: &str, v: &ron::Value| -> Result<Vec<Attr>> {
         let items = entries(v).ok_or_else(|| p.error("graph::bad_value", &at(field), format!("`{field}` must be a map such as `(share: 0.5)`")))?;
         Ok(items
             .into_iter()
@@ -72,23 +72,19 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
                 let path = [at(field), vec![Key::from(name.as_str())]].concat();
                 Attr { span: p.span(&path), key_span: p.spans.key_span(&path), name, value }
             })
-            .collect::<Vec<_>>())
-        .map(|a| {
-            let _ = kind;
-            a
-        })
+            .collect())
     };
     let loss_kind = registry.losses().get(&st.loss).ok_or_else(|| {
         p.error("graph::unknown_kind", &at("loss"), format!("unknown loss `{}`", st.loss)).with_help(registry.losses().suggest(&st.loss))
     })?;
-    let mut a = Attrs::new(attrs_of("loss_params", &st.loss_params, &st.loss)?, &flow.vars, &p.src, p.span(&at("loss")), &st.loss);
+    let mut a = Attrs::new(attrs_of("loss_params", &st.loss_params)?, &flow.vars, &p.src, p.span(&at("loss")), &st.loss);
     let loss = loss_kind.configure(&mut a)?;
     a.finish()?;
     let sampler = |field: &str, kind: &str, params: &ron::Value, params_field: &str| -> Result<SamplerImpl> {
         let k = registry.samplers().get(kind).ok_or_else(|| {
             p.error("graph::unknown_kind", &at(field), format!("unknown sampler `{kind}`")).with_help(registry.samplers().suggest(kind))
         })?;
-        let mut a = Attrs::new(attrs_of(params_field, params, kind)?, &flow.vars, &p.src, p.span(&at(field)), kind);
+        let mut a = Attrs::new(attrs_of(params_field, params)?, &flow.vars, &p.src, p.span(&at(field)), kind);
         let s = k.configure(&mut a)?;
         a.finish()?;
         Ok(s)
@@ -191,6 +187,9 @@ pub struct Injected {
     pub eps: Vec<(String, Vec<f32>)>,
 }
 
+/// A gradient Adam consumed: (`'D'` or `'G'`, parameter path, values).
+pub type KeptGrad = (char, String, Vec<f32>);
+
 /// What one iteration produced.
 #[derive(Clone, Debug, Default)]
 pub struct Report {
@@ -198,8 +197,8 @@ pub struct Report {
     pub terms: Vec<(String, f32)>,
     /// D's probabilities per pair kind (`cond_real`, …), for logs and tests.
     pub probs: Vec<(String, Vec<f32>)>,
-    /// Gradients Adam consumed, when asked for: (`D`|`G`, path, values).
-    pub grads: Vec<(char, String, Vec<f32>)>,
+    /// Gradients Adam consumed, when asked for.
+    pub grads: Vec<KeptGrad>,
 }
 
 impl Report {
@@ -263,7 +262,7 @@ fn step<D: KernelDevice>(
     adam: &mut Adam,
     cfg: &AdamConfig,
     lr: f64,
-    keep: Option<(char, &mut Vec<(char, String, Vec<f32>)>)>,
+    keep: Option<(char, &mut Vec<KeptGrad>)>,
 ) -> Result<()> {
     adam.begin_step();
     let mut kept = keep;

@@ -82,14 +82,16 @@ impl Trained {
     }
 }
 
-/// Generate `per` images for each embedding (rows of `embeds`, width `e`): returns
-/// images (CHW in [-1, 1]) in caption-major order and their side.
-pub fn generate_many<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D>, embeds: &[f32], e: usize, z_dim: usize, per: usize, seed: u64) -> Result<(Vec<Vec<f32>>, usize)> {
+/// Generate `per` images for each text embedding (rows of `embeds`) with generator `g`:
+/// returns images (CHW in [-1, 1]) in caption-major order and their side.
+pub fn generate_many<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D>, embeds: &[f32], per: usize, seed: u64) -> Result<(Vec<Vec<f32>>, usize)> {
+    let net = &flow.nets[g];
+    let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(1);
+    let z_dim = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
     let n = embeds.len() / e.max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let normal = rand_distr::StandardNormal;
     let mut out = Vec::new();
-    let net = &flow.nets[g];
     let side = net.output("fake_img").map(|v| *net.values[v].shape.dims().last().unwrap_or(&0)).unwrap_or(0);
     // Batches of up to 16 per call; eval-mode BatchNorm makes batching irrelevant to results.
     let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, per)).collect();
@@ -152,7 +154,7 @@ pub fn score(images: &[Vec<f32>], side: usize, tags: &[Vec<u32>], per: usize) ->
 /// Evaluate stage `s` of a trained run on held-out synthetic shapes: the model's scores
 /// and the ceiling (the same judge on the real images).
 pub fn evaluate<D: KernelDevice>(t: &Trained, dev: D, s: usize, captions: usize, per: usize, seed: u64) -> Result<(Scores, Scores)> {
-    let (g, e, z) = t.generator(s)?;
+    let (g, e, _) = t.generator(s)?;
     let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
         return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
     };
@@ -170,7 +172,7 @@ pub fn evaluate<D: KernelDevice>(t: &Trained, dev: D, s: usize, captions: usize,
         reals.push(smp.images[0].clone());
     }
     let mut store = t.store(dev)?;
-    let (images, side) = generate_many(&t.flow, g, &mut store, &embeds, e, z, per, seed)?;
+    let (images, side) = generate_many(&t.flow, g, &mut store, &embeds, per, seed)?;
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 

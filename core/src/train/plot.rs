@@ -61,7 +61,7 @@ pub fn write_loss_plot(path: &Path, series: &[(String, Vec<(f64, f64)>)]) -> Res
                 img.put_pixel(x + dx, 12 + dy, image::Rgb([c.0, c.1, c.2]));
             }
         }
-        crate::data::grid::draw_lines(&mut img, &[name.clone()], x + 18, 10);
+        crate::data::grid::draw_lines(&mut img, std::slice::from_ref(name), x + 18, 10);
         x += 18 + 8 * name.len() as u32 + 16;
     }
     let axis = format!("y {y_min:.3} .. {y_max:.3}   x: step 0 .. {x_max:.0}");

@@ -103,6 +103,10 @@ fn load_batch(ds: &dyn Dataset, idx: &[usize], size: usize, seed: u64) -> Result
 pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
     let _lock = lock(&opts.dir)?;
+    if opts.resume.is_none() && !checkpoint::list(&opts.dir.join("checkpoints")).is_empty() {
+        return Err(Error::input("run::exists", format!("`{}` already holds a run", opts.dir.display()))
+            .with_help("continue it with `--resume`, or choose another `--out`"));
+    }
     let text = &flow.parsed.src.text;
     let hash = checkpoint::graph_hash(text, &opts.overrides);
     let graph_copy = opts.dir.join("graph.ron");
@@ -189,7 +193,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
                     let key = if name == "G" { "G_total" } else { name.as_str() };
                     pts.push((pos.step as f64, report.term(key).unwrap_or(f32::NAN) as f64));
                 }
-                if pos.step % opts.log_every == 0 || bi + 1 == ipe {
+                if pos.step.is_multiple_of(opts.log_every) || bi + 1 == ipe {
                     let mut line = serde_json::json!({
                         "stage": st.name, "epoch": pos.epoch, "step": pos.step,
                         "lr_g": st.opt_g.lr * scale, "lr_d": st.opt_d.lr * scale,
