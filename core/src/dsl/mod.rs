@@ -130,6 +130,10 @@ pub struct StageDef {
     /// Attributes of the mismatch sampler.
     #[serde(default = "unit")]
     pub mismatch_params: ron::Value,
+    /// What D's `cond` input receives: G's detached CA mean (StackGAN-Pytorch) or the
+    /// text embedding itself, for a D with its own text projection (the TF original).
+    #[serde(default)]
+    pub d_condition: DCondition,
     /// Weight of the CA KL term in the G loss.
     #[serde(default = "default_kl")]
     pub kl_weight: f64,
@@ -161,6 +165,16 @@ fn default_mismatch() -> String {
 }
 fn default_kl() -> f64 {
     2.0
+}
+
+/// The source of the discriminator's condition.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+pub enum DCondition {
+    /// The generator's CA mean μ, detached.
+    #[default]
+    Mu,
+    /// The text embedding.
+    Embedding,
 }
 
 /// An optimiser and its hyper-parameters.

@@ -146,12 +146,16 @@ fn check_d(flow: &Flow, st: &StageDef, g: &Net, d: &Net, at: &[Key]) -> Result<(
         ));
     }
     if let Some(cond) = d.input("cond") {
-        let mu = &g.values[g.output("mu").unwrap_or(0)].shape;
-        if &d.values[cond].shape != mu {
+        let (what, src) = match st.d_condition {
+            crate::dsl::DCondition::Mu => ("the generator's `mu`", g.output("mu")),
+            crate::dsl::DCondition::Embedding => ("the text embedding", g.input("emb")),
+        };
+        let want = &g.values[src.unwrap_or(0)].shape;
+        if &d.values[cond].shape != want {
             return Err(p.error(
                 "graph::shape",
                 at,
-                format!("discriminator `{}` reads a condition of {} but the generator's `mu` is {mu}", d.name, d.values[cond].shape),
+                format!("discriminator `{}` reads a condition of {} but {what} is {want}", d.name, d.values[cond].shape),
             ));
         }
     }

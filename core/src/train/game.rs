@@ -38,6 +38,8 @@ pub struct StageSetup {
     pub mismatch: Arc<dyn MismatchSampler>,
     /// Weight of the KL term.
     pub kl_weight: f32,
+    /// What D's condition is.
+    pub d_condition: crate::dsl::DCondition,
     /// G's optimiser.
     pub opt_g: AdamConfig,
     /// D's optimiser.
@@ -128,6 +130,7 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         noise,
         mismatch,
         kl_weight: st.kl_weight as f32,
+        d_condition: st.d_condition,
         opt_g: adam_of(&st.optimizer),
         opt_d: adam_of(st.d_optimizer.as_ref().unwrap_or(&st.optimizer)),
         d_outputs,
@@ -327,7 +330,10 @@ pub fn iteration<D: KernelDevice>(
         let mut dr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut dnoise);
         let real = dr.push(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
         let fake_c = dr.push(Val::from_host(&dev, fake_host.clone(), &[b, 3, s, s])?);
-        let cond = dr.push(Val::from_host(&dev, mu_host.clone(), &[b, cond_dim])?);
+        let cond = match st.d_condition {
+            crate::dsl::DCondition::Mu => dr.push(Val::from_host(&dev, mu_host.clone(), &[b, cond_dim])?),
+            crate::dsl::DCondition::Embedding => dr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?),
+        };
         let d_params: Vec<(usize, Val<D>)> = dn.trainable_params().into_iter().map(|p| store.get(&dn.params[p].path).map(|e| (p, e.value.clone())).ok_or_else(|| Error::other("train::param", "D parameter missing"))).collect::<Result<_>>()?;
         let split = dn.output("code").is_some();
         let (real_code, fake_code) = if split {
@@ -372,7 +378,10 @@ pub fn iteration<D: KernelDevice>(
     }
 
     // G step through the updated D, on G's tape.
-    let cond = gr.detach(mu)?;
+    let cond = match st.d_condition {
+        crate::dsl::DCondition::Mu => gr.detach(mu)?,
+        crate::dsl::DCondition::Embedding => emb,
+    };
     let fake_outs = d_pass(&mut gr, dn, store, None, fake, Some(cond), &st.d_outputs)?;
     for (n, h) in &fake_outs {
         report.probs.push((format!("g_{}_fake", n.trim_end_matches("_prob")), gr.read(*h)?));
