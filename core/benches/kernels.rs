@@ -7,29 +7,62 @@
 use std::time::Instant;
 
 use dfdx::prelude::*;
-use stackflow_core::kernels::{
-    batch_norm, conv2d, leaky_relu, upsample_nearest, Conv2dGeom, T1, T4,
-};
+use stackflow_core::kernels::{batch_norm, conv2d, leaky_relu, upsample_nearest, Conv2dGeom, T1, T4};
 
 type Tp = OwnedTape<f32, Cpu>;
 
 fn reps() -> usize {
-    std::env::var("REPS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3)
+    std::env::var("REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(3)
 }
 
-/// Best-of-`reps()` seconds of `f`, after one warm-up run.
-fn time(mut f: impl FnMut()) -> f64 {
+/// CPU time of all this process's threads, in seconds (Linux; `None` elsewhere).
+fn cpu_seconds() -> Option<f64> {
+    let mut ns = 0u64;
+    for task in std::fs::read_dir("/proc/self/task").ok()? {
+        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
+        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+    }
+    Some(ns as f64 * 1e-9)
+}
+
+/// Best wall-clock seconds over the repetitions, and the CPU seconds spread over the
+/// worker threads (`cpu / threads`): on a machine shared with other jobs the second is
+/// what the op would take with the cores to itself.
+#[derive(Clone, Copy)]
+struct Timing {
+    wall: f64,
+    cpu: f64,
+}
+
+impl Timing {
+    const NONE: Timing = Timing { wall: f64::INFINITY, cpu: f64::INFINITY };
+
+    fn min(self, o: Timing) -> Timing {
+        Timing { wall: self.wall.min(o.wall), cpu: self.cpu.min(o.cpu) }
+    }
+
+    fn rate(&self, amount: f64) -> String {
+        format!("{:8.1} ms {:6.1} /s | {:6.1} /s (cpu)", self.wall * 1e3, amount / self.wall, amount / self.cpu)
+    }
+}
+
+/// Times one run of `f`.
+fn measure<R>(f: impl FnOnce() -> R) -> (Timing, R) {
+    let threads = rayon::current_num_threads() as f64;
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let r = f();
+    let wall = t0.elapsed().as_secs_f64();
+    let cpu = match (c0, cpu_seconds()) {
+        (Some(a), Some(b)) => (b - a) / threads,
+        _ => wall,
+    };
+    (Timing { wall, cpu }, r)
+}
+
+/// Best of `reps()` runs of `f`, after one warm-up run.
+fn time(mut f: impl FnMut()) -> Timing {
     f();
-    (0..reps())
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .fold(f64::INFINITY, f64::min)
+    (0..reps()).map(|_| measure(&mut f).0).fold(Timing::NONE, Timing::min)
 }
 
 /// Deterministic values in `[-1, 1)`.
@@ -37,9 +70,7 @@ fn rand_vec(n: usize) -> Vec<f32> {
     let mut s = 0x2545_f491_4f6c_dd1du64;
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -77,23 +108,15 @@ fn gemm_peak() {
             gemm::Parallelism::Rayon(0),
         )
     });
-    let gf = 2.0 * (n as f64).powi(3) / t / 1e9;
-    println!(
-        "gemm {n}x{n}x{n} (reference)             {:8.1} ms  {gf:7.1} GFLOP/s",
-        t * 1e3
-    );
+    println!("gemm {n}x{n}x{n} (reference, GFLOP)        {}", t.rate(2.0 * (n as f64).powi(3) / 1e9));
 }
 
-fn conv(
-    dev: &Cpu,
-    name: &str,
-    x: (usize, usize, usize, usize),
-    co: usize,
-    k: usize,
-    s: usize,
-    p: usize,
-    bias: bool,
-) {
+/// One convolution of the benchmark: name, input shape, output channels, square kernel,
+/// stride, padding, bias.
+struct ConvCase(&'static str, (usize, usize, usize, usize), usize, usize, usize, usize, bool);
+
+fn conv(dev: &Cpu, case: &ConvCase) {
+    let &ConvCase(name, x, co, k, s, p, bias) = case;
     let ws = (co, x.1, k, k);
     let g = Conv2dGeom::new(x, ws, bias.then_some(co), s, p).unwrap();
     let xt = rand4(dev, x);
@@ -102,96 +125,59 @@ fn conv(
     let t_fwd = time(|| {
         conv2d(xt.clone(), wt.clone(), bt.clone(), s, p).unwrap();
     });
-    let mut t_bwd = f64::INFINITY;
+    let mut t_bwd = Timing::NONE;
     for _ in 0..reps() + 1 {
-        let y = conv2d::<Cpu, Tp>(
-            xt.leaky_trace(),
-            wt.retaped(),
-            bt.as_ref().map(|b| b.retaped()),
-            s,
-            p,
-        )
-        .unwrap();
+        let y = conv2d::<Cpu, Tp>(xt.leaky_trace(), wt.retaped(), bt.as_ref().map(|b| b.retaped()), s, p).unwrap();
         let loss = y.try_sum::<Rank0, _>().unwrap();
-        let t = Instant::now();
-        let grads = loss.backward();
-        t_bwd = t_bwd.min(t.elapsed().as_secs_f64());
+        let (t, grads) = measure(|| loss.backward());
+        t_bwd = t_bwd.min(t);
         drop(grads);
     }
-    let f = g.flops();
-    println!(
-        "conv {name:<34} fwd {:8.1} ms {:7.1} GFLOP/s | bwd {:8.1} ms {:7.1} GFLOP/s",
-        t_fwd * 1e3,
-        f / t_fwd / 1e9,
-        t_bwd * 1e3,
-        2.0 * f / t_bwd / 1e9
-    );
+    let gf = g.flops() / 1e9;
+    println!("conv {name:<33} GFLOP fwd {} || bwd {}", t_fwd.rate(gf), t_bwd.rate(2.0 * gf));
 }
 
-fn elementwise(dev: &Cpu, shape: (usize, usize, usize, usize)) {
+fn elementwise(dev: &Cpu, shape: (usize, usize, usize, usize), on: &dyn Fn(&str) -> bool) {
     let c = shape.1;
     let x = rand4(dev, shape);
     let bytes = (shape.num_elements() * 4) as f64;
-    let gamma: T1<Cpu> = dev.ones_like(&(c,));
-    let beta: T1<Cpu> = dev.zeros_like(&(c,));
-    let mut rm: T1<Cpu> = dev.zeros_like(&(c,));
-    let mut rv: T1<Cpu> = dev.ones_like(&(c,));
-
-    let report = |what: &str, t: f64, traffic: f64| {
-        println!(
-            "{what:<10} {shape:?}  {:8.2} ms  {:6.1} GB/s (in+out)",
-            t * 1e3,
-            traffic / t / 1e9
-        )
-    };
-    let t = time(|| {
-        batch_norm(
-            x.clone(),
-            gamma.clone(),
-            beta.clone(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        )
-        .unwrap();
-    });
-    report("bn fwd", t, 2.0 * bytes);
-    let mut tb = f64::INFINITY;
-    for _ in 0..reps() + 1 {
-        let y = batch_norm::<Cpu, Tp>(
-            x.leaky_trace(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        )
-        .unwrap();
-        let loss = y.try_sum::<Rank0, _>().unwrap();
-        let t = Instant::now();
-        drop(loss.backward());
-        tb = tb.min(t.elapsed().as_secs_f64());
+    let report =
+        |what: &str, t: Timing, traffic: f64| println!("{what:<9} {shape:?} GB (in+out) {}", t.rate(traffic / 1e9));
+    if on("bn") {
+        let gamma: T1<Cpu> = dev.ones_like(&(c,));
+        let beta: T1<Cpu> = dev.zeros_like(&(c,));
+        let mut rm: T1<Cpu> = dev.zeros_like(&(c,));
+        let mut rv: T1<Cpu> = dev.ones_like(&(c,));
+        let t = time(|| {
+            let (g, b) = (gamma.clone(), beta.clone());
+            batch_norm(x.clone(), g, b, &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
+        });
+        report("bn fwd", t, 2.0 * bytes);
+        let mut tb = Timing::NONE;
+        for _ in 0..reps() + 1 {
+            let (g, b) = (gamma.retaped(), beta.retaped());
+            let y = batch_norm::<Cpu, Tp>(x.leaky_trace(), g, b, &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
+            let loss = y.try_sum::<Rank0, _>().unwrap();
+            tb = tb.min(measure(|| drop(loss.backward())).0);
+        }
+        report("bn bwd", tb, 3.0 * bytes);
     }
-    report("bn bwd", tb, 3.0 * bytes);
-    let t = time(|| {
-        leaky_relu(x.clone(), 0.2).unwrap();
-    });
-    report("leaky fwd", t, 2.0 * bytes);
-    let t = time(|| {
-        upsample_nearest(x.clone(), 2).unwrap();
-    });
-    report("up2 fwd", t, 5.0 * bytes);
+    if on("leaky") {
+        let t = time(|| {
+            leaky_relu(x.clone(), 0.2).unwrap();
+        });
+        report("leaky fwd", t, 2.0 * bytes);
+    }
+    if on("up2") {
+        let t = time(|| {
+            upsample_nearest(x.clone(), 2).unwrap();
+        });
+        report("up2 fwd", t, 5.0 * bytes);
+    }
 }
 
 fn main() {
-    let filter = std::env::args()
-        .skip(1)
-        .find(|a| !a.starts_with('-'))
-        .unwrap_or_default();
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
     let on = |name: &str| name.contains(&filter);
     let dev = Cpu::default();
     // What the trainer should do too: reuse dropped tensors' buffers instead of mapping
@@ -200,139 +186,31 @@ fn main() {
     if cache {
         dev.enable_cache();
     }
-    println!(
-        "rayon threads: {}, dfdx allocation cache: {cache}",
-        rayon::current_num_threads()
-    );
+    println!("rayon threads: {}, dfdx allocation cache: {cache}", rayon::current_num_threads());
     if on("gemm") {
         gemm_peak();
     }
-    let convs: &[(
-        &str,
-        (usize, usize, usize, usize),
-        usize,
-        usize,
-        usize,
-        usize,
-        bool,
-    )] = &[
-        (
-            "G up1 1024->512 3x3 s1p1 @8",
-            (64, 1024, 8, 8),
-            512,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "G up2 512->256 3x3 s1p1 @16",
-            (64, 512, 16, 16),
-            256,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "G up3 256->128 3x3 s1p1 @32",
-            (64, 256, 32, 32),
-            128,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "G up4 128->64 3x3 s1p1 @64",
-            (64, 128, 64, 64),
-            64,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "G img 64->3 3x3 s1p1 @64",
-            (64, 64, 64, 64),
-            3,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "D c1 3->64 4x4 s2p1 @64",
-            (64, 3, 64, 64),
-            64,
-            4,
-            2,
-            1,
-            false,
-        ),
-        (
-            "D 64->128 4x4 s2p1 @64 (brief)",
-            (64, 64, 64, 64),
-            128,
-            4,
-            2,
-            1,
-            false,
-        ),
-        (
-            "D c2 64->128 4x4 s2p1 @32",
-            (64, 64, 32, 32),
-            128,
-            4,
-            2,
-            1,
-            false,
-        ),
-        (
-            "D c3 128->256 4x4 s2p1 @16",
-            (64, 128, 16, 16),
-            256,
-            4,
-            2,
-            1,
-            false,
-        ),
-        (
-            "D c4 256->512 4x4 s2p1 @8",
-            (64, 256, 8, 8),
-            512,
-            4,
-            2,
-            1,
-            false,
-        ),
-        (
-            "D joint 640->512 3x3 s1p1 @4",
-            (64, 640, 4, 4),
-            512,
-            3,
-            1,
-            1,
-            false,
-        ),
-        (
-            "D logit 512->1 4x4 s4p0 @4 +bias",
-            (64, 512, 4, 4),
-            1,
-            4,
-            4,
-            0,
-            true,
-        ),
+    let convs = [
+        ConvCase("G up1 1024->512 3x3 s1p1 @8", (64, 1024, 8, 8), 512, 3, 1, 1, false),
+        ConvCase("G up2 512->256 3x3 s1p1 @16", (64, 512, 16, 16), 256, 3, 1, 1, false),
+        ConvCase("G up3 256->128 3x3 s1p1 @32", (64, 256, 32, 32), 128, 3, 1, 1, false),
+        ConvCase("G up4 128->64 3x3 s1p1 @64", (64, 128, 64, 64), 64, 3, 1, 1, false),
+        ConvCase("G img 64->3 3x3 s1p1 @64", (64, 64, 64, 64), 3, 3, 1, 1, false),
+        ConvCase("D c1 3->64 4x4 s2p1 @64", (64, 3, 64, 64), 64, 4, 2, 1, false),
+        ConvCase("D 64->128 4x4 s2p1 @64 (brief)", (64, 64, 64, 64), 128, 4, 2, 1, false),
+        ConvCase("D c2 64->128 4x4 s2p1 @32", (64, 64, 32, 32), 128, 4, 2, 1, false),
+        ConvCase("D c3 128->256 4x4 s2p1 @16", (64, 128, 16, 16), 256, 4, 2, 1, false),
+        ConvCase("D c4 256->512 4x4 s2p1 @8", (64, 256, 8, 8), 512, 4, 2, 1, false),
+        ConvCase("D joint 640->512 3x3 s1p1 @4", (64, 640, 4, 4), 512, 3, 1, 1, false),
+        ConvCase("D logit 512->1 4x4 s4p0 @4 +bias", (64, 512, 4, 4), 1, 4, 4, 0, true),
     ];
-    for &(name, x, co, k, s, p, bias) in convs {
-        if on("conv") || on(name) {
-            conv(&dev, name, x, co, k, s, p, bias);
+    for case in &convs {
+        if on("conv") || on(case.0) {
+            conv(&dev, case);
         }
     }
-    if on("elementwise") {
-        for shape in [(64, 512, 16, 16), (64, 128, 64, 64)] {
-            elementwise(&dev, shape);
-        }
+    for shape in [(64, 512, 16, 16), (64, 128, 64, 64)] {
+        let on_op = |op: &str| on("elementwise") || on(op);
+        elementwise(&dev, shape, &on_op);
     }
 }

@@ -21,10 +21,7 @@ pub struct SourceFile {
 impl SourceFile {
     /// A source from a name and its text.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        Self {
-            name: name.into(),
-            text: text.into(),
-        }
+        Self { name: name.into(), text: text.into() }
     }
 
     /// A spanned input error in this file.
@@ -104,9 +101,7 @@ impl Error {
     /// Failure to read or write a file.
     pub fn io(path: &std::path::Path, err: std::io::Error) -> Self {
         let class = match err.kind() {
-            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
-                ErrorClass::Input
-            }
+            std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => ErrorClass::Input,
             _ => ErrorClass::Other,
         };
         Self::new(class, "io", format!("cannot access `{}`", path.display())).with_cause(err)
@@ -120,8 +115,7 @@ impl Error {
 
     /// Add a labelled span.
     pub fn with_label(mut self, span: Span, label: Option<impl Into<String>>) -> Self {
-        self.0.labels
-            .push(LabeledSpan::new_with_span(label.map(Into::into), span));
+        self.0.labels.push(LabeledSpan::new_with_span(label.map(Into::into), span));
         self
     }
 
@@ -203,9 +197,7 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.0.cause
-            .as_deref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
+        self.0.cause.as_deref().map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 
@@ -215,9 +207,7 @@ impl Diagnostic for Error {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.0.help
-            .as_ref()
-            .map(|h| Box::new(h) as Box<dyn fmt::Display>)
+        self.0.help.as_ref().map(|h| Box::new(h) as Box<dyn fmt::Display>)
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {

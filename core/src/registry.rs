@@ -170,6 +170,7 @@ impl<K: ?Sized> Table<K> {
     /// A help line for an unknown name.
     pub fn suggest(&self, name: &str) -> String {
         did_you_mean(name, self.items.keys().map(String::as_str))
+            .or_else(|| plugin_hint(name, self.items.keys()))
             .unwrap_or_else(|| format!("known kinds: {}", self.items.keys().cloned().collect::<Vec<_>>().join(", ")))
     }
 }
@@ -236,13 +237,25 @@ impl Registry {
 
     /// A help line for an unknown block kind.
     pub fn suggest_block(&self, name: &str) -> String {
-        did_you_mean(name, self.blocks.items.keys().map(String::as_str)).unwrap_or_else(|| {
-            format!(
-                "known kinds: {}; templates and nets of this file are used by name",
-                self.blocks.items.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
+        did_you_mean(name, self.blocks.items.keys().map(String::as_str))
+            .or_else(|| plugin_hint(name, self.blocks.items.keys()))
+            .unwrap_or_else(|| {
+                format!(
+                    "known kinds: {}; templates and nets of this file are used by name",
+                    self.blocks.items.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })
     }
+}
+
+/// For a namespaced name whose namespace no known kind uses: how to load a plugin.
+fn plugin_hint<'a>(name: &str, known: impl Iterator<Item = &'a String>) -> Option<String> {
+    let (ns, _) = name.split_once('.')?;
+    let mut known = known;
+    if known.any(|k| k.split_once('.').is_some_and(|(n, _)| n == ns)) {
+        return None;
+    }
+    Some(format!("no loaded kind is in namespace `{ns}`: if a plugin provides it, load it with `--plugin LIB` (`stackflow plugins list` shows what is loaded)"))
 }
 
 fn valid_kind_name(name: &str) -> bool {
@@ -270,5 +283,7 @@ mod tests {
         assert_eq!(r.suggest_block("core.conv2"), "did you mean `core.conv2d`?");
         assert!(valid_kind_name("my_plugin.attn2"));
         assert!(!valid_kind_name("Conv"));
+        assert!(r.suggest_block("myplugin.attn").contains("--plugin"));
+        assert!(!r.suggest_block("core.nothing_like_it").contains("--plugin"));
     }
 }

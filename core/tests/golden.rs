@@ -94,7 +94,8 @@ fn io_case_on<D: KernelDevice>(dev: D, net_name: &str, prefix: &str, stage: &str
     }
     let loss = loss.expect("a loss weight");
     check(&fx, "loss", &r.read(loss).unwrap(), &format!("{stage}.io_train_output"), &mut failures);
-    let param_vals: Vec<(String, Val<D>)> = net.params.iter().map(|p| (p.path.clone(), store.get(&p.path).unwrap().value.clone())).collect();
+    let param_vals: Vec<(String, Val<D>)> =
+        net.params.iter().map(|p| (p.path.clone(), store.get(&p.path).unwrap().value.clone())).collect();
     let mut grads = r.backward(loss).unwrap();
     let trainable = net.trainable_params();
     for (i, p) in net.params.iter().enumerate() {
@@ -122,7 +123,8 @@ fn io_case_on<D: KernelDevice>(dev: D, net_name: &str, prefix: &str, stage: &str
 #[test]
 fn hash_inputs_match_the_manifest_vectors() {
     let v = &manifest()["hash_uniform_test_vectors"];
-    let want: Vec<f32> = v["tag 7021 scale 2^-23 first 4"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
+    let want: Vec<f32> =
+        v["tag 7021 scale 2^-23 first 4"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect();
     assert_eq!(hash_uniform(4, 7021, -23), want);
 }
 

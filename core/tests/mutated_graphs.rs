@@ -24,9 +24,38 @@ impl Rng {
 }
 
 const TOKENS: &[&str] = &[
-    "(", ")", "[", "]", "{", "}", ",", ":", "\"", "0", "-1", "1e12", "99999999999999999999", "\"x * \"",
-    "\"gf_dim / 0\"", "\"in\"", "\"ca.mu\"", "core.relu", "\"core.concat\"", "Block(nodes: [])", "r#\"", "/*", "//",
-    "\u{0}", "é", "Net(", "repeat: 1000", "true", "()", "\"up_block\"", "\"g1\"", "\"e4\"",
+    "(",
+    ")",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    ":",
+    "\"",
+    "0",
+    "-1",
+    "1e12",
+    "99999999999999999999",
+    "\"x * \"",
+    "\"gf_dim / 0\"",
+    "\"in\"",
+    "\"ca.mu\"",
+    "core.relu",
+    "\"core.concat\"",
+    "Block(nodes: [])",
+    "r#\"",
+    "/*",
+    "//",
+    "\u{0}",
+    "é",
+    "Net(",
+    "repeat: 1000",
+    "true",
+    "()",
+    "\"up_block\"",
+    "\"g1\"",
+    "\"e4\"",
 ];
 
 fn mutate(text: &str, rng: &mut Rng) -> String {
@@ -56,7 +85,8 @@ fn mutate(text: &str, rng: &mut Rng) -> String {
                 // Swap a digit for a big or odd number.
                 if let Some(pos) = s[at.min(s.len())..].iter().position(u8::is_ascii_digit) {
                     let i = at + pos;
-                    let big: &[u8] = [b"0".as_slice(), b"1000000", b"4096", b"-3", b"18446744073709551616"][rng.below(5)];
+                    let big: &[u8] =
+                        [b"0".as_slice(), b"1000000", b"4096", b"-3", b"18446744073709551616"][rng.below(5)];
                     s.splice(i..i + 1, big.iter().copied());
                 }
             }

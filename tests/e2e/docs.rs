@@ -17,7 +17,9 @@ fn fenced_blocks(markdown: &str) -> Vec<Fenced> {
     for (i, line) in markdown.lines().enumerate() {
         let fence = line.trim_start().strip_prefix("```");
         match (&mut open, fence) {
-            (None, Some(info)) => open = Some(Fenced { line: i + 1, info: info.trim().to_string(), text: String::new() }),
+            (None, Some(info)) => {
+                open = Some(Fenced { line: i + 1, info: info.trim().to_string(), text: String::new() })
+            }
             (Some(_), Some(rest)) if rest.trim().is_empty() => blocks.extend(open.take()),
             (Some(block), _) => {
                 block.text.push_str(line);
@@ -41,11 +43,16 @@ fn check_examples(info: &str, expected: i32) -> usize {
         .collect();
     for ex in &examples {
         let label = if expected == 0 { "ok" } else { "bad" };
-        let file = std::env::temp_dir().join(format!("stackflow-docs-{}-{label}-line{}.ron", std::process::id(), ex.line));
+        let file =
+            std::env::temp_dir().join(format!("stackflow-docs-{}-{label}-line{}.ron", std::process::id(), ex.line));
         std::fs::write(&file, &ex.text).expect("temp file is writable");
         let out = stackflow(&["check", file.to_str().expect("temp path is UTF-8")]);
         let _ = std::fs::remove_file(&file);
-        assert_eq!(out.code, expected, "docs/graph-format.md:{} (```{info}): exit code\n{}{}", ex.line, out.stdout, out.stderr);
+        assert_eq!(
+            out.code, expected,
+            "docs/graph-format.md:{} (```{info}): exit code\n{}{}",
+            ex.line, out.stdout, out.stderr
+        );
         assert!(!out.stderr.contains("panicked"), "docs/graph-format.md:{}: panic\n{}", ex.line, out.stderr);
         if expected == 0 {
             assert!(out.stdout.starts_with("ok: "), "docs/graph-format.md:{}: {}", ex.line, out.stdout);

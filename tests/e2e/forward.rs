@@ -9,7 +9,17 @@ use stackflow_core::exec::{self, weights, Val};
 use crate::support::{root, stackflow};
 
 const FIXTURE_SET: [&str; 12] = [
-    "--set", "embed_dim=64", "--set", "z_dim=16", "--set", "cond_dim=8", "--set", "gf_dim=8", "--set", "df_dim=4", "--set",
+    "--set",
+    "embed_dim=64",
+    "--set",
+    "z_dim=16",
+    "--set",
+    "cond_dim=8",
+    "--set",
+    "gf_dim=8",
+    "--set",
+    "df_dim=4",
+    "--set",
     "r_num=2",
 ];
 
@@ -52,12 +62,24 @@ fn tmp(name: &str) -> PathBuf {
 }
 
 /// Run `forward` in `mode` and compare every output with `<tag>.<output>` of the io file.
-fn forward_matches(net: &str, prefix: &str, inputs: &PathBuf, mode: &str, tag: &str, tol: f64) {
+fn forward_matches(net: &str, prefix: &str, inputs: &std::path::Path, mode: &str, tag: &str, tol: f64) {
     let out = tmp(&format!("{prefix}.{mode}.out.safetensors"));
     let weights = fixture(&format!("{prefix}.weights.safetensors"));
     let mut args = vec![
-        "forward", "graphs/stackgan256.ron", "--net", net, "--weights", weights.to_str().unwrap(), "--weights-format",
-        "stackgan-pytorch", "--inputs", inputs.to_str().unwrap(), "--mode", mode, "--output", out.to_str().unwrap(),
+        "forward",
+        "graphs/stackgan256.ron",
+        "--net",
+        net,
+        "--weights",
+        weights.to_str().unwrap(),
+        "--weights-format",
+        "stackgan-pytorch",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--mode",
+        mode,
+        "--output",
+        out.to_str().unwrap(),
     ];
     args.extend_from_slice(&FIXTURE_SET);
     let run = stackflow(&args);
@@ -114,8 +136,16 @@ fn forward_input_errors_are_diagnostics() {
     let d_inputs = fixture("stage1_d.weights.safetensors");
     let out = tmp("bad.out.safetensors");
     let mut args = vec![
-        "forward", "graphs/stackgan256.ron", "--net", "g1", "--weights", weights.to_str().unwrap(), "--inputs",
-        d_inputs.to_str().unwrap(), "--output", out.to_str().unwrap(),
+        "forward",
+        "graphs/stackgan256.ron",
+        "--net",
+        "g1",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--inputs",
+        d_inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
     ];
     args.extend_from_slice(&FIXTURE_SET);
     // Native naming on a reference file: every tensor is listed as missing or unexpected.
@@ -129,7 +159,20 @@ fn forward_input_errors_are_diagnostics() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("no tensor `emb`"), "{}", run.stderr);
     // Wrong widths: the same weights do not fit the default graph.
-    let run = stackflow(&["forward", "graphs/stackgan256.ron", "--net", "g1", "--weights", weights.to_str().unwrap(), "--weights-format", "stackgan-pytorch", "--inputs", d_inputs.to_str().unwrap(), "--output", out.to_str().unwrap()]);
+    let run = stackflow(&[
+        "forward",
+        "graphs/stackgan256.ron",
+        "--net",
+        "g1",
+        "--weights",
+        weights.to_str().unwrap(),
+        "--weights-format",
+        "stackgan-pytorch",
+        "--inputs",
+        d_inputs.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ]);
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("mis-shaped"), "{}", run.stderr);
 }

@@ -4,5 +4,6 @@ mod bad_graphs;
 mod check;
 mod docs;
 mod forward;
+mod plugins;
 mod run;
 mod support;

@@ -15,7 +15,8 @@ fn fresh(name: &str) -> PathBuf {
 }
 
 fn ckpts(run: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     v.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
     v.sort();
     v
@@ -33,7 +34,14 @@ fn train_resume_sample_eval() {
     let a_s = a.to_str().unwrap();
     let out = run(&["--out", a_s]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    for f in ["graph.ron", "run.json", "metrics.jsonl", "losses.png", "samples/stage1-epoch0001.png", "samples/stage1-epoch0002.png"] {
+    for f in [
+        "graph.ron",
+        "run.json",
+        "metrics.jsonl",
+        "losses.png",
+        "samples/stage1-epoch0001.png",
+        "samples/stage1-epoch0002.png",
+    ] {
         assert!(a.join(f).exists(), "run directory lacks {f}");
     }
     let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
@@ -66,16 +74,37 @@ fn train_resume_sample_eval() {
 
     // Sampling and interpolation.
     let caps = a.join("captions.txt");
-    std::fs::write(&caps, "a large red circle on a blue background\na small green square on a white background\n").unwrap();
+    std::fs::write(&caps, "a large red circle on a blue background\na small green square on a white background\n")
+        .unwrap();
     let samples = a.join("samples-out");
-    let out = stackflow(&["sample", a_s, "--captions", caps.to_str().unwrap(), "--per-caption", "3", "--out-dir", samples.to_str().unwrap()]);
+    let out = stackflow(&[
+        "sample",
+        a_s,
+        "--captions",
+        caps.to_str().unwrap(),
+        "--per-caption",
+        "3",
+        "--out-dir",
+        samples.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     for f in ["0-0.png", "0-2.png", "1-2.png", "grid.png"] {
         let img = image_size(&samples.join(f));
         assert!(img.0 >= 16 && img.1 >= 16, "{f}: {img:?}");
     }
     let strip = a.join("strip.png");
-    let out = stackflow(&["interpolate", a_s, "--from", "a red circle on a blue background", "--to", "a blue circle on a red background", "--steps", "5", "--out", strip.to_str().unwrap()]);
+    let out = stackflow(&[
+        "interpolate",
+        a_s,
+        "--from",
+        "a red circle on a blue background",
+        "--to",
+        "a blue circle on a red background",
+        "--steps",
+        "5",
+        "--out",
+        strip.to_str().unwrap(),
+    ]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(image_size(&strip).0 >= 5 * 16);
 
@@ -121,7 +150,8 @@ fn nan_stops_the_run_without_a_checkpoint() {
 
 #[test]
 fn bad_data_and_locked_runs_are_diagnostics() {
-    let out = stackflow(&["run", "tests/graphs/tiny_folder.ron", "--quiet", "--out", fresh("folder").to_str().unwrap()]);
+    let out =
+        stackflow(&["run", "tests/graphs/tiny_folder.ron", "--quiet", "--out", fresh("folder").to_str().unwrap()]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("no-such-dataset"), "{}", out.stderr);
 

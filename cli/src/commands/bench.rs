@@ -47,7 +47,10 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
     let (flow, registry): (_, Registry) = a.graph.build_with_registry()?;
     let stages = flow.parsed.doc.train.len();
     if a.stage == 0 || a.stage > stages {
-        return Err(Error::input("cli::bad_stage", format!("--stage {} is not a stage of {} (it has {stages})", a.stage, flow.parsed.src.name)));
+        return Err(Error::input(
+            "cli::bad_stage",
+            format!("--stage {} is not a stage of {} (it has {stages})", a.stage, flow.parsed.src.name),
+        ));
     }
     let st = game::setup(&flow, &registry, a.stage - 1)?;
     let batch = a.batch.unwrap_or(flow.parsed.doc.train[a.stage - 1].batch as usize);
@@ -67,9 +70,15 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
         println!("{}", serde_json::to_string(&r).map_err(|e| Error::other("cli::json", e.to_string()))?);
     } else {
         eprintln!();
-        println!("stage {} ({}), batch {}, {} timed iteration(s) after {} warm-up", a.stage, r.stage, r.batch, a.iters, a.warmup);
+        println!(
+            "stage {} ({}), batch {}, {} timed iteration(s) after {} warm-up",
+            a.stage, r.stage, r.batch, a.iters, a.warmup
+        );
         println!("  sample (G forward, eval): {:>9.1} ms  {:>7.1} GFLOP/s", r.sample_ms, r.sample_gflops);
-        println!("  train iteration:          {:>9.1} ms  {:>7.1} GFLOP/s (estimated FLOPs)", r.train_ms, r.train_gflops);
+        println!(
+            "  train iteration:          {:>9.1} ms  {:>7.1} GFLOP/s (estimated FLOPs)",
+            r.train_ms, r.train_gflops
+        );
     }
     Ok(())
 }

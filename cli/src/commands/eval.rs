@@ -35,16 +35,28 @@ pub fn run(a: Args) -> Result<()> {
     }
     let t = infer::open(&a.run, &Registry::with_builtins())?;
     let s = t.stage(a.stage)?;
-    let (model, ceiling) = infer::evaluate(&t, stackflow_core::exec::cpu(a.seed), s, a.captions, a.per_caption, a.seed)?;
+    let (model, ceiling) =
+        infer::evaluate(&t, stackflow_core::exec::cpu(a.seed), s, a.captions, a.per_caption, a.seed)?;
     if a.json {
-        let j = serde_json::json!({ "checkpoint": t.checkpoint, "stage": s + 1, "model": model, "real_images": ceiling });
+        let j =
+            serde_json::json!({ "checkpoint": t.checkpoint, "stage": s + 1, "model": model, "real_images": ceiling });
         println!("{j}");
         return Ok(());
     }
     println!("checkpoint {} (stage {})", t.checkpoint.display(), s + 1);
     println!("{:<22} {:>10} {:>10}", "", "model", "real");
-    println!("{:<22} {:>9.1}% {:>9.1}%", "background fidelity", 100.0 * model.background_fidelity, 100.0 * ceiling.background_fidelity);
-    println!("{:<22} {:>9.1}% {:>9.1}%", "object fidelity", 100.0 * model.object_fidelity, 100.0 * ceiling.object_fidelity);
+    println!(
+        "{:<22} {:>9.1}% {:>9.1}%",
+        "background fidelity",
+        100.0 * model.background_fidelity,
+        100.0 * ceiling.background_fidelity
+    );
+    println!(
+        "{:<22} {:>9.1}% {:>9.1}%",
+        "object fidelity",
+        100.0 * model.object_fidelity,
+        100.0 * ceiling.object_fidelity
+    );
     println!("{:<22} {:>9.1}% {:>9.1}%", "both", 100.0 * model.both_fidelity, 100.0 * ceiling.both_fidelity);
     println!("{:<22} {:>10.4}", "diversity (RMS)", model.diversity);
     println!("({} captions × {} samples, held-out synthetic shapes)", a.captions, a.per_caption);

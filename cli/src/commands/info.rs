@@ -46,15 +46,31 @@ pub fn run(a: Args) -> Result<()> {
             }));
             continue;
         }
-        let io = |v: &[(String, usize)]| v.iter().map(|(n, id)| format!("{n} {}", net.values[*id].shape)).collect::<Vec<_>>().join(", ");
+        let io = |v: &[(String, usize)]| {
+            v.iter().map(|(n, id)| format!("{n} {}", net.values[*id].shape)).collect::<Vec<_>>().join(", ")
+        };
         println!("net {}", net.name);
         println!("  inputs:      {}", io(&net.inputs));
         println!("  outputs:     {}", io(&net.outputs));
         println!("  nodes:       {}", net.nodes.len());
-        println!("  parameters:  {} trainable, {} frozen, {} buffers", thousands(s.trainable), thousands(s.frozen), thousands(s.buffers));
+        println!(
+            "  parameters:  {} trainable, {} frozen, {} buffers",
+            thousands(s.trainable),
+            thousands(s.frozen),
+            thousands(s.buffers)
+        );
         println!("  FLOPs:       {:.4} GFLOP per sample (forward)", s.flops as f64 / 1e9);
-        println!("  activations: {} per sample, {} at batch {}", human_bytes(s.activation_bytes), human_bytes(s.activation_bytes * a.batch), a.batch);
-        println!("  training:    about {} at batch {} (weights, gradients, Adam moments, activations)", human_bytes(train_mem), a.batch);
+        println!(
+            "  activations: {} per sample, {} at batch {}",
+            human_bytes(s.activation_bytes),
+            human_bytes(s.activation_bytes * a.batch),
+            a.batch
+        );
+        println!(
+            "  training:    about {} at batch {} (weights, gradients, Adam moments, activations)",
+            human_bytes(train_mem),
+            a.batch
+        );
     }
     if a.json {
         println!("{}", serde_json::Value::Array(json));

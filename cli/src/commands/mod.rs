@@ -77,7 +77,7 @@ pub fn thousands(n: u64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -91,7 +91,8 @@ pub fn pick_net<'a>(flow: &'a Flow, name: &str) -> Result<&'a ir::Net> {
         let names: Vec<&str> = flow.nets.iter().map(|n| n.name.as_str()).collect();
         let mut e = Error::input("cli::unknown_net", format!("`{name}` is not a net of {}", flow.parsed.src.name));
         e = e.with_help(
-            stackflow_core::error::did_you_mean(name, names.iter().copied()).unwrap_or_else(|| format!("nets: {}", names.join(", "))),
+            stackflow_core::error::did_you_mean(name, names.iter().copied())
+                .unwrap_or_else(|| format!("nets: {}", names.join(", "))),
         );
         e
     })

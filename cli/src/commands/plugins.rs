@@ -26,6 +26,9 @@ pub struct ListArgs {
     /// Load a plugin library (repeatable); also read from STACKFLOW_PLUGIN_PATH.
     #[arg(long = "plugin", value_name = "LIB")]
     pub plugins: Vec<PathBuf>,
+    /// Also print each plugin kind's attributes with their docs.
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Print JSON: the loaded libraries and every kind.
     #[arg(long)]
     pub json: bool,
@@ -43,13 +46,26 @@ struct Row {
     name: String,
     doc: String,
     source: String,
+    /// `(attribute, doc)` of plugin kinds.
+    attrs: Vec<(String, String)>,
 }
 
-fn rows(r: &Registry) -> Vec<Row> {
-    let src = |s: &Source| s.to_string();
-    let mut out: Vec<Row> = r.blocks().iter().map(|(n, k, s)| Row { family: "block", name: n.into(), doc: k.doc().into(), source: src(s) }).collect();
-    out.extend(r.losses().iter().map(|(n, k, s)| Row { family: "loss", name: n.into(), doc: k.doc().into(), source: src(s) }));
-    out.extend(r.samplers().iter().map(|(n, k, s)| Row { family: "sampler", name: n.into(), doc: k.doc().into(), source: src(s) }));
+fn rows(r: &Registry, libs: &[plugin::PluginInfo]) -> Vec<Row> {
+    let row = |family: &'static str, name: &str, doc: &str, s: &Source| Row {
+        family,
+        name: name.into(),
+        doc: doc.into(),
+        source: s.to_string(),
+        attrs: libs
+            .iter()
+            .flat_map(|l| &l.kinds)
+            .find(|(_, k)| k.name == name)
+            .map(|(_, k)| k.attrs.clone())
+            .unwrap_or_default(),
+    };
+    let mut out: Vec<Row> = r.blocks().iter().map(|(n, k, s)| row("block", n, k.doc(), s)).collect();
+    out.extend(r.losses().iter().map(|(n, k, s)| row("loss", n, k.doc(), s)));
+    out.extend(r.samplers().iter().map(|(n, k, s)| row("sampler", n, k.doc(), s)));
     out
 }
 
@@ -59,14 +75,17 @@ fn list(a: ListArgs) -> Result<()> {
     for path in plugin::requested(None, &[], &a.plugins) {
         libs.push(plugin::load(&mut registry, &path)?);
     }
-    let rows = rows(&registry);
+    let rows = rows(&registry, &libs);
     if a.json {
         let j = serde_json::json!({
             "plugins": libs.iter().map(|l| serde_json::json!({
                 "path": l.path.display().to_string(), "name": l.name, "version": l.version,
                 "abi_version": l.abi_version, "api_version": l.api_version,
             })).collect::<Vec<_>>(),
-            "kinds": rows.iter().map(|r| serde_json::json!({"family": r.family, "name": r.name, "doc": r.doc, "source": r.source})).collect::<Vec<_>>(),
+            "kinds": rows.iter().map(|r| serde_json::json!({
+                "family": r.family, "name": r.name, "doc": r.doc, "source": r.source,
+                "attrs": r.attrs.iter().map(|(n, d)| serde_json::json!({"name": n, "doc": d})).collect::<Vec<_>>(),
+            })).collect::<Vec<_>>(),
         });
         println!("{}", serde_json::to_string_pretty(&j).unwrap_or_default());
         return Ok(());
@@ -85,6 +104,11 @@ fn list(a: ListArgs) -> Result<()> {
         println!("{title} ({})", of.len());
         for r in of {
             println!("  {:name_w$}  {:src_w$}  {}", r.name, r.source, r.doc);
+            if a.verbose {
+                for (n, d) in &r.attrs {
+                    println!("  {:name_w$}    `{n}`: {d}", "");
+                }
+            }
         }
         if family != "sampler" {
             println!();

@@ -53,7 +53,11 @@ pub fn run(a: Args) -> Result<()> {
 }
 
 fn timestamp() -> String {
-    humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string().replace([':', 'T'], "-").trim_end_matches('Z').to_string()
+    humantime::format_rfc3339_seconds(std::time::SystemTime::now())
+        .to_string()
+        .replace([':', 'T'], "-")
+        .trim_end_matches('Z')
+        .to_string()
 }
 
 fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
@@ -68,14 +72,18 @@ fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
     let (dir, resume) = match &a.resume {
         Some(p) if p.is_dir() => {
             let ckpt = checkpoint::list(&p.join("checkpoints")).into_iter().rev().find(|c| checkpoint::load(c).is_ok());
-            let ckpt = ckpt.ok_or_else(|| Error::input("run::no_checkpoint", format!("`{}` has no loadable checkpoint to resume", p.display())))?;
+            let ckpt = ckpt.ok_or_else(|| {
+                Error::input("run::no_checkpoint", format!("`{}` has no loadable checkpoint to resume", p.display()))
+            })?;
             (a.out.clone().unwrap_or(p.clone()), Some(ckpt))
         }
         Some(p) => {
             let dir = p.parent().and_then(|c| c.parent()).map(PathBuf::from).unwrap_or_default();
             (a.out.clone().unwrap_or(dir), Some(p.clone()))
         }
-        None => (a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&flow.parsed.doc.name).join(timestamp())), None),
+        None => {
+            (a.out.clone().unwrap_or_else(|| PathBuf::from("runs").join(&flow.parsed.doc.name).join(timestamp())), None)
+        }
     };
     if let Some(c) = &resume {
         eprintln!("resuming from {}", c.display());
@@ -90,6 +98,7 @@ fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
         keep: a.keep,
         log_every: a.log_every.max(1),
         resume,
+        plugins: stackflow_core::plugin::requested(Some(&a.graph.file), &flow.parsed.doc.plugins, &a.graph.plugins),
     };
     let summary = run::run(dev, &flow, &registry, &opts)?;
     let status = if summary.finished { "finished" } else { "stopped" };

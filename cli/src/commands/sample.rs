@@ -93,7 +93,10 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
         (None, Some(path)) => {
             let (data, n, k, d) = folder::read_embeddings_any(path)?;
             if d != e {
-                return Err(Error::input("sample::embed_dim", format!("`{}` holds {d}-d embeddings; the generator reads {e}", path.display())));
+                return Err(Error::input(
+                    "sample::embed_dim",
+                    format!("`{}` holds {d}-d embeddings; the generator reads {e}", path.display()),
+                ));
             }
             let first: Vec<f32> = (0..n).flat_map(|i| data[i * k * d..i * k * d + d].iter().copied()).collect();
             (first, (0..n).map(|i| format!("embedding {i}")).collect())

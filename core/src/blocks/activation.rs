@@ -16,15 +16,30 @@ struct ActivationKind {
 
 pub(super) fn kinds() -> Vec<Arc<dyn BlockKind>> {
     vec![
-        Arc::new(ActivationKind { name: "core.relu", doc: "max(x, 0), any shape", op: |_| Unary::Relu, has_slope: false }),
+        Arc::new(ActivationKind {
+            name: "core.relu",
+            doc: "max(x, 0), any shape",
+            op: |_| Unary::Relu,
+            has_slope: false,
+        }),
         Arc::new(ActivationKind {
             name: "core.leaky_relu",
             doc: "x if x > 0 else slope·x (attr `slope`, default 0.2 as in StackGAN)",
             op: Unary::LeakyRelu,
             has_slope: true,
         }),
-        Arc::new(ActivationKind { name: "core.tanh", doc: "tanh(x), any shape", op: |_| Unary::Tanh, has_slope: false }),
-        Arc::new(ActivationKind { name: "core.sigmoid", doc: "1 / (1 + e^-x), any shape", op: |_| Unary::Sigmoid, has_slope: false }),
+        Arc::new(ActivationKind {
+            name: "core.tanh",
+            doc: "tanh(x), any shape",
+            op: |_| Unary::Tanh,
+            has_slope: false,
+        }),
+        Arc::new(ActivationKind {
+            name: "core.sigmoid",
+            doc: "1 / (1 + e^-x), any shape",
+            op: |_| Unary::Sigmoid,
+            has_slope: false,
+        }),
     ]
 }
 

@@ -60,7 +60,11 @@ impl Block for Conv2dBlock {
             Init::Normal { mean: 0.0, std: 0.02 },
         )];
         if self.bias {
-            params.push(ParamSpec::trainable("bias", [self.out], Init::Uniform { bound: 1.0 / (fan_in as f32).sqrt() }));
+            params.push(ParamSpec::trainable(
+                "bias",
+                [self.out],
+                Init::Uniform { bound: 1.0 / (fan_in as f32).sqrt() },
+            ));
         }
         let flops = 2u64.saturating_mul((self.out * ho * wo) as u64).saturating_mul(fan_in as u64);
         Ok(Inferred { outputs: vec![Shape::new([self.out, ho, wo])], params, flops })

@@ -56,10 +56,7 @@ impl FolderDataset {
         let split_dir = inside(root, split).ok_or_else(|| {
             Error::input(
                 "data::outside_root",
-                format!(
-                    "split `{split}` is not a plain folder name inside `{}`",
-                    root.display()
-                ),
+                format!("split `{split}` is not a plain folder name inside `{}`", root.display()),
             )
             .with_help("use a split such as `train` or `test`")
         })?;
@@ -110,10 +107,7 @@ impl FolderDataset {
 
         let captions = Some(split_dir.join("captions")).filter(|p| p.is_dir());
         if let Some(dir) = &captions {
-            let missing: Vec<&String> = names
-                .iter()
-                .filter(|n| !dir.join(format!("{n}.txt")).is_file())
-                .collect();
+            let missing: Vec<&String> = names.iter().filter(|n| !dir.join(format!("{n}.txt")).is_file()).collect();
             if let Some(first) = missing.first() {
                 return Err(Error::input(
                     "data::missing_file",
@@ -172,11 +166,7 @@ impl FolderDataset {
         };
         let path = dir.join(format!("{name}.txt"));
         let text = read_text(&path)?;
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
+        let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
         lines.get(k).map(|l| l.to_string()).ok_or_else(|| {
             Error::input(
                 "data::captions",
@@ -197,12 +187,9 @@ impl FolderDataset {
         let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
         let img = image::load_from_memory(&bytes)
             .map_err(|e| {
-                Error::input(
-                    "data::bad_image",
-                    format!("cannot decode image `{}`", path.display()),
-                )
-                .with_cause(e)
-                .with_help("images must be JPEG or PNG files")
+                Error::input("data::bad_image", format!("cannot decode image `{}`", path.display()))
+                    .with_cause(e)
+                    .with_help("images must be JPEG or PNG files")
             })?
             .to_rgb8();
         match self.boxes[index] {
@@ -236,10 +223,7 @@ impl Dataset for FolderDataset {
         if index >= self.names.len() {
             return Err(Error::other(
                 "data::index",
-                format!(
-                    "sample {index} requested from a folder of {} images",
-                    self.names.len()
-                ),
+                format!("sample {index} requested from a folder of {} images", self.names.len()),
             ));
         }
         check_sizes(sizes, &self.root.display().to_string())?;
@@ -252,21 +236,9 @@ impl Dataset for FolderDataset {
         // shows the same part of the picture.
         let (fx, fy): (f32, f32) = (rng.gen(), rng.gen());
         let flip = rng.gen_bool(0.5);
-        let images = sizes
-            .iter()
-            .map(|&s| augment(&img, s, fx, fy, flip))
-            .collect();
-        let tags = self
-            .classes
-            .as_ref()
-            .map(|c| vec![c[index]])
-            .unwrap_or_default();
-        Ok(Sample {
-            images,
-            embedding,
-            caption,
-            tags,
-        })
+        let images = sizes.iter().map(|&s| augment(&img, s, fx, fy, flip)).collect();
+        let tags = self.classes.as_ref().map(|c| vec![c[index]]).unwrap_or_default();
+        Ok(Sample { images, embedding, caption, tags })
     }
 
     fn describe(&self) -> String {
@@ -278,17 +250,9 @@ impl Dataset for FolderDataset {
             self.names.len(),
             self.per_image,
             self.dim,
-            if self.captions.is_some() {
-                "captions"
-            } else {
-                "no caption text"
-            },
+            if self.captions.is_some() { "captions" } else { "no caption text" },
             boxes,
-            if self.classes.is_some() {
-                ", classes"
-            } else {
-                ""
-            }
+            if self.classes.is_some() { ", classes" } else { "" }
         )
     }
 }
@@ -319,25 +283,20 @@ fn find_image(images_dir: &Path, name: &str) -> Option<PathBuf> {
     if has_ext && direct.is_file() {
         return Some(direct);
     }
-    EXTENSIONS
-        .iter()
-        .map(|ext| images_dir.join(format!("{name}.{ext}")))
-        .find(|p| p.is_file())
+    EXTENSIONS.iter().map(|ext| images_dir.join(format!("{name}.{ext}"))).find(|p| p.is_file())
 }
 
 /// A text file, with a missing file reported as bad data.
 fn read_text(path: &Path) -> Result<String> {
     match fs::read_to_string(path) {
         Ok(t) => Ok(t),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::input(
-            "data::missing_file",
-            format!("`{}` does not exist", path.display()),
-        )
-        .with_help(LAYOUT_HELP)),
-        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => Err(Error::input(
-            "data::bad_text",
-            format!("`{}` is not UTF-8 text", path.display()),
-        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::input("data::missing_file", format!("`{}` does not exist", path.display()))
+                .with_help(LAYOUT_HELP))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            Err(Error::input("data::bad_text", format!("`{}` is not UTF-8 text", path.display())))
+        }
         Err(e) => Err(Error::io(path, e)),
     }
 }
@@ -355,22 +314,15 @@ fn read_names(list: &Path) -> Result<Vec<String>> {
         if inside(Path::new(""), name).is_none() {
             return Err(Error::input(
                 "data::outside_root",
-                format!(
-                    "`{}` line {}: `{name}` points outside the dataset root",
-                    list.display(),
-                    i + 1
-                ),
+                format!("`{}` line {}: `{name}` points outside the dataset root", list.display(), i + 1),
             )
             .with_help("names are paths relative to `images/`, without `..` or a leading `/`"));
         }
         names.push(name.to_string());
     }
     if names.is_empty() {
-        return Err(Error::input(
-            "data::empty",
-            format!("`{}` lists no images", list.display()),
-        )
-        .with_help("write one image name per line"));
+        return Err(Error::input("data::empty", format!("`{}` lists no images", list.display()))
+            .with_help("write one image name per line"));
     }
     Ok(names)
 }
@@ -390,23 +342,16 @@ fn read_embeddings_checked(path: &Path, count: Option<usize>, list: &Path) -> Re
     let file = match fs::File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::input(
-                "data::missing_file",
-                format!("`{}` does not exist", path.display()),
-            )
-            .with_help("convert StackGAN's embedding pickle to .npy as shown in docs/data.md"))
+            return Err(Error::input("data::missing_file", format!("`{}` does not exist", path.display()))
+                .with_help("convert StackGAN's embedding pickle to .npy as shown in docs/data.md"))
         }
         Err(e) => return Err(Error::io(path, e)),
     };
-    let npy = NpyFile::new(BufReader::new(file))
-        .map_err(|e| bad(format!("is not a readable .npy file: {e}")))?;
+    let npy = NpyFile::new(BufReader::new(file)).map_err(|e| bad(format!("is not a readable .npy file: {e}")))?;
     let float32 = matches!(npy.dtype(), DType::Plain(ref t) if t.type_char() == TypeChar::Float && t.size_field() == 4);
     if !float32 {
-        return Err(bad(format!(
-            "holds {} values; embeddings must be float32",
-            npy.dtype().descr()
-        ))
-        .with_help("save it with `np.save(path, array.astype(np.float32))`"));
+        return Err(bad(format!("holds {} values; embeddings must be float32", npy.dtype().descr()))
+            .with_help("save it with `np.save(path, array.astype(np.float32))`"));
     }
     if npy.order() == Order::Fortran {
         return Err(bad("is stored in Fortran order".into())
@@ -417,29 +362,19 @@ fn read_embeddings_checked(path: &Path, count: Option<usize>, list: &Path) -> Re
         [n, d] => (n, 1, d),
         [n, k, d] => (n, k, d),
         _ => {
-            return Err(bad(format!(
-                "has shape {shape:?}; expected [N, K, D] (or [N, D])"
-            ))
-            .with_help("N images, K captions per image, D embedding values per caption"))
+            return Err(bad(format!("has shape {shape:?}; expected [N, K, D] (or [N, D])"))
+                .with_help("N images, K captions per image, D embedding values per caption"))
         }
     };
     if let Some(count) = count.filter(|c| n != *c as u64) {
-        return Err(bad(format!(
-            "holds embeddings for {n} images but `{}` lists {count}",
-            list.display()
-        ))
-        .with_help("row i of the embeddings belongs to line i of the list"));
+        return Err(bad(format!("holds embeddings for {n} images but `{}` lists {count}", list.display()))
+            .with_help("row i of the embeddings belongs to line i of the list"));
     }
     if k == 0 || d == 0 {
-        return Err(Error::input(
-            "data::empty",
-            format!("`{}` has shape {shape:?}", path.display()),
-        )
-        .with_help("every image needs at least one non-empty embedding"));
+        return Err(Error::input("data::empty", format!("`{}` has shape {shape:?}", path.display()))
+            .with_help("every image needs at least one non-empty embedding"));
     }
-    let data: Vec<f32> = npy
-        .into_vec()
-        .map_err(|e| bad(format!("cannot be read: {e}")))?;
+    let data: Vec<f32> = npy.into_vec().map_err(|e| bad(format!("cannot be read: {e}")))?;
     if let Some(i) = data.iter().position(|v| !v.is_finite()) {
         let (d_us, k_us) = (d as usize, k as usize);
         return Err(bad(format!(
@@ -497,23 +432,14 @@ fn read_classes(path: &Path, count: usize, list: &Path) -> Result<Vec<u32>> {
         classes.push(line.parse::<u32>().map_err(|_| {
             Error::input(
                 "data::bad_line",
-                format!(
-                    "`{}` line {}: `{line}` is not a class number",
-                    path.display(),
-                    i + 1
-                ),
+                format!("`{}` line {}: `{line}` is not a class number", path.display(), i + 1),
             )
         })?);
     }
     if classes.len() != count {
         return Err(Error::input(
             "data::bad_line",
-            format!(
-                "`{}` has {} classes but `{}` lists {count} images",
-                path.display(),
-                classes.len(),
-                list.display()
-            ),
+            format!("`{}` has {} classes but `{}` lists {count} images", path.display(), classes.len(), list.display()),
         ));
     }
     Ok(classes)
@@ -529,16 +455,8 @@ fn crop_box(img: &RgbImage, b: BBox) -> Option<RgbImage> {
     let (w, h) = (i64::from(img.width()), i64::from(img.height()));
     let (x1, x2) = ((cx - r).max(0), (cx + r).min(w));
     let (y1, y2) = ((cy - r).max(0), (cy + r).min(h));
-    (x2 > x1 && y2 > y1).then(|| {
-        imageops::crop_imm(
-            img,
-            x1 as u32,
-            y1 as u32,
-            (x2 - x1) as u32,
-            (y2 - y1) as u32,
-        )
-        .to_image()
-    })
+    (x2 > x1 && y2 > y1)
+        .then(|| imageops::crop_imm(img, x1 as u32, y1 as u32, (x2 - x1) as u32, (y2 - y1) as u32).to_image())
 }
 
 /// The side an image is resized to before the random crop to `size`: ⌊size·76/64⌋.
@@ -578,11 +496,7 @@ mod tests {
     /// Writes a `.npy` file by hand so that tests control every header field.
     fn write_npy(path: &Path, descr: &str, shape: &[usize], fortran: bool, data: &[u8]) {
         let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        let shape = if dims.len() == 1 {
-            format!("({},)", dims[0])
-        } else {
-            format!("({})", dims.join(", "))
-        };
+        let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
         let mut header = format!(
             "{{'descr': '{descr}', 'fortran_order': {}, 'shape': {shape}, }}",
             if fortran { "True" } else { "False" }
@@ -608,26 +522,22 @@ mod tests {
         let root = dir.path().join("ds");
         fs::create_dir_all(root.join("images/sub")).unwrap();
         fs::create_dir_all(root.join("train")).unwrap();
-        let a = RgbImage::from_fn(24, 20, |x, _| {
-            if x < 12 {
-                image::Rgb([220, 40, 40])
-            } else {
-                image::Rgb([40, 80, 220])
-            }
-        });
+        let a = RgbImage::from_fn(
+            24,
+            20,
+            |x, _| {
+                if x < 12 {
+                    image::Rgb([220, 40, 40])
+                } else {
+                    image::Rgb([40, 80, 220])
+                }
+            },
+        );
         a.save(root.join("images/a.jpg")).unwrap();
-        RgbImage::from_pixel(16, 16, image::Rgb([40, 180, 60]))
-            .save(root.join("images/sub/b.png"))
-            .unwrap();
+        RgbImage::from_pixel(16, 16, image::Rgb([40, 180, 60])).save(root.join("images/sub/b.png")).unwrap();
         fs::write(root.join("train/filenames.txt"), "a\n\nsub/b.png\n").unwrap();
         let emb: Vec<f32> = (0..2 * 3 * 4).map(|i| i as f32).collect();
-        write_npy(
-            &root.join("train/embeddings.npy"),
-            "<f4",
-            &[2, 3, 4],
-            false,
-            &f32_bytes(&emb),
-        );
+        write_npy(&root.join("train/embeddings.npy"), "<f4", &[2, 3, 4], false, &f32_bytes(&emb));
         root
     }
 
@@ -647,11 +557,7 @@ mod tests {
         assert_eq!(ds.len(), 2);
         assert_eq!(ds.embed_dim(), 4);
         assert_eq!(ds.names(), ["a", "sub/b.png"]);
-        assert!(
-            ds.describe().contains("2 images, 3 × 4-d"),
-            "{}",
-            ds.describe()
-        );
+        assert!(ds.describe().contains("2 images, 3 × 4-d"), "{}", ds.describe());
         let mut r = rng();
         let mut seen_k = [false; 3];
         for _ in 0..30 {
@@ -660,10 +566,7 @@ mod tests {
             assert_eq!(s.images[0].len(), 3 * 8 * 8);
             assert_eq!(s.images[1].len(), 3 * 16 * 16);
             let k = (s.embedding[0] as usize - 12) / 4;
-            assert_eq!(
-                s.embedding,
-                (0..4).map(|j| (12 + 4 * k + j) as f32).collect::<Vec<_>>()
-            );
+            assert_eq!(s.embedding, (0..4).map(|j| (12 + 4 * k + j) as f32).collect::<Vec<_>>());
             seen_k[k] = true;
             assert_eq!(s.caption, "sub/b.png");
             assert!(s.tags.is_empty());
@@ -672,10 +575,7 @@ mod tests {
                 assert!((v - (40.0 / 127.5 - 1.0)).abs() < 0.02, "{v}");
             }
         }
-        assert!(
-            seen_k.iter().all(|&k| k),
-            "one of K embeddings picked at random"
-        );
+        assert!(seen_k.iter().all(|&k| k), "one of K embeddings picked at random");
     }
 
     #[test]
@@ -699,10 +599,7 @@ mod tests {
             }
             assert!(s.images.iter().flatten().all(|v| (-1.0..=1.0).contains(v)));
         }
-        assert!(
-            flipped > 5 && straight > 5,
-            "{flipped} flipped, {straight} not"
-        );
+        assert!(flipped > 5 && straight > 5, "{flipped} flipped, {straight} not");
     }
 
     #[test]
@@ -734,17 +631,9 @@ mod tests {
     fn box_crop_follows_stackgan() {
         let img = RgbImage::new(100, 80);
         // side 1.5 × 40 = 60 around (30, 40): x 0..60, y 10..70.
-        assert_eq!(
-            crop_box(&img, [10.0, 20.0, 40.0, 40.0])
-                .unwrap()
-                .dimensions(),
-            (60, 60)
-        );
+        assert_eq!(crop_box(&img, [10.0, 20.0, 40.0, 40.0]).unwrap().dimensions(), (60, 60));
         // clipped at the border.
-        assert_eq!(
-            crop_box(&img, [0.0, 0.0, 20.0, 10.0]).unwrap().dimensions(),
-            (25, 20)
-        );
+        assert_eq!(crop_box(&img, [0.0, 0.0, 20.0, 10.0]).unwrap().dimensions(), (25, 20));
         assert!(crop_box(&img, [500.0, 500.0, 10.0, 10.0]).is_none());
         assert_eq!((load_size(64), load_size(256)), (76, 304));
     }
@@ -759,20 +648,12 @@ mod tests {
 
         let e = FolderDataset::open(&root, "test", 4).unwrap_err();
         assert_eq!(e.code_str(), "data::missing_file");
-        assert!(
-            e.message().contains("test/filenames.txt"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("test/filenames.txt"), "{}", e.message());
 
         fs::remove_file(root.join("images/sub/b.png")).unwrap();
         let e = open_err(&root, 4);
         assert_eq!(e.code_str(), "data::missing_file");
-        assert!(
-            e.message().contains("1 of the 2 images") && e.message().contains("sub/b.png"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("1 of the 2 images") && e.message().contains("sub/b.png"), "{}", e.message());
 
         let root = fixture(&dir);
         fs::remove_file(root.join("train/embeddings.npy")).unwrap();
@@ -787,34 +668,19 @@ mod tests {
         let dir = TestDir::new("folder_arrays");
         let root = fixture(&dir);
         let npy = root.join("train/embeddings.npy");
-        let check =
-            |descr: &str, shape: &[usize], fortran: bool, bytes: usize, code: &str, text: &str| {
-                write_npy(&npy, descr, shape, fortran, &vec![0; bytes]);
-                let e = open_err(&root, 4);
-                assert_eq!(e.code_str(), code, "{descr} {shape:?}: {}", e.message());
-                assert!(e.message().contains("embeddings.npy"), "{}", e.message());
-                assert!(e.message().contains(text), "{}", e.message());
-            };
+        let check = |descr: &str, shape: &[usize], fortran: bool, bytes: usize, code: &str, text: &str| {
+            write_npy(&npy, descr, shape, fortran, &vec![0; bytes]);
+            let e = open_err(&root, 4);
+            assert_eq!(e.code_str(), code, "{descr} {shape:?}: {}", e.message());
+            assert!(e.message().contains("embeddings.npy"), "{}", e.message());
+            assert!(e.message().contains(text), "{}", e.message());
+        };
         check("<f8", &[2, 1, 4], false, 64, "data::bad_array", "float32");
         check("<f4", &[2, 2, 2, 1], false, 64, "data::bad_array", "shape");
         check("<f4", &[3, 1, 4], false, 48, "data::bad_array", "3 images");
         check("<f4", &[2, 2, 2], true, 32, "data::bad_array", "Fortran");
-        check(
-            "<f4",
-            &[2, 1, 4],
-            false,
-            20,
-            "data::bad_array",
-            "cannot be read",
-        );
-        check(
-            "<f4",
-            &[2, 1, 3],
-            false,
-            24,
-            "data::embed_dim",
-            "3-dimensional",
-        );
+        check("<f4", &[2, 1, 4], false, 20, "data::bad_array", "cannot be read");
+        check("<f4", &[2, 1, 3], false, 24, "data::embed_dim", "3-dimensional");
         check("<f4", &[2, 0, 4], false, 0, "data::empty", "shape");
         fs::write(&npy, b"not an npy file").unwrap();
         assert_eq!(open_err(&root, 4).code_str(), "data::bad_array");
@@ -822,20 +688,13 @@ mod tests {
         nan[6] = f32::NAN;
         write_npy(&npy, "<f4", &[2, 1, 4], false, &f32_bytes(&nan));
         let e = open_err(&root, 4);
-        assert!(
-            e.message().contains("non-finite value at [1, 0, 2]"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("non-finite value at [1, 0, 2]"), "{}", e.message());
         // [N, D] is K = 1; big-endian float32 is fine too.
         let be: Vec<u8> = (0..8).flat_map(|i| (i as f32).to_be_bytes()).collect();
         write_npy(&npy, ">f4", &[2, 4], false, &be);
         let ds = FolderDataset::open(&root, "train", 4).unwrap();
         assert_eq!(ds.captions_per_image(), 1);
-        assert_eq!(
-            ds.get(1, &[8], &mut rng()).unwrap().embedding,
-            vec![4.0, 5.0, 6.0, 7.0]
-        );
+        assert_eq!(ds.get(1, &[8], &mut rng()).unwrap().embedding, vec![4.0, 5.0, 6.0, 7.0]);
     }
 
     #[test]
@@ -846,11 +705,7 @@ mod tests {
             fs::write(root.join("train/filenames.txt"), format!("a\n{bad}\n")).unwrap();
             let e = open_err(&root, 4);
             assert_eq!(e.code_str(), "data::outside_root", "{bad}");
-            assert!(
-                e.message().contains("filenames.txt` line 2"),
-                "{}",
-                e.message()
-            );
+            assert!(e.message().contains("filenames.txt` line 2"), "{}", e.message());
         }
         let e = FolderDataset::open(&root, "../ds/train", 4).unwrap_err();
         assert_eq!(e.code_str(), "data::outside_root");
@@ -869,22 +724,14 @@ mod tests {
         fs::write(root.join("bounding_boxes.txt"), "a 1 2 3 4\nb 1 2 x 4\n").unwrap();
         let e = open_err(&root, 4);
         assert_eq!(e.code_str(), "data::bad_line");
-        assert!(
-            e.message().contains("bounding_boxes.txt` line 2"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("bounding_boxes.txt` line 2"), "{}", e.message());
         fs::write(root.join("bounding_boxes.txt"), "a 1 2 0 4\n").unwrap();
         assert_eq!(open_err(&root, 4).code_str(), "data::bad_line");
         fs::remove_file(root.join("bounding_boxes.txt")).unwrap();
 
         fs::write(root.join("train/class_info.txt"), "1\n").unwrap();
         let e = open_err(&root, 4);
-        assert!(
-            e.message().contains("class_info.txt` has 1 classes"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("class_info.txt` has 1 classes"), "{}", e.message());
         fs::write(root.join("train/class_info.txt"), "1\nbird\n").unwrap();
         assert!(open_err(&root, 4).message().contains("line 2"));
     }
@@ -899,11 +746,7 @@ mod tests {
         fs::write(root.join("bounding_boxes.txt"), "sub/b.png 100 100 5 5\n").unwrap();
         let e = open_err(&root, 4);
         assert_eq!(e.code_str(), "data::missing_file", "{}", e.message());
-        assert!(
-            e.message().contains("1 of the 2 caption files"),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains("1 of the 2 caption files"), "{}", e.message());
         assert!(e.message().contains("captions/a.txt"), "{}", e.message());
         fs::write(root.join("train/captions/a.txt"), "1\n2\n3\n").unwrap();
         let ds = FolderDataset::open(&root, "train", 4).unwrap();
@@ -911,12 +754,8 @@ mod tests {
         assert_eq!(e.code_str(), "data::bad_image");
         assert!(e.message().contains("a.jpg"));
         let mut r = rng();
-        let errors: Vec<Error> = (0..10)
-            .filter_map(|_| ds.get(1, &[8], &mut r).err())
-            .collect();
-        assert!(errors
-            .iter()
-            .any(|e| e.code_str() == "data::captions" && e.message().contains("b.png.txt")));
+        let errors: Vec<Error> = (0..10).filter_map(|_| ds.get(1, &[8], &mut r).err()).collect();
+        assert!(errors.iter().any(|e| e.code_str() == "data::captions" && e.message().contains("b.png.txt")));
         fs::write(root.join("train/captions/sub/b.png.txt"), "1\n2\n3\n").unwrap();
         let e = ds.get(1, &[8], &mut rng()).unwrap_err();
         assert_eq!(e.code_str(), "data::bad_box");

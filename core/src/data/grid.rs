@@ -128,11 +128,7 @@ fn check_image(image: &[f32], size: usize, index: usize) -> Result<()> {
     if size == 0 || image.len() != 3 * size * size {
         return Err(Error::other(
             "grid::image_size",
-            format!(
-                "picture {index} has {} values; a 3×{size}×{size} picture has {}",
-                image.len(),
-                3 * size * size
-            ),
+            format!("picture {index} has {} values; a 3×{size}×{size} picture has {}", image.len(), 3 * size * size),
         ));
     }
     Ok(())
@@ -145,11 +141,7 @@ fn paste(canvas: &mut RgbImage, image: &[f32], size: usize, x0: u32, y0: u32) {
     for y in 0..size {
         for x in 0..size {
             let i = y * size + x;
-            let px = [
-                to_u8(image[i]),
-                to_u8(image[plane + i]),
-                to_u8(image[2 * plane + i]),
-            ];
+            let px = [to_u8(image[i]), to_u8(image[plane + i]), to_u8(image[2 * plane + i])];
             canvas.put_pixel(x0 + x as u32, y0 + y as u32, image::Rgb(px));
         }
     }
@@ -235,26 +227,12 @@ pub(crate) fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u
 pub(crate) fn save_atomic(path: &Path, img: &RgbImage) -> Result<()> {
     let mut bytes = Vec::new();
     PngEncoder::new(&mut bytes)
-        .write_image(
-            img.as_raw(),
-            img.width(),
-            img.height(),
-            image::ExtendedColorType::Rgb8,
-        )
-        .map_err(|e| {
-            Error::other(
-                "grid::encode",
-                format!("cannot encode `{}`", path.display()),
-            )
-            .with_cause(e)
-        })?;
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .map_err(|e| Error::other("grid::encode", format!("cannot encode `{}`", path.display())).with_cause(e))?;
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp: PathBuf = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
     let written = (|| {
         let mut f = fs::File::create(&tmp)?;
@@ -285,19 +263,13 @@ mod tests {
     fn plain_grid_has_the_expected_size_and_pixels() {
         let dir = TestDir::new("grid_plain");
         let path = dir.path().join("out/grid.png");
-        let imgs: Vec<Vec<f32>> = (0..5)
-            .map(|i| solid(8, [1.0, -1.0, i as f32 / 4.0]))
-            .collect();
+        let imgs: Vec<Vec<f32>> = (0..5).map(|i| solid(8, [1.0, -1.0, i as f32 / 4.0])).collect();
         write_grid_png(&path, &imgs, 8, 3, None).unwrap();
         let png = decode(&path);
         assert_eq!(png.dimensions(), (2 + 3 * 10, 2 + 2 * 10));
         assert_eq!(png.get_pixel(2, 2).0, [255, 0, 128]);
         assert_eq!(png.get_pixel(2 + 10 + 7, 2 + 10 + 7).0, [255, 0, 255]);
-        assert_eq!(
-            png.get_pixel(2 + 20 + 3, 2 + 10 + 3).0,
-            BACKGROUND,
-            "empty last cell"
-        );
+        assert_eq!(png.get_pixel(2 + 20 + 3, 2 + 10 + 3).0, BACKGROUND, "empty last cell");
         let leftovers: Vec<_> = fs::read_dir(dir.path().join("out")).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
     }
@@ -307,10 +279,7 @@ mod tests {
         let dir = TestDir::new("grid_rows");
         let path = dir.path().join("rows.png");
         let imgs: Vec<Vec<f32>> = (0..4).map(|_| solid(16, [0.0; 3])).collect();
-        let caps = vec![
-            "a large red circle on a blue background".to_string(),
-            "short".to_string(),
-        ];
+        let caps = vec!["a large red circle on a blue background".to_string(), "short".to_string()];
         write_grid_png(&path, &imgs, 16, 2, Some(caps.as_slice())).unwrap();
         let png = decode(&path);
         // 40 characters per line at most: the longest line decides the panel width.
@@ -336,13 +305,7 @@ mod tests {
         assert_eq!(png.get_pixel(2 + 47, 2).0, BACKGROUND);
         assert_eq!(
             wrap(long, 15, 5),
-            [
-                "a large red",
-                "circle on a",
-                "blue background",
-                "with a long",
-                "tail of extr..."
-            ]
+            ["a large red", "circle on a", "blue background", "with a long", "tail of extr..."]
         );
     }
 
@@ -358,10 +321,7 @@ mod tests {
 
     #[test]
     fn wrapping() {
-        assert_eq!(
-            wrap("a large red circle", 9, 4),
-            ["a large", "red", "circle"]
-        );
+        assert_eq!(wrap("a large red circle", 9, 4), ["a large", "red", "circle"]);
         assert_eq!(wrap("abcdefghij", 4, 4), ["abcd", "efgh", "ij"]);
         assert_eq!(wrap("one two three four five", 5, 2), ["one", "tw..."]);
         assert_eq!(wrap("  ", 5, 2), Vec::<String>::new());
@@ -374,36 +334,19 @@ mod tests {
         let dir = TestDir::new("grid_bad");
         let path = dir.path().join("bad.png");
         let img = solid(4, [0.0; 3]);
+        assert_eq!(write_grid_png(&path, &[], 4, 2, None).unwrap_err().code_str(), "grid::empty");
         assert_eq!(
-            write_grid_png(&path, &[], 4, 2, None)
-                .unwrap_err()
-                .code_str(),
+            write_grid_png(&path, std::slice::from_ref(&img), 4, 0, None).unwrap_err().code_str(),
             "grid::empty"
         );
         assert_eq!(
-            write_grid_png(&path, std::slice::from_ref(&img), 4, 0, None)
-                .unwrap_err()
-                .code_str(),
-            "grid::empty"
-        );
-        assert_eq!(
-            write_grid_png(&path, std::slice::from_ref(&img), 5, 1, None)
-                .unwrap_err()
-                .code_str(),
+            write_grid_png(&path, std::slice::from_ref(&img), 5, 1, None).unwrap_err().code_str(),
             "grid::image_size"
         );
         let caps = vec!["a".to_string(); 2];
         let three = vec![img.clone(), img.clone(), img];
-        assert_eq!(
-            write_grid_png(&path, &three, 4, 2, Some(&caps[..1]))
-                .unwrap_err()
-                .code_str(),
-            "grid::captions"
-        );
-        assert!(
-            write_grid_png(&path, &three, 4, 2, Some(caps.as_slice())).is_ok(),
-            "2 rows, 2 captions"
-        );
+        assert_eq!(write_grid_png(&path, &three, 4, 2, Some(&caps[..1])).unwrap_err().code_str(), "grid::captions");
+        assert!(write_grid_png(&path, &three, 4, 2, Some(caps.as_slice())).is_ok(), "2 rows, 2 captions");
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "only bad.png");
     }
 }

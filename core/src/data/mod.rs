@@ -60,23 +60,15 @@ pub trait Dataset: Send + Sync {
 /// embeddings must match.
 pub fn open(def: &DataDef, base_dir: &Path, embed_dim: usize) -> Result<Box<dyn Dataset>> {
     if embed_dim == 0 {
-        return Err(
-            Error::input("data::embed_dim", "the graph's embed_dim is 0")
-                .with_help("set `embed_dim` in the graph's vars to the text embedding size"),
-        );
+        return Err(Error::input("data::embed_dim", "the graph's embed_dim is 0")
+            .with_help("set `embed_dim` in the graph's vars to the text embedding size"));
     }
     match def {
         DataDef::SyntheticShapes { count, seed } => {
-            let count = usize::try_from(*count)
-                .ok()
-                .filter(|&c| c > 0)
-                .ok_or_else(|| {
-                    Error::input(
-                        "data::empty",
-                        format!("synthetic_shapes needs 1 or more samples, not {count}"),
-                    )
+            let count = usize::try_from(*count).ok().filter(|&c| c > 0).ok_or_else(|| {
+                Error::input("data::empty", format!("synthetic_shapes needs 1 or more samples, not {count}"))
                     .with_help("set `count` to the number of samples per epoch, e.g. 2048")
-                })?;
+            })?;
             Ok(Box::new(SyntheticShapes::new(count, *seed, embed_dim)))
         }
         DataDef::Folder { root, split } => {
@@ -91,10 +83,7 @@ pub(crate) fn check_sizes(sizes: &[usize], what: &str) -> Result<()> {
     match sizes.iter().find(|&&s| s == 0 || s > synthetic::MAX_SIZE) {
         Some(s) => Err(Error::other(
             "data::size",
-            format!(
-                "{what}: pictures of size {s} requested; sizes run from 1 to {}",
-                synthetic::MAX_SIZE
-            ),
+            format!("{what}: pictures of size {s} requested; sizes run from 1 to {}", synthetic::MAX_SIZE),
         )),
         None => Ok(()),
     }
@@ -112,8 +101,7 @@ pub(crate) mod test_dir {
         pub(crate) fn new(tag: &str) -> Self {
             static NEXT: AtomicUsize = AtomicUsize::new(0);
             let n = NEXT.fetch_add(1, Ordering::Relaxed);
-            let path = std::env::temp_dir()
-                .join(format!("stackflow-data-{tag}-{}-{n}", std::process::id()));
+            let path = std::env::temp_dir().join(format!("stackflow-data-{tag}-{}-{n}", std::process::id()));
             let _ = std::fs::remove_dir_all(&path);
             std::fs::create_dir_all(&path).unwrap();
             Self(path)
@@ -143,44 +131,26 @@ mod tests {
         let ds = open(&def, Path::new("."), 32).unwrap();
         assert_eq!((ds.len(), ds.embed_dim(), ds.is_empty()), (12, 32, false));
         assert!(ds.describe().contains("12 captioned shapes"));
-        let s = ds
-            .get(0, &[64, 256], &mut StdRng::seed_from_u64(0))
-            .unwrap();
-        assert_eq!(
-            s.images.iter().map(Vec::len).collect::<Vec<_>>(),
-            [3 * 64 * 64, 3 * 256 * 256]
-        );
+        let s = ds.get(0, &[64, 256], &mut StdRng::seed_from_u64(0)).unwrap();
+        assert_eq!(s.images.iter().map(Vec::len).collect::<Vec<_>>(), [3 * 64 * 64, 3 * 256 * 256]);
         assert_eq!(s.tags.len(), 4);
     }
 
     #[test]
     fn open_refuses_empty_sets_and_zero_dims() {
         let def = DataDef::SyntheticShapes { count: 0, seed: 0 };
-        assert_eq!(
-            open(&def, Path::new("."), 8).err().unwrap().code_str(),
-            "data::empty"
-        );
+        assert_eq!(open(&def, Path::new("."), 8).err().unwrap().code_str(), "data::empty");
         let def = DataDef::SyntheticShapes { count: 5, seed: 0 };
-        assert_eq!(
-            open(&def, Path::new("."), 0).err().unwrap().code_str(),
-            "data::embed_dim"
-        );
+        assert_eq!(open(&def, Path::new("."), 0).err().unwrap().code_str(), "data::embed_dim");
     }
 
     #[test]
     fn open_resolves_a_folder_against_the_graph_dir() {
         let dir = test_dir::TestDir::new("open_folder");
-        let def = DataDef::Folder {
-            root: "data/birds".into(),
-            split: "train".into(),
-        };
+        let def = DataDef::Folder { root: "data/birds".into(), split: "train".into() };
         let e = open(&def, dir.path(), 8).err().unwrap();
         assert_eq!(e.code_str(), "data::missing_file");
         let expected = dir.path().join("data/birds");
-        assert!(
-            e.message().contains(&expected.display().to_string()),
-            "{}",
-            e.message()
-        );
+        assert!(e.message().contains(&expected.display().to_string()), "{}", e.message());
     }
 }

@@ -21,9 +21,7 @@ pub const PALETTE: [[u8; 3]; 8] = [
 ];
 
 /// The names of the palette's colours, as captions spell them.
-pub const COLOUR_NAMES: [&str; 8] = [
-    "red", "green", "blue", "yellow", "purple", "orange", "white", "gray",
-];
+pub const COLOUR_NAMES: [&str; 8] = ["red", "green", "blue", "yellow", "purple", "orange", "white", "gray"];
 
 /// Free space kept between the object and the image border, as a share of the side.
 const MARGIN: f32 = 0.04;
@@ -120,14 +118,7 @@ impl Scene {
         let (half_w, up, down) = shape.extents(radius);
         let cx = MARGIN + half_w + unit(next()) * (1.0 - 2.0 * MARGIN - 2.0 * half_w);
         let cy = MARGIN + up + unit(next()) * (1.0 - 2.0 * MARGIN - up - down);
-        Scene {
-            background,
-            object,
-            shape,
-            large,
-            centre: (cx, cy),
-            radius,
-        }
+        Scene { background, object, shape, large, centre: (cx, cy), radius }
     }
 
     /// "a large red circle on a blue background".
@@ -145,16 +136,8 @@ impl Scene {
     /// `[background, object, shape, size]`: palette indices, shape in [`Shape::ALL`] order,
     /// size 0 small / 1 large.
     pub fn tags(&self) -> Vec<u32> {
-        let shape = Shape::ALL
-            .iter()
-            .position(|s| *s == self.shape)
-            .unwrap_or(0);
-        vec![
-            self.background as u32,
-            self.object as u32,
-            shape as u32,
-            u32::from(self.large),
-        ]
+        let shape = Shape::ALL.iter().position(|s| *s == self.shape).unwrap_or(0);
+        vec![self.background as u32, self.object as u32, shape as u32, u32::from(self.large)]
     }
 
     /// Signed distance from the point to the object's outline (negative inside).
@@ -225,9 +208,7 @@ fn article(word: &str) -> &'static str {
 /// The palette index nearest (Euclidean RGB) to a colour given in 0–255.
 pub fn nearest_colour(rgb: [f32; 3]) -> usize {
     let dist = |p: &[u8; 3]| -> f32 { (0..3).map(|c| (rgb[c] - f32::from(p[c])).powi(2)).sum() };
-    (0..PALETTE.len())
-        .min_by(|&a, &b| dist(&PALETTE[a]).total_cmp(&dist(&PALETTE[b])))
-        .unwrap_or(0)
+    (0..PALETTE.len()).min_by(|&a, &b| dist(&PALETTE[a]).total_cmp(&dist(&PALETTE[b]))).unwrap_or(0)
 }
 
 /// What [`judge`] reads off a picture: palette indices.
@@ -248,14 +229,9 @@ pub struct Judgement {
 pub fn judge(image_chw: &[f32], size: usize) -> Judgement {
     let plane = size * size;
     if size == 0 || image_chw.len() != 3 * plane {
-        return Judgement {
-            background: 7,
-            object: None,
-        };
+        return Judgement { background: 7, object: None };
     }
-    let pixel = |i: usize| -> [f32; 3] {
-        [0, 1, 2].map(|c| (image_chw[c * plane + i].clamp(-1.0, 1.0) + 1.0) * 127.5)
-    };
+    let pixel = |i: usize| -> [f32; 3] { [0, 1, 2].map(|c| (image_chw[c * plane + i].clamp(-1.0, 1.0) + 1.0) * 127.5) };
     let ring = (size / 32).max(1);
     let border: Vec<[f32; 3]> = (0..plane)
         .filter(|i| {
@@ -265,9 +241,7 @@ pub fn judge(image_chw: &[f32], size: usize) -> Judgement {
         .map(pixel)
         .collect();
     let bg = channel_median(&border);
-    let far = |p: &[f32; 3]| {
-        (0..3).map(|c| (p[c] - bg[c]).powi(2)).sum::<f32>().sqrt() > OBJECT_THRESHOLD
-    };
+    let far = |p: &[f32; 3]| (0..3).map(|c| (p[c] - bg[c]).powi(2)).sum::<f32>().sqrt() > OBJECT_THRESHOLD;
     let object: Vec<[f32; 3]> = (0..plane).map(pixel).filter(far).collect();
     let min_pixels = (plane / 200).max(1);
     Judgement {
@@ -297,12 +271,7 @@ pub struct SyntheticShapes {
 impl SyntheticShapes {
     /// `count` anti-aliased scenes under `seed`, captions encoded to `embed_dim`.
     pub fn new(count: usize, seed: u64, embed_dim: usize) -> Self {
-        Self {
-            count,
-            seed,
-            antialias: true,
-            encoder: TextEncoder::new(embed_dim),
-        }
+        Self { count, seed, antialias: true, encoder: TextEncoder::new(embed_dim) }
     }
 
     /// Turn anti-aliasing off (every pixel exactly a palette colour) or on.
@@ -330,20 +299,14 @@ impl Dataset for SyntheticShapes {
         if index >= self.count {
             return Err(Error::other(
                 "data::index",
-                format!(
-                    "sample {index} requested from synthetic_shapes of {} samples",
-                    self.count
-                ),
+                format!("sample {index} requested from synthetic_shapes of {} samples", self.count),
             ));
         }
         check_sizes(sizes, "synthetic_shapes")?;
         let scene = self.scene(index);
         let caption = scene.caption();
         Ok(Sample {
-            images: sizes
-                .iter()
-                .map(|&s| scene.render(s, self.antialias))
-                .collect(),
+            images: sizes.iter().map(|&s| scene.render(s, self.antialias)).collect(),
             embedding: self.encoder.encode(&caption),
             caption,
             tags: scene.tags(),
@@ -374,20 +337,10 @@ mod tests {
     fn scene(background: usize, object: usize, shape: Shape, large: bool) -> Scene {
         let radius = if large { LARGE_RADIUS } else { SMALL_RADIUS } * (1.0 - RADIUS_JITTER);
         let (half_w, up, down) = shape.extents(radius);
-        let (fx, fy) = (
-            ((background * 3 + object) % 8) as f32 / 7.0,
-            (object % 5) as f32 / 4.0,
-        );
+        let (fx, fy) = (((background * 3 + object) % 8) as f32 / 7.0, (object % 5) as f32 / 4.0);
         let cx = MARGIN + half_w + fx * (1.0 - 2.0 * MARGIN - 2.0 * half_w);
         let cy = MARGIN + up + fy * (1.0 - 2.0 * MARGIN - up - down);
-        Scene {
-            background,
-            object,
-            shape,
-            large,
-            centre: (cx, cy),
-            radius,
-        }
+        Scene { background, object, shape, large, centre: (cx, cy), radius }
     }
 
     #[test]
@@ -418,14 +371,8 @@ mod tests {
             large += usize::from(s.large);
             let (hw, up, down) = s.shape.extents(s.radius);
             let (cx, cy) = s.centre;
-            assert!(
-                cx - hw >= MARGIN - 1e-5 && cx + hw <= 1.0 - MARGIN + 1e-5,
-                "{s:?}"
-            );
-            assert!(
-                cy - up >= MARGIN - 1e-5 && cy + down <= 1.0 - MARGIN + 1e-5,
-                "{s:?}"
-            );
+            assert!(cx - hw >= MARGIN - 1e-5 && cx + hw <= 1.0 - MARGIN + 1e-5, "{s:?}");
+            assert!(cy - up >= MARGIN - 1e-5 && cy + down <= 1.0 - MARGIN + 1e-5, "{s:?}");
         }
         for (b, row) in seen.iter().enumerate() {
             for (o, &hit) in row.iter().enumerate() {
@@ -464,10 +411,7 @@ mod tests {
             let img = s.render(256, false);
             let plane = 256 * 256;
             let obj = PALETTE[1][0] as f32 / 127.5 - 1.0;
-            let covered = img[..plane]
-                .iter()
-                .filter(|&&v| (v - obj).abs() < 1e-4)
-                .count();
+            let covered = img[..plane].iter().filter(|&&v| (v - obj).abs() < 1e-4).count();
             let expected = std::f32::consts::PI * (s.radius * 256.0).powi(2);
             let ratio = covered as f32 / expected;
             assert!((0.97..1.03).contains(&ratio), "{shape:?}: {ratio}");
@@ -480,19 +424,10 @@ mod tests {
         s.centre = (0.5, 0.55);
         let img = s.render(64, false);
         let obj = PALETTE[1][0] as f32 / 127.5 - 1.0;
-        let width = |y: usize| {
-            (0..64)
-                .filter(|&x| (img[y * 64 + x] - obj).abs() < 1e-4)
-                .count()
-        };
+        let width = |y: usize| (0..64).filter(|&x| (img[y * 64 + x] - obj).abs() < 1e-4).count();
         let rows: Vec<usize> = (0..64).filter(|&y| width(y) > 0).collect();
         let (top, bottom) = (rows[0], rows[rows.len() - 1]);
-        assert!(
-            width(top) < width(bottom) / 4,
-            "{} vs {}",
-            width(top),
-            width(bottom)
-        );
+        assert!(width(top) < width(bottom) / 4, "{} vs {}", width(top), width(bottom));
     }
 
     #[test]
@@ -531,12 +466,8 @@ mod tests {
             .iter()
             .flat_map(|&p| PALETTE[p].map(|v| f32::from(v) / 127.5 - 1.0))
             .collect();
-        assert!(s.images[0]
-            .iter()
-            .all(|v| allowed.iter().any(|a| (a - v).abs() < 1e-6)));
-        let aa = SyntheticShapes::new(5, 0, 8)
-            .get(0, &[32], &mut rng())
-            .unwrap();
+        assert!(s.images[0].iter().all(|v| allowed.iter().any(|a| (a - v).abs() < 1e-6)));
+        let aa = SyntheticShapes::new(5, 0, 8).get(0, &[32], &mut rng()).unwrap();
         assert!(aa.images[0].iter().all(|v| (-1.0..=1.0).contains(v)));
         assert_ne!(aa.images[0], s.images[0]);
     }
@@ -550,14 +481,7 @@ mod tests {
                         let s = scene(bg, obj, shape, large);
                         for aa in [true, false] {
                             let j = judge(&s.render(64, aa), 64);
-                            assert_eq!(
-                                j,
-                                Judgement {
-                                    background: bg,
-                                    object: Some(obj)
-                                },
-                                "{s:?}"
-                            );
+                            assert_eq!(j, Judgement { background: bg, object: Some(obj) }, "{s:?}");
                         }
                     }
                 }
@@ -576,13 +500,7 @@ mod tests {
         }
         let mut plain = scene(3, 4, Shape::Circle, false);
         plain.object = 3;
-        assert_eq!(
-            judge(&plain.render(64, true), 64),
-            Judgement {
-                background: 3,
-                object: None
-            }
-        );
+        assert_eq!(judge(&plain.render(64, true), 64), Judgement { background: 3, object: None });
         assert_eq!(judge(&[0.0; 5], 64).object, None);
     }
 
@@ -598,19 +516,8 @@ mod tests {
     #[test]
     fn bad_requests_are_errors() {
         let d = SyntheticShapes::new(3, 0, 8);
-        assert_eq!(
-            d.get(3, &[8], &mut rng()).unwrap_err().code_str(),
-            "data::index"
-        );
-        assert_eq!(
-            d.get(0, &[0], &mut rng()).unwrap_err().code_str(),
-            "data::size"
-        );
-        assert_eq!(
-            d.get(0, &[MAX_SIZE + 1], &mut rng())
-                .unwrap_err()
-                .code_str(),
-            "data::size"
-        );
+        assert_eq!(d.get(3, &[8], &mut rng()).unwrap_err().code_str(), "data::index");
+        assert_eq!(d.get(0, &[0], &mut rng()).unwrap_err().code_str(), "data::size");
+        assert_eq!(d.get(0, &[MAX_SIZE + 1], &mut rng()).unwrap_err().code_str(), "data::size");
     }
 }

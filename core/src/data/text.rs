@@ -16,8 +16,7 @@
 
 /// Words that start a new clause (a new role) when they appear between words.
 const RELATIONS: &[&str] = &[
-    "on", "in", "with", "against", "over", "above", "below", "under", "beneath", "behind",
-    "inside", "near", "beside",
+    "on", "in", "with", "against", "over", "above", "below", "under", "beneath", "behind", "inside", "near", "beside",
 ];
 
 /// Words that carry nothing here and are dropped.
@@ -164,10 +163,7 @@ mod tests {
             assert_eq!(a.len(), dim);
             let rms = (a.iter().map(|v| v * v).sum::<f32>() / dim as f32).sqrt();
             assert!((rms - 1.0).abs() < 1e-4, "dim {dim}: rms {rms}");
-            assert_eq!(
-                a,
-                TextEncoder::new(dim).encode("a large red circle on a blue background")
-            );
+            assert_eq!(a, TextEncoder::new(dim).encode("a large red circle on a blue background"));
         }
         let e = TextEncoder::new(16).encode("");
         assert!((cos(&e, &e) - 1.0).abs() < 1e-5);
@@ -178,9 +174,11 @@ mod tests {
     fn a_prefix_of_the_output_does_not_depend_on_dim() {
         let short = TextEncoder::new(64).encode("a red square");
         let long = TextEncoder::new(128).encode("a red square");
-        let ratio = long[..64].iter().map(|v| v * v).sum::<f32>().sqrt();
+        // Same direction: the prefix differs only by the overall scale.
+        let ratio =
+            long[..64].iter().map(|v| v * v).sum::<f32>().sqrt() / short.iter().map(|v| v * v).sum::<f32>().sqrt();
         for (s, l) in short.iter().zip(&long) {
-            assert!((l - s * ratio).abs() < 1e-5);
+            assert!((l - s * ratio).abs() < 1e-4);
         }
     }
 
@@ -201,10 +199,7 @@ mod tests {
             w.sort();
             w
         };
-        assert_eq!(
-            bag("a red circle on a blue background"),
-            bag("a blue circle on a red background")
-        );
+        assert_eq!(bag("a red circle on a blue background"), bag("a blue circle on a red background"));
     }
 
     #[test]
@@ -243,9 +238,7 @@ mod tests {
     #[test]
     fn distinct_scenes_get_distinct_codes() {
         let enc = TextEncoder::new(128);
-        let colours = [
-            "red", "green", "blue", "yellow", "purple", "orange", "white", "gray",
-        ];
+        let colours = ["red", "green", "blue", "yellow", "purple", "orange", "white", "gray"];
         let mut codes = Vec::new();
         for bg in colours {
             for obj in colours {
@@ -263,18 +256,12 @@ mod tests {
 
     #[test]
     fn a_leading_relation_word_does_not_open_a_clause() {
-        assert_eq!(
-            TextEncoder::features("on a red square"),
-            TextEncoder::features("on red square")
-        );
+        assert_eq!(TextEncoder::features("on a red square"), TextEncoder::features("on red square"));
         let roles: Vec<String> = TextEncoder::features("with a red square on blue")
             .into_iter()
             .filter(|(f, _)| f.starts_with('r'))
             .map(|(f, _)| f)
             .collect();
-        assert_eq!(
-            roles,
-            ["r0:with", "r0:red", "r0:square", "r1:on", "r1:blue"]
-        );
+        assert_eq!(roles, ["r0:with", "r0:red", "r0:square", "r1:on", "r1:blue"]);
     }
 }

@@ -31,13 +31,7 @@ pub fn eval(text: &str, lookup: &dyn Fn(&str) -> Option<i64>, names: &[&str]) ->
     if text.len() > MAX_LEN {
         return Err(err("expression is too long", (0, text.len())));
     }
-    let mut p = Parser {
-        s: text.as_bytes(),
-        i: 0,
-        depth: 0,
-        lookup,
-        names,
-    };
+    let mut p = Parser { s: text.as_bytes(), i: 0, depth: 0, lookup, names };
     p.ws();
     if p.i == text.len() {
         return Err(err("empty expression", (0, text.len())));
@@ -45,10 +39,7 @@ pub fn eval(text: &str, lookup: &dyn Fn(&str) -> Option<i64>, names: &[&str]) ->
     let v = p.sum()?;
     p.ws();
     if p.i != text.len() {
-        return Err(err(
-            format!("unexpected `{}`", &text[p.i..].chars().next().unwrap_or(' ')),
-            (p.i, p.i + 1),
-        ));
+        return Err(err(format!("unexpected `{}`", &text[p.i..].chars().next().unwrap_or(' ')), (p.i, p.i + 1)));
     }
     Ok(v)
 }
@@ -71,11 +62,7 @@ pub fn names_in(text: &str) -> Vec<String> {
 }
 
 fn err(message: impl Into<String>, range: (usize, usize)) -> ExprError {
-    ExprError {
-        message: message.into(),
-        range,
-        help: None,
-    }
+    ExprError { message: message.into(), range, help: None }
 }
 
 struct Parser<'a> {
@@ -175,8 +162,7 @@ impl Parser<'_> {
                     self.i += 1;
                 }
                 let t: String = self.text(start).chars().filter(|&c| c != '_').collect();
-                t.parse::<i64>()
-                    .map_err(|_| err("number is too large", (start, self.i)))
+                t.parse::<i64>().map_err(|_| err("number is too large", (start, self.i)))
             }
             Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
                 while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
@@ -193,10 +179,9 @@ impl Parser<'_> {
                         .or_else(|| Some(format!("known variables: {}", self.names.join(", ")))),
                 })
             }
-            Some(_) => Err(err(
-                format!("unexpected `{}`", self.text(start).chars().next().unwrap_or(' ')),
-                (start, start + 1),
-            )),
+            Some(_) => {
+                Err(err(format!("unexpected `{}`", self.text(start).chars().next().unwrap_or(' ')), (start, start + 1)))
+            }
         }
     }
 

@@ -41,11 +41,7 @@ pub struct SpanTree {
 impl SpanTree {
     /// Scan `text`; `None` if it is not RON this scanner understands.
     pub fn scan(text: &str) -> Option<SpanTree> {
-        let mut s = Scanner {
-            b: text.as_bytes(),
-            i: 0,
-            depth: 0,
-        };
+        let mut s = Scanner { b: text.as_bytes(), i: 0, depth: 0 };
         s.skip_attributes()?;
         let t = s.value()?;
         Some(t)
@@ -193,8 +189,7 @@ impl Scanner<'_> {
                 children = self.tuple_or_struct()?;
             }
             c if c == b'-' || c == b'+' || c == b'.' || c.is_ascii_digit() => {
-                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"+-._".contains(&c))
-                {
+                while matches!(self.peek(), Some(c) if c.is_ascii_alphanumeric() || b"+-._".contains(&c)) {
                     self.i += 1;
                 }
             }
@@ -209,11 +204,7 @@ impl Scanner<'_> {
             _ => return None,
         }
         self.depth -= 1;
-        Some(SpanTree {
-            range: (start, self.i),
-            key_range: None,
-            children,
-        })
+        Some(SpanTree { range: (start, self.i), key_range: None, children })
     }
 
     fn string(&mut self) -> Option<()> {
@@ -242,9 +233,7 @@ impl Scanner<'_> {
         }
         self.i += 1;
         loop {
-            if self.peek()? == b'"'
-                && self.b.get(self.i + 1..self.i + 1 + hashes)? == vec![b'#'; hashes].as_slice()
-            {
+            if self.peek()? == b'"' && self.b.get(self.i + 1..self.i + 1 + hashes)? == vec![b'#'; hashes].as_slice() {
                 self.i += 1 + hashes;
                 return Some(());
             }

@@ -59,17 +59,33 @@ pub fn forward_named<D: KernelDevice>(
         let want = net.values[*v].shape.dims();
         let Some((shape, data)) = found else {
             let have: Vec<&str> = inputs.keys().map(String::as_str).collect();
-            return Err(Error::input("forward::missing_input", format!("the inputs file has no tensor `{name}` (net `{}` needs it, shape [batch, {}])", net.name, dims(want)))
-                .with_help(format!("the file has: {}", if have.is_empty() { "nothing".into() } else { have.join(", ") })));
+            return Err(Error::input(
+                "forward::missing_input",
+                format!(
+                    "the inputs file has no tensor `{name}` (net `{}` needs it, shape [batch, {}])",
+                    net.name,
+                    dims(want)
+                ),
+            )
+            .with_help(format!("the file has: {}", if have.is_empty() { "nothing".into() } else { have.join(", ") })));
         };
         if shape.len() != want.len() + 1 || shape[1..] != *want {
-            return Err(Error::input("forward::input_shape", format!("input `{name}` has shape {shape:?}; net `{}` needs [batch, {}]", net.name, dims(want))));
+            return Err(Error::input(
+                "forward::input_shape",
+                format!("input `{name}` has shape {shape:?}; net `{}` needs [batch, {}]", net.name, dims(want)),
+            ));
         }
         if *batch.get_or_insert(shape[0]) != shape[0] {
-            return Err(Error::input("forward::batch", format!("input `{name}` has batch {} but another input has {}", shape[0], batch.unwrap_or(0))));
+            return Err(Error::input(
+                "forward::batch",
+                format!("input `{name}` has batch {} but another input has {}", shape[0], batch.unwrap_or(0)),
+            ));
         }
         if training && shape[0] < 2 && net.nodes.iter().any(|n| n.kind == "core.batch_norm") {
-            return Err(Error::input("forward::batch", "train mode needs a batch of at least 2 (BatchNorm statistics)"));
+            return Err(Error::input(
+                "forward::batch",
+                "train mode needs a batch of at least 2 (BatchNorm statistics)",
+            ));
         }
         let h = runner.push(Val::from_host(&dev, data.clone(), shape)?);
         feeds.push((*v, h));

@@ -31,7 +31,10 @@ impl NoiseSource {
         let n: usize = shape.iter().product();
         if let Some(v) = self.given.get(path) {
             if v.len() != n {
-                return Err(Error::input("exec::noise", format!("noise for `{path}` has {} values, the node needs {shape:?}", v.len())));
+                return Err(Error::input(
+                    "exec::noise",
+                    format!("noise for `{path}` has {} values, the node needs {shape:?}", v.len()),
+                ));
             }
             return Ok(v.clone());
         }

@@ -87,7 +87,15 @@ pub trait Ops {
     fn conv2d(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, stride: usize, padding: usize) -> Result<Tensor>;
     /// BatchNorm over all dims but 1. In train mode it normalises with batch statistics
     /// and updates `stats` (running mean, unbiased running variance, call counter).
-    fn batch_norm(&mut self, x: Tensor, gamma: Tensor, beta: Tensor, stats: BnStats, momentum: f32, eps: f32) -> Result<Tensor>;
+    fn batch_norm(
+        &mut self,
+        x: Tensor,
+        gamma: Tensor,
+        beta: Tensor,
+        stats: BnStats,
+        momentum: f32,
+        eps: f32,
+    ) -> Result<Tensor>;
     /// Element-wise unary op.
     fn unary(&mut self, op: Unary, x: Tensor) -> Result<Tensor>;
     /// Element-wise binary op on equal shapes.

@@ -46,7 +46,8 @@ impl<D: Device<f32>> ParamStore<D> {
                 Init::Zeros => vec![0.0; n],
                 Init::Ones => vec![1.0; n],
                 Init::Normal { mean, std } => {
-                    let d = rand_distr::Normal::new(mean, std).map_err(|e| Error::other("exec::init", e.to_string()))?;
+                    let d =
+                        rand_distr::Normal::new(mean, std).map_err(|e| Error::other("exec::init", e.to_string()))?;
                     (0..n).map(|_| d.sample(&mut rng)).collect()
                 }
                 Init::Uniform { bound } => {

@@ -95,7 +95,12 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             if got.len() != want.len() + 1 || got[1..] != want[..] {
                 return Err(Error::input(
                     "exec::input_shape",
-                    format!("`{}` of net `{}` must be [batch, {}], got {got:?}", net.values[v].name, net.name, want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+                    format!(
+                        "`{}` of net `{}` must be [batch, {}], got {got:?}",
+                        net.values[v].name,
+                        net.name,
+                        want.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
                 ));
             }
         }
@@ -109,7 +114,14 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             let inputs = node
                 .inputs
                 .iter()
-                .map(|v| slot.get(v).copied().ok_or_else(|| Error::input("exec::missing_input", format!("net `{}` needs `{}`", net.name, net.values[*v].name))))
+                .map(|v| {
+                    slot.get(v).copied().ok_or_else(|| {
+                        Error::input(
+                            "exec::missing_input",
+                            format!("net `{}` needs `{}`", net.name, net.values[*v].name),
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>>>()?;
             let mut ph = Vec::new();
             for &p in &node.params {
@@ -117,7 +129,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                     Some(h) => *h,
                     None => {
                         let path = &net.params[p].path;
-                        let e = store.get(path).ok_or_else(|| Error::other("exec::param", format!("parameter `{path}` is not instantiated")))?;
+                        let e = store.get(path).ok_or_else(|| {
+                            Error::other("exec::param", format!("parameter `{path}` is not instantiated"))
+                        })?;
                         let h = self.push(e.value.clone());
                         params.insert(p, h);
                         if e.role == Role::Buffer {
@@ -135,16 +149,28 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 ModeOverride::Eval => false,
             };
             self.node_path = node.path.clone();
-            let outs = node.block.forward(self, &inputs, &ph).map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
+            let outs = node
+                .block
+                .forward(self, &inputs, &ph)
+                .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
             self.record = true;
             if outs.len() != node.outputs.len() {
-                return Err(Error::other("exec::ports", format!("node `{}` returned {} outputs for {} ports", node.path, outs.len(), node.outputs.len())));
+                return Err(Error::other(
+                    "exec::ports",
+                    format!("node `{}` returned {} outputs for {} ports", node.path, outs.len(), node.outputs.len()),
+                ));
             }
             for (&v, h) in node.outputs.iter().zip(outs) {
                 let got = self.val(h)?.dims();
                 let want = net.values[v].shape.dims();
                 if got.len() != want.len() + 1 || got[1..] != want[..] {
-                    return Err(Error::other("exec::shape", format!("node `{}` ({}) produced {got:?}, its inferred shape is {want:?}", node.path, node.kind)));
+                    return Err(Error::other(
+                        "exec::shape",
+                        format!(
+                            "node `{}` ({}) produced {got:?}, its inferred shape is {want:?}",
+                            node.path, node.kind
+                        ),
+                    ));
                 }
                 slot.insert(v, h);
             }
@@ -154,7 +180,11 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         }
         wanted
             .iter()
-            .map(|v| slot.get(v).copied().ok_or_else(|| Error::other("exec::missing", format!("value `{}` was not computed", net.values[*v].name))))
+            .map(|v| {
+                slot.get(v).copied().ok_or_else(|| {
+                    Error::other("exec::missing", format!("value `{}` was not computed", net.values[*v].name))
+                })
+            })
             .collect()
     }
 
@@ -215,7 +245,10 @@ fn needed_nodes(net: &Net, known: &HashMap<ValueId, H>, wanted: &[ValueId]) -> R
         seen[v] = true;
         match net.values[v].producer {
             Producer::Input(_) => {
-                return Err(Error::input("exec::missing_input", format!("net `{}` needs input `{}`", net.name, net.values[v].name)));
+                return Err(Error::input(
+                    "exec::missing_input",
+                    format!("net `{}` needs input `{}`", net.name, net.values[v].name),
+                ));
             }
             Producer::Node { node, .. } => {
                 if !need[node] {
@@ -359,7 +392,8 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             return Err(shape_err("batch_norm", "statistics must be vectors"));
         };
         let train = self.node_training;
-        let y = kernels::batch_norm(x4, self.tr(&g), self.tr(&b), &mut m, &mut v, train, momentum, eps).map_err(kerr)?;
+        let y =
+            kernels::batch_norm(x4, self.tr(&g), self.tr(&b), &mut m, &mut v, train, momentum, eps).map_err(kerr)?;
         self.vals[stats.mean.0 as usize] = Val::R1(m);
         self.vals[stats.var.0 as usize] = Val::R1(v);
         if train {
@@ -381,10 +415,22 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         Ok(match op {
             Unary::Relu => unary_all!(self, v, t => t.relu()),
             Unary::LeakyRelu(s) => match v {
-                Val::R1(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R1) }
-                Val::R2(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R2) }
-                Val::R3(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R3) }
-                Val::R4(x) => { let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?; self.put(y, Val::R4) }
+                Val::R1(x) => {
+                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
+                    self.put(y, Val::R1)
+                }
+                Val::R2(x) => {
+                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
+                    self.put(y, Val::R2)
+                }
+                Val::R3(x) => {
+                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
+                    self.put(y, Val::R3)
+                }
+                Val::R4(x) => {
+                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
+                    self.put(y, Val::R4)
+                }
             },
             Unary::Tanh => unary_all!(self, v, t => t.tanh()),
             Unary::Sigmoid => unary_all!(self, v, t => t.sigmoid()),
@@ -442,7 +488,8 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         for &next in rest {
             let (a, b) = (self.val(acc)?.clone(), self.val(next)?.clone());
             let (da, db) = (a.dims(), b.dims());
-            let same_rest = da.len() == db.len() && da.iter().zip(&db).enumerate().all(|(i, (p, q))| i == axis || p == q);
+            let same_rest =
+                da.len() == db.len() && da.iter().zip(&db).enumerate().all(|(i, (p, q))| i == axis || p == q);
             if !same_rest || axis >= da.len() {
                 return Err(shape_err("concat", format!("{da:?} and {db:?} along axis {axis}")));
             }
@@ -450,8 +497,14 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
                 ($x:expr, $y:expr, $w:expr) => {{
                     let (x, y) = (self.tr(&$x), self.tr(&$y));
                     match axis {
-                        0 => { let z = (x, y).concat_along(Axis::<0>); self.put(z, $w) }
-                        1 => { let z = (x, y).concat_along(Axis::<1>); self.put(z, $w) }
+                        0 => {
+                            let z = (x, y).concat_along(Axis::<0>);
+                            self.put(z, $w)
+                        }
+                        1 => {
+                            let z = (x, y).concat_along(Axis::<1>);
+                            self.put(z, $w)
+                        }
                         _ => return Err(shape_err("concat", "only axes 0 and 1 are supported")),
                     }
                 }};
@@ -478,10 +531,22 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         }
         let idx = || self.dev.tensor_from_vec(rows.to_vec(), (rows.len(),));
         Ok(match v {
-            Val::R1(t) => { let y = self.tr(&t).gather::<(usize,), _>(idx()); self.put(y, Val::R1) }
-            Val::R2(t) => { let y = self.tr(&t).gather::<(usize, usize), _>(idx()); self.put(y, Val::R2) }
-            Val::R3(t) => { let y = self.tr(&t).gather::<(usize, usize, usize), _>(idx()); self.put(y, Val::R3) }
-            Val::R4(t) => { let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx()); self.put(y, Val::R4) }
+            Val::R1(t) => {
+                let y = self.tr(&t).gather::<(usize,), _>(idx());
+                self.put(y, Val::R1)
+            }
+            Val::R2(t) => {
+                let y = self.tr(&t).gather::<(usize, usize), _>(idx());
+                self.put(y, Val::R2)
+            }
+            Val::R3(t) => {
+                let y = self.tr(&t).gather::<(usize, usize, usize), _>(idx());
+                self.put(y, Val::R3)
+            }
+            Val::R4(t) => {
+                let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx());
+                self.put(y, Val::R4)
+            }
         })
     }
 
@@ -551,10 +616,22 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
 
     fn softmax(&mut self, x: H) -> Result<H> {
         Ok(match self.val(x)?.clone() {
-            Val::R1(t) => { let y = self.tr(&t).softmax::<Axis<0>>(); self.put(y, Val::R1) }
-            Val::R2(t) => { let y = self.tr(&t).softmax::<Axis<1>>(); self.put(y, Val::R2) }
-            Val::R3(t) => { let y = self.tr(&t).softmax::<Axis<2>>(); self.put(y, Val::R3) }
-            Val::R4(t) => { let y = self.tr(&t).softmax::<Axis<3>>(); self.put(y, Val::R4) }
+            Val::R1(t) => {
+                let y = self.tr(&t).softmax::<Axis<0>>();
+                self.put(y, Val::R1)
+            }
+            Val::R2(t) => {
+                let y = self.tr(&t).softmax::<Axis<1>>();
+                self.put(y, Val::R2)
+            }
+            Val::R3(t) => {
+                let y = self.tr(&t).softmax::<Axis<2>>();
+                self.put(y, Val::R3)
+            }
+            Val::R4(t) => {
+                let y = self.tr(&t).softmax::<Axis<3>>();
+                self.put(y, Val::R4)
+            }
         })
     }
 

@@ -56,22 +56,14 @@ impl<D: Device<f32>> Val<D> {
     pub fn from_host(dev: &D, data: Vec<f32>, dims: &[usize]) -> Result<Self> {
         let n: usize = dims.iter().product();
         if n != data.len() {
-            return Err(Error::input(
-                "exec::shape",
-                format!("{} values do not fill shape {dims:?}", data.len()),
-            ));
+            return Err(Error::input("exec::shape", format!("{} values do not fill shape {dims:?}", data.len())));
         }
         Ok(match *dims {
             [a] => Val::R1(dev.tensor_from_vec(data, (a,))),
             [a, b] => Val::R2(dev.tensor_from_vec(data, (a, b))),
             [a, b, c] => Val::R3(dev.tensor_from_vec(data, (a, b, c))),
             [a, b, c, d] => Val::R4(dev.tensor_from_vec(data, (a, b, c, d))),
-            _ => {
-                return Err(Error::input(
-                    "exec::shape",
-                    format!("tensors have rank 1 to 4, got shape {dims:?}"),
-                ))
-            }
+            _ => return Err(Error::input("exec::shape", format!("tensors have rank 1 to 4, got shape {dims:?}"))),
         })
     }
 
@@ -79,10 +71,7 @@ impl<D: Device<f32>> Val<D> {
     pub fn reshaped(&self, dims: &[usize]) -> Result<Self> {
         let n: usize = dims.iter().product();
         if n != self.numel() {
-            return Err(Error::other(
-                "exec::shape",
-                format!("cannot reshape {:?} to {dims:?}", self.dims()),
-            ));
+            return Err(Error::other("exec::shape", format!("cannot reshape {:?} to {dims:?}", self.dims())));
         }
         macro_rules! to {
             ($t:expr) => {

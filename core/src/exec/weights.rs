@@ -73,14 +73,23 @@ fn apply(map: &WeightMapDef, path: &str) -> Option<String> {
 }
 
 /// Load every parameter and buffer of `net` from the safetensors file at `file`.
-pub fn load<D: Device<f32>>(store: &mut ParamStore<D>, flow: &Flow, net: &Net, file: &Path, naming: &Naming) -> Result<()> {
+pub fn load<D: Device<f32>>(
+    store: &mut ParamStore<D>,
+    flow: &Flow,
+    net: &Net,
+    file: &Path,
+    naming: &Naming,
+) -> Result<()> {
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::input("weights::format", format!("`{}` is not a safetensors file: {e}", file.display())))?;
     if let Naming::Mapped(f) = naming {
         if !flow.parsed.doc.weight_maps.get(f).is_some_and(|m| m.contains_key(&net.name)) {
-            return Err(Error::input("weights::no_map", format!("{} has no weight map `{f}` for net `{}`", flow.parsed.src.name, net.name))
-                .with_help("add one under `weight_maps` in the graph file, or use the native format"));
+            return Err(Error::input(
+                "weights::no_map",
+                format!("{} has no weight map `{f}` for net `{}`", flow.parsed.src.name, net.name),
+            )
+            .with_help("add one under `weight_maps` in the graph file, or use the native format"));
         }
     }
     let mut missing = Vec::new();
@@ -107,8 +116,12 @@ pub fn load<D: Device<f32>>(store: &mut ParamStore<D>, flow: &Flow, net: &Net, f
         }
         let data: Vec<f32> = match view.dtype() {
             StDtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            StDtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
-            StDtype::F64 => view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
+            StDtype::I64 => {
+                view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
+            StDtype::F64 => {
+                view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
             other => {
                 mismatched.push(format!("{name}: dtype {other:?} (expected F32)"));
                 continue;
@@ -116,7 +129,8 @@ pub fn load<D: Device<f32>>(store: &mut ParamStore<D>, flow: &Flow, net: &Net, f
         };
         values.insert(p.path.clone(), (data, want.clone()));
     }
-    let mut unexpected: Vec<String> = st.names().into_iter().filter(|n| !used.contains(*n)).map(str::to_string).collect();
+    let mut unexpected: Vec<String> =
+        st.names().into_iter().filter(|n| !used.contains(*n)).map(str::to_string).collect();
     unexpected.sort();
     if !missing.is_empty() || !mismatched.is_empty() || !unexpected.is_empty() {
         let mut msg = format!("`{}` does not fit net `{}`", file.display(), net.name);
@@ -126,7 +140,9 @@ pub fn load<D: Device<f32>>(store: &mut ParamStore<D>, flow: &Flow, net: &Net, f
             }
         }
         return Err(Error::input("weights::mismatch", msg).with_help(match naming {
-            Naming::Native => "is it a file of another graph or format? try --weights-format stackgan-pytorch".to_string(),
+            Naming::Native => {
+                "is it a file of another graph or format? try --weights-format stackgan-pytorch".to_string()
+            }
             Naming::Mapped(f) => format!("check the `{f}` weight map of net `{}`", net.name),
         }));
     }
@@ -139,7 +155,11 @@ pub fn load<D: Device<f32>>(store: &mut ParamStore<D>, flow: &Flow, net: &Net, f
 }
 
 /// Save tensors as safetensors, named by `names` (path → file name), f32.
-pub fn save<D: Device<f32>>(file: &Path, tensors: &[(String, Val<D>)], metadata: Option<std::collections::HashMap<String, String>>) -> Result<()> {
+pub fn save<D: Device<f32>>(
+    file: &Path,
+    tensors: &[(String, Val<D>)],
+    metadata: Option<std::collections::HashMap<String, String>>,
+) -> Result<()> {
     let owned: Vec<(String, Vec<u8>, Vec<usize>)> = tensors
         .iter()
         .map(|(n, v)| (n.clone(), v.to_vec().iter().flat_map(|x| x.to_le_bytes()).collect(), v.dims()))
@@ -168,9 +188,14 @@ pub fn read_all(file: &Path) -> Result<Named> {
     for (name, view) in st.tensors() {
         let data = match view.dtype() {
             StDtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            StDtype::I64 => view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
+            StDtype::I64 => {
+                view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
+            }
             other => {
-                return Err(Error::input("weights::dtype", format!("`{name}` in `{}` is {other:?}; stackflow reads F32 (and I64 counters)", file.display())))
+                return Err(Error::input(
+                    "weights::dtype",
+                    format!("`{name}` in `{}` is {other:?}; stackflow reads F32 (and I64 counters)", file.display()),
+                ))
             }
         };
         out.insert(name, (view.shape().to_vec(), data));
@@ -185,10 +210,7 @@ mod tests {
     #[test]
     fn wildcard_prefixes_copy_segments() {
         let map = WeightMapDef {
-            prefixes: vec![
-                ("g2.res.*.conv1.".into(), "residual.*.block.0.".into()),
-                ("g2.fc.".into(), "fc.0.".into()),
-            ],
+            prefixes: vec![("g2.res.*.conv1.".into(), "residual.*.block.0.".into()), ("g2.fc.".into(), "fc.0.".into())],
             embedded: Default::default(),
         };
         assert_eq!(apply(&map, "g2.res.3.conv1.weight").as_deref(), Some("residual.3.block.0.weight"));

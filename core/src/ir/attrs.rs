@@ -38,14 +38,7 @@ impl<'a> Attrs<'a> {
         whole: Span,
         kind: &str,
     ) -> Self {
-        Self {
-            items,
-            read: Vec::new(),
-            vars,
-            src,
-            whole,
-            kind: kind.to_string(),
-        }
+        Self { items, read: Vec::new(), vars, src, whole, kind: kind.to_string() }
     }
 
     fn find(&mut self, name: &str) -> Option<Attr> {
@@ -142,12 +135,7 @@ impl<'a> Attrs<'a> {
         items
             .iter()
             .map(|v| {
-                self.dim_of(&Attr {
-                    name: name.to_string(),
-                    value: v.clone(),
-                    span: a.span,
-                    key_span: a.key_span,
-                })
+                self.dim_of(&Attr { name: name.to_string(), value: v.clone(), span: a.span, key_span: a.key_span })
             })
             .collect::<Result<Vec<_>>>()
             .map(Some)
@@ -186,10 +174,7 @@ impl<'a> Attrs<'a> {
                 match choices.iter().find(|c| **c == s) {
                     Some(c) => Ok(c),
                     None => {
-                        let mut e = self.error_at(
-                            &a,
-                            format!("`{name}` must be one of: {}", choices.join(", ")),
-                        );
+                        let mut e = self.error_at(&a, format!("`{name}` must be one of: {}", choices.join(", ")));
                         if let Some(h) = did_you_mean(&s, choices.iter().copied()) {
                             e = e.with_help(h);
                         }
@@ -199,6 +184,22 @@ impl<'a> Attrs<'a> {
             }
             None => Ok(choices[0]),
         }
+    }
+
+    /// An attribute as an integer (a number, or an expression over the flow's variables)
+    /// with the usual spanned errors; for kinds (plugins) that read attributes themselves.
+    pub fn int_value(&self, a: &Attr) -> Result<i64> {
+        self.int_of(a)
+    }
+
+    /// The file the attributes are written in.
+    pub fn source(&self) -> &SourceFile {
+        self.src
+    }
+
+    /// The span of the whole attribute block.
+    pub fn span(&self) -> Span {
+        self.whole
     }
 
     /// Every attribute, for kinds (plugins) that read attributes themselves.

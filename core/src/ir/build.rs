@@ -34,17 +34,17 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
     for (name, _) in &parsed.doc.blocks {
         if parsed.doc.nets.contains_key(name) {
             return Err(parsed
-                .error("graph::duplicate_name", &["blocks".into(), name.as_str().into()], format!("`{name}` is both a template and a net"))
+                .error(
+                    "graph::duplicate_name",
+                    &["blocks".into(), name.as_str().into()],
+                    format!("`{name}` is both a template and a net"),
+                )
                 .with_help("give the template and the net different names"));
         }
     }
     let mut nets = Vec::new();
     for name in parsed.doc.nets.keys() {
-        let b = Builder {
-            p: &parsed,
-            reg: registry,
-            vars: &vars,
-        };
+        let b = Builder { p: &parsed, reg: registry, vars: &vars };
         nets.push(b.net(name)?);
     }
     let flow = Flow { parsed: parsed.clone(), vars, nets };
@@ -71,7 +71,11 @@ fn check_unique_keys(p: &Parsed, path: &[Key]) -> Result<()> {
 
 fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> {
     let Some(defs) = entries(&p.doc.vars) else {
-        return Err(p.error("graph::bad_value", &["vars".into()], "`vars` must be a map of names to integers or expressions"));
+        return Err(p.error(
+            "graph::bad_value",
+            &["vars".into()],
+            "`vars` must be a map of names to integers or expressions",
+        ));
     };
     let set_src = SourceFile::new("--set", overrides.join(" "));
     let mut over: HashMap<String, (String, usize)> = HashMap::new();
@@ -84,7 +88,11 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
         };
         let k = k.trim();
         if !defs.iter().any(|(n, _)| n == k) {
-            let mut e = set_src.error("cli::unknown_var", (offset, k.len()).into(), format!("`{k}` is not a variable of this graph"));
+            let mut e = set_src.error(
+                "cli::unknown_var",
+                (offset, k.len()).into(),
+                format!("`{k}` is not a variable of this graph"),
+            );
             e = e.with_help(did_you_mean(k, defs.iter().map(|(n, _)| n.as_str())).unwrap_or_else(|| {
                 format!("variables: {}", defs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))
             }));
@@ -100,7 +108,9 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
                 .spans
                 .key_span(&["vars".into(), name.as_str().into()])
                 .map(|s| p.src.error("graph::bad_name", s, format!("`{name}` is not a valid variable name")))
-                .unwrap_or_else(|| p.error("graph::bad_name", &["vars".into()], format!("`{name}` is not a valid variable name"))));
+                .unwrap_or_else(|| {
+                    p.error("graph::bad_name", &["vars".into()], format!("`{name}` is not a valid variable name"))
+                }));
         }
         let names: Vec<&str> = vars.keys().map(String::as_str).collect();
         let look = |n: &str| vars.get(n).copied();
@@ -111,16 +121,28 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
         } else {
             let path = [Key::from("vars"), Key::from(name.as_str())];
             match def {
-                ron::Value::Number(n) if n.into_f64().fract() == 0.0 && n.into_f64().abs() < 9e15 => n.into_f64() as i64,
+                ron::Value::Number(n) if n.into_f64().fract() == 0.0 && n.into_f64().abs() < 9e15 => {
+                    n.into_f64() as i64
+                }
                 ron::Value::String(s) => expr::eval(s, &look, &names).map_err(|e| {
                     let base = p.span(&path).offset() + 1;
-                    let mut err = p.src.error("graph::bad_expression", (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(), e.message);
+                    let mut err = p.src.error(
+                        "graph::bad_expression",
+                        (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(),
+                        e.message,
+                    );
                     if let Some(h) = e.help {
                         err = err.with_help(format!("{h} (a variable may use only variables defined before it)"));
                     }
                     err
                 })?,
-                _ => return Err(p.error("graph::bad_value", &path, format!("variable `{name}` must be an integer or an expression string"))),
+                _ => {
+                    return Err(p.error(
+                        "graph::bad_value",
+                        &path,
+                        format!("variable `{name}` must be an integer or an expression string"),
+                    ))
+                }
             }
         };
         vars.insert(name.clone(), value);
@@ -130,7 +152,8 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
 
 fn is_ident(s: &str) -> bool {
     let mut c = s.chars();
-    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_') && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
 struct Builder<'a> {
@@ -191,11 +214,7 @@ impl Builder<'_> {
         let inputs = self.net_inputs(name)?;
         let mut bound = Vec::new();
         for (i, (iname, shape)) in inputs.iter().enumerate() {
-            nb.values.push(Value {
-                shape: shape.clone(),
-                producer: Producer::Input(i),
-                name: iname.clone(),
-            });
+            nb.values.push(Value { shape: shape.clone(), producer: Producer::Input(i), name: iname.clone() });
             bound.push((iname.clone(), nb.values.len() - 1));
         }
         let frame = Frame {
@@ -211,9 +230,19 @@ impl Builder<'_> {
             stack: vec![name.to_string()],
             use_site: None,
         };
-        let outputs = self.expand(&mut nb, &frame, &def.outputs, &[net_path.clone(), vec![Key::from("outputs")]].concat(), false)?;
+        let outputs = self.expand(
+            &mut nb,
+            &frame,
+            &def.outputs,
+            &[net_path.clone(), vec![Key::from("outputs")]].concat(),
+            false,
+        )?;
         if outputs.is_empty() {
-            return Err(self.p.error("graph::missing_output", &[net_path.clone(), vec!["outputs".into()]].concat(), format!("net `{name}` has no outputs")));
+            return Err(self.p.error(
+                "graph::missing_output",
+                &[net_path.clone(), vec!["outputs".into()]].concat(),
+                format!("net `{name}` has no outputs"),
+            ));
         }
         Ok(Net {
             name: name.to_string(),
@@ -230,7 +259,11 @@ impl Builder<'_> {
     fn net_inputs(&self, name: &str) -> Result<Vec<(String, Shape)>> {
         let path = [Key::from("nets"), Key::from(name), Key::from("inputs")];
         let Some(items) = entries(&self.p.doc.nets[name].inputs) else {
-            return Err(self.p.error("graph::bad_value", &path, "`inputs` must map names to shapes, e.g. `(z: [\"z_dim\"])`"));
+            return Err(self.p.error(
+                "graph::bad_value",
+                &path,
+                "`inputs` must map names to shapes, e.g. `(z: [\"z_dim\"])`",
+            ));
         };
         let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
         let mut out = Vec::new();
@@ -240,7 +273,11 @@ impl Builder<'_> {
                 return Err(self.p.error("graph::bad_name", &ipath, format!("`{iname}` is not a valid input name")));
             }
             let ron::Value::Seq(dims) = v else {
-                return Err(self.p.error("graph::bad_value", &ipath, format!("input `{iname}` needs a shape list such as `[\"embed_dim\"]`")));
+                return Err(self.p.error(
+                    "graph::bad_value",
+                    &ipath,
+                    format!("input `{iname}` needs a shape list such as `[\"embed_dim\"]`"),
+                ));
             };
             let mut shape = Vec::new();
             for (j, d) in dims.iter().enumerate() {
@@ -249,22 +286,40 @@ impl Builder<'_> {
                     ron::Value::Number(n) if n.into_f64().fract() == 0.0 => n.into_f64() as i64,
                     ron::Value::String(s) => expr::eval(s, &|n| self.vars.get(n).copied(), &names).map_err(|e| {
                         let base = self.p.span(&dpath).offset() + 1;
-                        let mut err = self.p.src.error("graph::bad_expression", (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(), e.message);
+                        let mut err = self.p.src.error(
+                            "graph::bad_expression",
+                            (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(),
+                            e.message,
+                        );
                         if let Some(h) = e.help {
                             err = err.with_help(h);
                         }
                         err
                     })?,
-                    _ => return Err(self.p.error("graph::bad_value", &dpath, "a dimension must be an integer or an expression string")),
+                    _ => {
+                        return Err(self.p.error(
+                            "graph::bad_value",
+                            &dpath,
+                            "a dimension must be an integer or an expression string",
+                        ))
+                    }
                 };
                 if val <= 0 || val > (1 << 40) {
-                    return Err(self.p.error("graph::bad_shape", &dpath, format!("dimension must be positive, got {val}")));
+                    return Err(self.p.error(
+                        "graph::bad_shape",
+                        &dpath,
+                        format!("dimension must be positive, got {val}"),
+                    ));
                 }
                 shape.push(val as usize);
             }
             let shape = Shape(shape);
             if !shape.is_sane() {
-                return Err(self.p.error("graph::too_large", &ipath, format!("input `{iname}` of shape {shape} is too large")));
+                return Err(self.p.error(
+                    "graph::too_large",
+                    &ipath,
+                    format!("input `{iname}` of shape {shape} is too large"),
+                ));
             }
             out.push((iname, shape));
         }
@@ -272,9 +327,21 @@ impl Builder<'_> {
     }
 
     /// Expand the nodes of `frame` into `nb`; return the resolved outputs.
-    fn expand(&self, nb: &mut NetBuild, frame: &Frame, outputs: &ron::Value, out_path: &[Key], is_template: bool) -> Result<Ports> {
+    fn expand(
+        &self,
+        nb: &mut NetBuild,
+        frame: &Frame,
+        outputs: &ron::Value,
+        out_path: &[Key],
+        is_template: bool,
+    ) -> Result<Ports> {
         if frame.stack.len() > MAX_NESTING {
-            return Err(self.err("graph::too_deep", self.span(frame, &[]), "templates and nets nest too deeply", frame));
+            return Err(self.err(
+                "graph::too_deep",
+                self.span(frame, &[]),
+                "templates and nets nest too deeply",
+                frame,
+            ));
         }
         let order = self.order(frame)?;
         let mut local: HashMap<&str, Ports> = HashMap::new();
@@ -292,7 +359,12 @@ impl Builder<'_> {
             let ports = self.wire(nb, frame, i, &inputs)?;
             local.insert(node.0.as_str(), ports);
             if nb.nodes.len() > MAX_NODES {
-                return Err(self.err("graph::too_large", self.span(frame, &[Key::Index(i)]), "the graph expands to too many nodes", frame));
+                return Err(self.err(
+                    "graph::too_large",
+                    self.span(frame, &[Key::Index(i)]),
+                    "the graph expands to too many nodes",
+                    frame,
+                ));
             }
         }
         // Outputs.
@@ -300,15 +372,34 @@ impl Builder<'_> {
         let items = if is_template && matches!(outputs, ron::Value::Unit | ron::Value::Option(None)) {
             match frame.nodes.last() {
                 Some(last) => vec![("out".to_string(), ron::Value::String(last.0.clone()))],
-                None => return Err(self.err("graph::missing_output", self.p.span(out_path), "template has no nodes", frame)),
+                None => {
+                    return Err(self.err(
+                        "graph::missing_output",
+                        self.p.span(out_path),
+                        "template has no nodes",
+                        frame,
+                    ))
+                }
             }
         } else {
-            entries(outputs).ok_or_else(|| self.err("graph::bad_value", self.p.span(out_path), "`outputs` must map names to values, e.g. `(img: \"tanh\")`", frame))?
+            entries(outputs).ok_or_else(|| {
+                self.err(
+                    "graph::bad_value",
+                    self.p.span(out_path),
+                    "`outputs` must map names to values, e.g. `(img: \"tanh\")`",
+                    frame,
+                )
+            })?
         };
         for (name, v) in items {
             let opath = [out_path, &[Key::from(name.as_str())]].concat();
             let ron::Value::String(r) = v else {
-                return Err(self.err("graph::bad_value", self.p.span(&opath), format!("output `{name}` must name a value such as `\"node.port\"`"), frame));
+                return Err(self.err(
+                    "graph::bad_value",
+                    self.p.span(&opath),
+                    format!("output `{name}` must name a value such as `\"node.port\"`"),
+                    frame,
+                ));
             };
             let span = self.p.span(&opath);
             let id = self.resolve_at(&r, &local, frame, span)?;
@@ -323,7 +414,12 @@ impl Builder<'_> {
         for (i, n) in frame.nodes.iter().enumerate() {
             let span = self.span(frame, &[Key::Index(i), Key::Index(0)]);
             if !is_ident(&n.0) {
-                return Err(self.err("graph::bad_name", span, format!("node id `{}` must be snake_case without dots", n.0), frame));
+                return Err(self.err(
+                    "graph::bad_name",
+                    span,
+                    format!("node id `{}` must be snake_case without dots", n.0),
+                    frame,
+                ));
             }
             if let Some(prev) = ids.insert(n.0.as_str(), i) {
                 return Err(self
@@ -331,7 +427,12 @@ impl Builder<'_> {
                     .with_label(self.span(frame, &[Key::Index(prev), Key::Index(0)]), Some("first defined here")));
             }
             if frame.inputs.iter().any(|(name, _)| name == &n.0) {
-                return Err(self.err("graph::duplicate_id", span, format!("node id `{}` hides the input of the same name", n.0), frame));
+                return Err(self.err(
+                    "graph::duplicate_id",
+                    span,
+                    format!("node id `{}` hides the input of the same name", n.0),
+                    frame,
+                ));
             }
         }
         let mut g = DiGraph::<usize, ()>::new();
@@ -343,9 +444,18 @@ impl Builder<'_> {
                     g.add_edge(idx[src], idx[i], ());
                 } else if !frame.inputs.iter().any(|(name, _)| name == head) {
                     let span = self.span(frame, &[Key::Index(i), Key::Index(3), Key::Index(j)]);
-                    let known: Vec<&str> = ids.keys().copied().chain(frame.inputs.iter().map(|(n, _)| n.as_str())).collect();
-                    let mut e = self.err("graph::dangling_edge", span, format!("node `{}` reads `{r}`, which is neither a node nor an input here", n.0), frame);
-                    e = e.with_help(did_you_mean(head, known.iter().copied()).unwrap_or_else(|| format!("known names: {}", known.join(", "))));
+                    let known: Vec<&str> =
+                        ids.keys().copied().chain(frame.inputs.iter().map(|(n, _)| n.as_str())).collect();
+                    let mut e = self.err(
+                        "graph::dangling_edge",
+                        span,
+                        format!("node `{}` reads `{r}`, which is neither a node nor an input here", n.0),
+                        frame,
+                    );
+                    e = e.with_help(
+                        did_you_mean(head, known.iter().copied())
+                            .unwrap_or_else(|| format!("known names: {}", known.join(", "))),
+                    );
                     return Err(e);
                 }
             }
@@ -353,14 +463,20 @@ impl Builder<'_> {
         match toposort(&g, None) {
             Ok(order) => Ok(order.into_iter().map(|n| g[n]).collect()),
             Err(_) => {
-                let scc = tarjan_scc(&g).into_iter().find(|c| c.len() > 1 || g.contains_edge(c[0], c[0])).unwrap_or_default();
+                let scc =
+                    tarjan_scc(&g).into_iter().find(|c| c.len() > 1 || g.contains_edge(c[0], c[0])).unwrap_or_default();
                 let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
                 members.sort_unstable();
                 let cycle = cycle_path(&g, &scc);
                 let names: Vec<&str> = cycle.iter().map(|&i| frame.nodes[i].0.as_str()).collect();
                 let first = members.first().copied().unwrap_or(0);
                 Err(self
-                    .err("graph::cycle", self.span(frame, &[Key::Index(first)]), format!("cycle: {}", names.join(" → ")), frame)
+                    .err(
+                        "graph::cycle",
+                        self.span(frame, &[Key::Index(first)]),
+                        format!("cycle: {}", names.join(" → ")),
+                        frame,
+                    )
                     .with_help("a net must be a DAG; break the cycle by reading a value from earlier in the chain"))
             }
         }
@@ -379,14 +495,19 @@ impl Builder<'_> {
             let known: Vec<&str> = local.keys().copied().collect();
             return Err(self
                 .err("graph::dangling_edge", span, format!("`{r}` names no node or input here"), frame)
-                .with_help(did_you_mean(head, known.iter().copied()).unwrap_or_else(|| format!("known names: {}", known.join(", ")))));
+                .with_help(
+                    did_you_mean(head, known.iter().copied())
+                        .unwrap_or_else(|| format!("known names: {}", known.join(", "))),
+                ));
         };
         match port {
             None => Ok(ports[0].1),
             Some(p) => ports.iter().find(|(n, _)| n == p).map(|(_, v)| *v).ok_or_else(|| {
                 let names: Vec<&str> = ports.iter().map(|(n, _)| n.as_str()).collect();
-                self.err("graph::dangling_edge", span, format!("`{head}` has no output `{p}`"), frame)
-                    .with_help(did_you_mean(p, names.iter().copied()).unwrap_or_else(|| format!("its outputs: {}", names.join(", "))))
+                self.err("graph::dangling_edge", span, format!("`{head}` has no output `{p}`"), frame).with_help(
+                    did_you_mean(p, names.iter().copied())
+                        .unwrap_or_else(|| format!("its outputs: {}", names.join(", "))),
+                )
             }),
         }
     }
@@ -395,7 +516,12 @@ impl Builder<'_> {
     fn attrs(&self, frame: &Frame, i: usize) -> Result<Vec<Attr>> {
         let node = &frame.nodes[i];
         let items = entries(&node.2).ok_or_else(|| {
-            self.err("graph::bad_value", self.span(frame, &[Key::Index(i), Key::Index(2)]), "node attributes must be a map such as `(out: 64)`", frame)
+            self.err(
+                "graph::bad_value",
+                self.span(frame, &[Key::Index(i), Key::Index(2)]),
+                "node attributes must be a map such as `(out: 64)`",
+                frame,
+            )
         })?;
         Ok(items
             .into_iter()
@@ -418,7 +544,12 @@ impl Builder<'_> {
         let kind = node.1.as_str();
         let kind_span = self.span(frame, &[Key::Index(i), Key::Index(1)]);
         if frame.stack.iter().any(|s| s == kind) {
-            return Err(self.err("graph::recursive", kind_span, format!("`{kind}` uses itself (through {})", frame.stack.join(" → ")), frame));
+            return Err(self.err(
+                "graph::recursive",
+                kind_span,
+                format!("`{kind}` uses itself (through {})", frame.stack.join(" → ")),
+                frame,
+            ));
         }
         if let Some(t) = self.p.doc.blocks.get(kind) {
             return self.template(nb, frame, i, inputs, kind, t);
@@ -427,7 +558,8 @@ impl Builder<'_> {
             return self.embed(nb, frame, i, inputs, kind);
         }
         let Some(bk) = self.reg.block(kind) else {
-            let mut names: Vec<&str> = self.p.doc.blocks.keys().chain(self.p.doc.nets.keys()).map(String::as_str).collect();
+            let mut names: Vec<&str> =
+                self.p.doc.blocks.keys().chain(self.p.doc.nets.keys()).map(String::as_str).collect();
             let suggestion = did_you_mean(kind, names.iter().copied());
             names.clear();
             return Err(self
@@ -443,16 +575,32 @@ impl Builder<'_> {
         let shapes: Vec<Shape> = inputs.iter().map(|&v| nb.values[v].shape.clone()).collect();
         let shape_list = shapes.iter().map(Shape::to_string).collect::<Vec<_>>().join(", ");
         let inferred: Inferred = block.infer(&shapes).map_err(|m| {
-            self.err("graph::shape", node_span, format!("node `{path}` ({kind}): {m}"), frame)
-                .with_help(format!("input shapes (per sample): {}", if shape_list.is_empty() { "none".into() } else { shape_list.clone() }))
+            self.err("graph::shape", node_span, format!("node `{path}` ({kind}): {m}"), frame).with_help(format!(
+                "input shapes (per sample): {}",
+                if shape_list.is_empty() { "none".into() } else { shape_list.clone() }
+            ))
         })?;
         let port_names = block.ports();
         if inferred.outputs.len() != port_names.len() {
-            return Err(self.err("graph::shape", node_span, format!("node `{path}` ({kind}) inferred {} outputs for {} ports", inferred.outputs.len(), port_names.len()), frame));
+            return Err(self.err(
+                "graph::shape",
+                node_span,
+                format!(
+                    "node `{path}` ({kind}) inferred {} outputs for {} ports",
+                    inferred.outputs.len(),
+                    port_names.len()
+                ),
+                frame,
+            ));
         }
         for s in &inferred.outputs {
             if !s.is_sane() || s.rank() == 0 || s.0.contains(&0) {
-                return Err(self.err("graph::too_large", node_span, format!("node `{path}` ({kind}) would produce a tensor of shape {s} per sample"), frame));
+                return Err(self.err(
+                    "graph::too_large",
+                    node_span,
+                    format!("node `{path}` ({kind}) would produce a tensor of shape {s} per sample"),
+                    frame,
+                ));
             }
         }
         let node_index = nb.nodes.len();
@@ -460,12 +608,25 @@ impl Builder<'_> {
         for spec in inferred.params.iter() {
             let ppath = format!("{}{}.{}", frame.param_prefix, node.0, spec.name);
             if !(super::Shape(spec.shape.clone())).is_sane() {
-                return Err(self.err("graph::too_large", node_span, format!("parameter `{ppath}` of shape {:?} is too large", spec.shape), frame));
+                return Err(self.err(
+                    "graph::too_large",
+                    node_span,
+                    format!("parameter `{ppath}` of shape {:?} is too large", spec.shape),
+                    frame,
+                ));
             }
             let idx = match nb.param_index.get(&ppath) {
                 Some(&j) => {
                     if nb.params[j].spec.shape != spec.shape {
-                        return Err(self.err("graph::shape", node_span, format!("parameter `{ppath}` is used with shapes {:?} and {:?}", nb.params[j].spec.shape, spec.shape), frame));
+                        return Err(self.err(
+                            "graph::shape",
+                            node_span,
+                            format!(
+                                "parameter `{ppath}` is used with shapes {:?} and {:?}",
+                                nb.params[j].spec.shape, spec.shape
+                            ),
+                            frame,
+                        ));
                     }
                     j
                 }
@@ -481,7 +642,11 @@ impl Builder<'_> {
         let mut outputs = Vec::new();
         for (p, (pname, shape)) in port_names.iter().zip(inferred.outputs.iter()).enumerate() {
             let vname = if p == 0 { path.clone() } else { format!("{path}.{pname}") };
-            nb.values.push(Value { shape: shape.clone(), producer: Producer::Node { node: node_index, port: p }, name: vname });
+            nb.values.push(Value {
+                shape: shape.clone(),
+                producer: Producer::Node { node: node_index, port: p },
+                name: vname,
+            });
             outputs.push(nb.values.len() - 1);
             ports.push((pname.clone(), nb.values.len() - 1));
         }
@@ -500,7 +665,15 @@ impl Builder<'_> {
         Ok(ports)
     }
 
-    fn template(&self, nb: &mut NetBuild, frame: &Frame, i: usize, inputs: &[ValueId], kind: &str, t: &crate::dsl::BlockDef) -> Result<Ports> {
+    fn template(
+        &self,
+        nb: &mut NetBuild,
+        frame: &Frame,
+        i: usize,
+        inputs: &[ValueId],
+        kind: &str,
+        t: &crate::dsl::BlockDef,
+    ) -> Result<Ports> {
         let node = &frame.nodes[i];
         let mut attrs = self.attrs(frame, i)?;
         let Some(pos) = attrs.iter().position(|a| a.name == "repeat") else {
@@ -511,10 +684,20 @@ impl Builder<'_> {
         let mut one = Attrs::new(vec![rep.clone()], &frame.vars, &self.p.src, rep.span, kind);
         let n = one.int_or("repeat", 1)?;
         if !(1..=1000).contains(&n) {
-            return Err(self.err("graph::bad_attribute", rep.span, format!("`repeat` must be between 1 and 1000, got {n}"), frame));
+            return Err(self.err(
+                "graph::bad_attribute",
+                rep.span,
+                format!("`repeat` must be between 1 and 1000, got {n}"),
+                frame,
+            ));
         }
         if t.inputs.len() != 1 {
-            return Err(self.err("graph::bad_attribute", rep.span, format!("`repeat` needs a template with one input; `{kind}` has {}", t.inputs.len()), frame));
+            return Err(self.err(
+                "graph::bad_attribute",
+                rep.span,
+                format!("`repeat` needs a template with one input; `{kind}` has {}", t.inputs.len()),
+                frame,
+            ));
         }
         let mut cur = inputs.to_vec();
         let mut ports = Vec::new();
@@ -543,7 +726,13 @@ impl Builder<'_> {
             return Err(self.err(
                 "graph::arity",
                 self.span(frame, &[Key::Index(i), Key::Index(3)]),
-                format!("template `{kind}` takes {} input(s) ({}), node `{}` gives {}", t.inputs.len(), t.inputs.join(", "), node.0, inputs.len()),
+                format!(
+                    "template `{kind}` takes {} input(s) ({}), node `{}` gives {}",
+                    t.inputs.len(),
+                    t.inputs.join(", "),
+                    node.0,
+                    inputs.len()
+                ),
                 frame,
             ));
         }
@@ -551,14 +740,27 @@ impl Builder<'_> {
         let mut subst = HashMap::new();
         for a in &attrs {
             if !t.params.contains(&a.name) {
-                let mut e = self.err("graph::unknown_attribute", a.key_span.unwrap_or(a.span), format!("template `{kind}` has no parameter `{}`", a.name), frame);
-                e = e.with_help(did_you_mean(&a.name, t.params.iter().map(String::as_str)).unwrap_or_else(|| format!("its parameters: {}", t.params.join(", "))));
+                let mut e = self.err(
+                    "graph::unknown_attribute",
+                    a.key_span.unwrap_or(a.span),
+                    format!("template `{kind}` has no parameter `{}`", a.name),
+                    frame,
+                );
+                e = e.with_help(
+                    did_you_mean(&a.name, t.params.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("its parameters: {}", t.params.join(", "))),
+                );
                 return Err(e);
             }
         }
         for pname in &t.params {
             let Some(a) = attrs.iter().find(|a| &a.name == pname) else {
-                return Err(self.err("graph::missing_attribute", node_span, format!("template `{kind}` needs parameter `{pname}`"), frame));
+                return Err(self.err(
+                    "graph::missing_attribute",
+                    node_span,
+                    format!("template `{kind}` needs parameter `{pname}`"),
+                    frame,
+                ));
             };
             let value = match &a.value {
                 ron::Value::String(s) if !is_ident(s) || frame.vars.contains_key(s) => {
@@ -609,7 +811,13 @@ impl Builder<'_> {
             return Err(self.err(
                 "graph::arity",
                 self.span(frame, &[Key::Index(i), Key::Index(3)]),
-                format!("net `{kind}` takes {} input(s) ({}), node `{}` gives {}", declared.len(), declared.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(", "), node.0, inputs.len()),
+                format!(
+                    "net `{kind}` takes {} input(s) ({}), node `{}` gives {}",
+                    declared.len(),
+                    declared.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(", "),
+                    node.0,
+                    inputs.len()
+                ),
                 frame,
             ));
         }
@@ -618,7 +826,10 @@ impl Builder<'_> {
                 return Err(self.err(
                     "graph::shape",
                     self.span(frame, &[Key::Index(i), Key::Index(3), Key::Index(j)]),
-                    format!("input `{dname}` of net `{kind}` is declared {dshape}, but this value is {}", nb.values[v].shape),
+                    format!(
+                        "input `{dname}` of net `{kind}` is declared {dshape}, but this value is {}",
+                        nb.values[v].shape
+                    ),
                     frame,
                 ));
             }
@@ -639,7 +850,8 @@ impl Builder<'_> {
             stack,
             use_site: Some(frame.use_site.unwrap_or(node_span)),
         };
-        let outs = self.expand(nb, &sub, &def.outputs, &[Key::from("nets"), Key::from(kind), Key::from("outputs")], false)?;
+        let outs =
+            self.expand(nb, &sub, &def.outputs, &[Key::from("nets"), Key::from(kind), Key::from("outputs")], false)?;
         if !frozen {
             return Ok(outs);
         }

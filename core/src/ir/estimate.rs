@@ -58,7 +58,16 @@ pub fn check_memory(flow: &Flow, net: &Net, batch: u64, training: bool, limit: u
         return Err(flow
             .parsed
             .src
-            .error("graph::too_much_memory", net.span, format!("net `{}` needs about {} at batch {batch}, over the limit of {}", net.name, human_bytes(need), human_bytes(limit)))
+            .error(
+                "graph::too_much_memory",
+                net.span,
+                format!(
+                    "net `{}` needs about {} at batch {batch}, over the limit of {}",
+                    net.name,
+                    human_bytes(need),
+                    human_bytes(limit)
+                ),
+            )
             .with_help("lower the widths with `--set`, the batch size, or raise `--max-memory`"));
     }
     Ok(())
@@ -90,26 +99,41 @@ pub fn check_recipe(flow: &Flow) -> Result<()> {
         let find = |field: &str, name: &str| {
             flow.net(name).ok_or_else(|| {
                 p.error("graph::unknown_net", &at(field), format!("stage `{}`: no net named `{name}`", st.name))
-                    .with_help(did_you_mean(name, names.iter().copied()).unwrap_or_else(|| format!("nets: {}", names.join(", "))))
+                    .with_help(
+                        did_you_mean(name, names.iter().copied())
+                            .unwrap_or_else(|| format!("nets: {}", names.join(", "))),
+                    )
             })
         };
         let g = find("generator", &st.generator)?;
         let d = find("discriminator", &st.discriminator)?;
         for (j, f) in st.frozen.iter().enumerate() {
             if flow.net(f).is_none() {
-                return Err(p.error("graph::unknown_net", &[at("frozen"), vec![Key::Index(j)]].concat(), format!("no net named `{f}`")));
+                return Err(p.error(
+                    "graph::unknown_net",
+                    &[at("frozen"), vec![Key::Index(j)]].concat(),
+                    format!("no net named `{f}`"),
+                ));
             }
         }
         for out in ["fake_img", "mu", "logvar"] {
             if g.output(out).is_none() {
                 return Err(p
-                    .error("graph::missing_output", &at("generator"), format!("generator `{}` has no output `{out}`", g.name))
+                    .error(
+                        "graph::missing_output",
+                        &at("generator"),
+                        format!("generator `{}` has no output `{out}`", g.name),
+                    )
                     .with_help("a generator exposes `fake_img`, `mu` and `logvar` (the CA outputs for the KL term)"));
             }
         }
         check_d(flow, st, g, d, &at("discriminator"))?;
         if st.batch < 2 || st.batch > 1 << 20 {
-            return Err(p.error("graph::bad_value", &at("batch"), "batch must be between 2 and 1048576 (mismatched pairs need two samples)"));
+            return Err(p.error(
+                "graph::bad_value",
+                &at("batch"),
+                "batch must be between 2 and 1048576 (mismatched pairs need two samples)",
+            ));
         }
         if st.epochs == 0 {
             return Err(p.error("graph::bad_value", &at("epochs"), "epochs must be at least 1"));
@@ -119,9 +143,17 @@ pub fn check_recipe(flow: &Flow) -> Result<()> {
         }
         for (field, opt) in [("optimizer", Some(&st.optimizer)), ("d_optimizer", st.d_optimizer.as_ref())] {
             if let Some(crate::dsl::Optimizer::Adam { lr, betas, eps }) = opt {
-                let ok = lr.is_finite() && *lr > 0.0 && (0.0..1.0).contains(&betas.0) && (0.0..1.0).contains(&betas.1) && *eps > 0.0;
+                let ok = lr.is_finite()
+                    && *lr > 0.0
+                    && (0.0..1.0).contains(&betas.0)
+                    && (0.0..1.0).contains(&betas.1)
+                    && *eps > 0.0;
                 if !ok {
-                    return Err(p.error("graph::bad_value", &at(field), "Adam needs lr > 0, betas in [0, 1) and eps > 0"));
+                    return Err(p.error(
+                        "graph::bad_value",
+                        &at(field),
+                        "Adam needs lr > 0, betas in [0, 1) and eps > 0",
+                    ));
                 }
             }
         }
@@ -142,7 +174,10 @@ fn check_d(flow: &Flow, st: &StageDef, g: &Net, d: &Net, at: &[Key]) -> Result<(
         return Err(p.error(
             "graph::shape",
             at,
-            format!("stage `{}`: generator `{}` makes {fake} images but discriminator `{}` reads {}", st.name, g.name, d.name, d.values[img].shape),
+            format!(
+                "stage `{}`: generator `{}` makes {fake} images but discriminator `{}` reads {}",
+                st.name, g.name, d.name, d.values[img].shape
+            ),
         ));
     }
     if let Some(cond) = d.input("cond") {
@@ -155,7 +190,10 @@ fn check_d(flow: &Flow, st: &StageDef, g: &Net, d: &Net, at: &[Key]) -> Result<(
             return Err(p.error(
                 "graph::shape",
                 at,
-                format!("discriminator `{}` reads a condition of {} but {what} is {want}", d.name, d.values[cond].shape),
+                format!(
+                    "discriminator `{}` reads a condition of {} but {what} is {want}",
+                    d.name, d.values[cond].shape
+                ),
             ));
         }
     }

@@ -47,10 +47,7 @@ impl Shape {
 
     /// Whether the shape stays under [`MAX_ELEMENTS`] (overflow-safe).
     pub fn is_sane(&self) -> bool {
-        self.0
-            .iter()
-            .try_fold(1u128, |acc, &d| acc.checked_mul(d as u128))
-            .is_some_and(|n| n <= MAX_ELEMENTS)
+        self.0.iter().try_fold(1u128, |acc, &d| acc.checked_mul(d as u128)).is_some_and(|n| n <= MAX_ELEMENTS)
     }
 }
 
@@ -113,22 +110,12 @@ pub struct ParamSpec {
 impl ParamSpec {
     /// A trainable parameter.
     pub fn trainable(name: &str, shape: impl Into<Vec<usize>>, init: Init) -> Self {
-        Self {
-            name: name.into(),
-            shape: shape.into(),
-            init,
-            role: Role::Trainable,
-        }
+        Self { name: name.into(), shape: shape.into(), init, role: Role::Trainable }
     }
 
     /// A buffer (running statistic).
     pub fn buffer(name: &str, shape: impl Into<Vec<usize>>, init: Init) -> Self {
-        Self {
-            name: name.into(),
-            shape: shape.into(),
-            init,
-            role: Role::Buffer,
-        }
+        Self { name: name.into(), shape: shape.into(), init, role: Role::Buffer }
     }
 
     /// Number of elements.

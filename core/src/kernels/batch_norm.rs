@@ -56,10 +56,7 @@ pub fn batch_norm<D: BatchNormKernel, T: Tape<f32, D>>(
     let shape = *x.shape();
     let (b, c, h, w) = shape;
     if shape.num_elements() == 0 {
-        return Err(KernelError::shape(
-            OP,
-            format!("input {shape:?} has an empty dimension"),
-        ));
+        return Err(KernelError::shape(OP, format!("input {shape:?} has an empty dimension")));
     }
     for (name, len) in [
         ("gamma", gamma.shape().0),
@@ -83,11 +80,7 @@ pub fn batch_norm<D: BatchNormKernel, T: Tape<f32, D>>(
             ),
         ));
     }
-    let mode = BatchNormMode {
-        train,
-        momentum,
-        eps,
-    };
+    let mode = BatchNormMode { train, momentum, eps };
     D::batch_norm(x, gamma, beta, running_mean, running_var, mode)
 }
 
@@ -144,69 +137,45 @@ impl BatchNormKernel for Cpu {
         let (mean, var): (Vec<f32>, Vec<f32>) = if mode.train {
             let sums = per_channel(b, c, hw, |o| (cpu::sum(&xs[o..o + hw]), 0.0));
             let mean: Vec<f32> = sums.iter().map(|s| (s.0 / n as f64) as f32).collect();
-            let sq = per_channel(b, c, hw, |o| {
-                (cpu::sum_sq_dev(&xs[o..o + hw], mean[o / hw % c]), 0.0)
-            });
+            let sq = per_channel(b, c, hw, |o| (cpu::sum_sq_dev(&xs[o..o + hw], mean[o / hw % c]), 0.0));
             let var = sq.iter().map(|s| (s.0 / n as f64) as f32).collect();
             (mean, var)
         } else {
             (running_mean.as_vec(), running_var.as_vec())
         };
-        let inv_std: Vec<f32> = var
-            .iter()
-            .map(|v| (1.0 / (*v as f64 + mode.eps as f64).sqrt()) as f32)
-            .collect();
+        let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + mode.eps as f64).sqrt()) as f32).collect();
         let scale: Vec<f32> = (0..c).map(|i| gs[i] * inv_std[i]).collect();
         let shift: Vec<f32> = (0..c).map(|i| bs[i] - mean[i] * scale[i]).collect();
 
         let min_rows = (MIN_TASK / hw).max(1);
         match &saved {
-            Some(xs) => out
-                .par_chunks_mut(hw)
-                .zip(xs.par_chunks(hw))
-                .enumerate()
-                .with_min_len(min_rows)
-                .for_each(|(q, (ys, xs))| {
+            Some(xs) => out.par_chunks_mut(hw).zip(xs.par_chunks(hw)).enumerate().with_min_len(min_rows).for_each(
+                |(q, (ys, xs))| {
                     let (a, s) = (scale[q % c], shift[q % c]);
                     for (y, x) in ys.iter_mut().zip(xs) {
                         *y = x * a + s;
                     }
-                }),
-            None => out
-                .par_chunks_mut(hw)
-                .enumerate()
-                .with_min_len(min_rows)
-                .for_each(|(q, ys)| {
-                    let (a, s) = (scale[q % c], shift[q % c]);
-                    for y in ys {
-                        *y = *y * a + s;
-                    }
-                }),
+                },
+            ),
+            None => out.par_chunks_mut(hw).enumerate().with_min_len(min_rows).for_each(|(q, ys)| {
+                let (a, s) = (scale[q % c], shift[q % c]);
+                for y in ys {
+                    *y = *y * a + s;
+                }
+            }),
         }
 
         if mode.train {
             let m = mode.momentum;
             let unbias = n as f32 / (n - 1) as f32;
-            let rm: Vec<f32> = running_mean
-                .as_vec()
-                .iter()
-                .zip(&mean)
-                .map(|(r, v)| (1.0 - m) * r + m * v)
-                .collect();
-            let rv: Vec<f32> = running_var
-                .as_vec()
-                .iter()
-                .zip(&var)
-                .map(|(r, v)| (1.0 - m) * r + m * v * unbias)
-                .collect();
+            let rm: Vec<f32> = running_mean.as_vec().iter().zip(&mean).map(|(r, v)| (1.0 - m) * r + m * v).collect();
+            let rv: Vec<f32> =
+                running_var.as_vec().iter().zip(&var).map(|(r, v)| (1.0 - m) * r + m * v * unbias).collect();
             store(running_mean, &rm)?;
             store(running_var, &rv)?;
         }
 
-        let out = x
-            .device()
-            .try_tensor_from_vec(out, shape)
-            .map_err(dev_err)?;
+        let out = x.device().try_tensor_from_vec(out, shape).map_err(dev_err)?;
         if let (true, Some(xs)) = (T::OWNS_TAPE, saved) {
             let x_ghost = x.ghost();
             let g_ghost = gamma.ghost();
@@ -216,13 +185,7 @@ impl BatchNormKernel for Cpu {
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, &out_ghost, b * c * hw);
                 let mut gx = take_grad!(grads, &x_ghost, b * c * hw);
-                let stats = Stats {
-                    dims: (b, c, hw),
-                    mean: &mean,
-                    inv_std: &inv_std,
-                    gamma: &gs,
-                    train: mode.train,
-                };
+                let stats = Stats { dims: (b, c, hw), mean: &mean, inv_std: &inv_std, gamma: &gs, train: mode.train };
                 let (dgamma, dbeta) = backward(&stats, &xs, &gy, &mut gx);
                 put_grad!(grads, &x_ghost, gx);
                 add_grad!(grads, &g_ghost, &dgamma);
@@ -251,13 +214,9 @@ struct Stats<'a> {
 fn backward(st: &Stats, xs: &[f32], gy: &[f32], gx: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
     let (b, c, hw) = st.dims;
     let n = (b * hw) as f64;
-    let sums = per_channel(b, c, hw, |o| {
-        cpu::sum_and_dot_dev(&gy[o..o + hw], &xs[o..o + hw], st.mean[o / hw % c])
-    });
+    let sums = per_channel(b, c, hw, |o| cpu::sum_and_dot_dev(&gy[o..o + hw], &xs[o..o + hw], st.mean[o / hw % c]));
     let dbeta: Vec<f32> = sums.iter().map(|s| s.0 as f32).collect();
-    let dgamma: Vec<f32> = (0..c)
-        .map(|i| (sums[i].1 * st.inv_std[i] as f64) as f32)
-        .collect();
+    let dgamma: Vec<f32> = (0..c).map(|i| (sums[i].1 * st.inv_std[i] as f64) as f32).collect();
     // dx = a·dy + k·x + d per channel.
     let coef: Vec<(f32, f32, f32)> = (0..c)
         .map(|i| {
@@ -288,10 +247,7 @@ fn backward(st: &Stats, xs: &[f32], gy: &[f32], gx: &mut [f32]) -> (Vec<f32>, Ve
 /// Writes `values` into a running-statistics tensor, keeping its id.
 fn store(t: &mut T1<Cpu>, values: &[f32]) -> Result<(), KernelError> {
     // copy_from writes physical memory, so make sure it is laid out densely first.
-    *t = t
-        .clone()
-        .try_contiguous()
-        .map_err(|e| KernelError::device(OP, e))?;
+    *t = t.clone().try_contiguous().map_err(|e| KernelError::device(OP, e))?;
     t.copy_from(values);
     Ok(())
 }
@@ -306,8 +262,7 @@ impl BatchNormKernel for Cuda {
         running_var: &mut T1<Self>,
         mode: BatchNormMode,
     ) -> Result<T4<Self, T>, KernelError> {
-        composite(x, gamma, beta, running_mean, running_var, mode)
-            .map_err(|e| KernelError::device(OP, e))
+        composite(x, gamma, beta, running_mean, running_var, mode).map_err(|e| KernelError::device(OP, e))
     }
 }
 
@@ -325,45 +280,22 @@ pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
     let (b, _, h, w) = shape;
     let n = (b * h * w) as f32;
     if mode.train {
-        let mean = x
-            .with_empty_tape()
-            .try_sum::<(usize,), Axes3<0, 2, 3>>()?
-            .try_div(n)?;
+        let mean = x.with_empty_tape().try_sum::<(usize,), Axes3<0, 2, 3>>()?.try_div(n)?;
         let mean_now = mean.retaped::<NoneTape>();
         let centred = x.try_sub(mean.try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?)?;
-        let var = centred
-            .with_empty_tape()
-            .try_square()?
-            .try_sum::<(usize,), Axes3<0, 2, 3>>()?
-            .try_div(n)?;
+        let var = centred.with_empty_tape().try_square()?.try_sum::<(usize,), Axes3<0, 2, 3>>()?.try_div(n)?;
         let var_now = var.retaped::<NoneTape>();
-        let scale = var
-            .try_add(mode.eps)?
-            .try_sqrt()?
-            .try_recip()?
-            .try_mul(gamma)?;
+        let scale = var.try_add(mode.eps)?.try_sqrt()?.try_recip()?.try_mul(gamma)?;
         let m = mode.momentum;
-        *running_mean = running_mean
-            .clone()
-            .try_mul(1.0 - m)?
-            .try_add(mean_now.try_mul(m)?)?;
-        *running_var = running_var
-            .clone()
-            .try_mul(1.0 - m)?
-            .try_add(var_now.try_mul(m * n / (n - 1.0))?)?;
+        *running_mean = running_mean.clone().try_mul(1.0 - m)?.try_add(mean_now.try_mul(m)?)?;
+        *running_var = running_var.clone().try_mul(1.0 - m)?.try_add(var_now.try_mul(m * n / (n - 1.0))?)?;
         centred
             .try_mul(scale.try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?)?
             .try_add(beta.try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?)
     } else {
-        let inv_std = running_var
-            .clone()
-            .try_add(mode.eps)?
-            .try_sqrt()?
-            .try_recip()?;
+        let inv_std = running_var.clone().try_add(mode.eps)?.try_sqrt()?.try_recip()?;
         let scale = gamma.try_mul(inv_std)?;
-        let mean = running_mean
-            .clone()
-            .try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?;
+        let mean = running_mean.clone().try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?;
         x.try_sub(mean)?
             .try_mul(scale.try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?)?
             .try_add(beta.try_broadcast_like::<_, Axes3<0, 2, 3>>(&shape)?)
@@ -406,15 +338,8 @@ mod tests {
         composite(x, g, b, rm, rv, m).unwrap()
     }
 
-    const MODE_TRAIN: BatchNormMode = BatchNormMode {
-        train: true,
-        momentum: 0.1,
-        eps: 1e-5,
-    };
-    const MODE_EVAL: BatchNormMode = BatchNormMode {
-        train: false,
-        ..MODE_TRAIN
-    };
+    const MODE_TRAIN: BatchNormMode = BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 };
+    const MODE_EVAL: BatchNormMode = BatchNormMode { train: false, ..MODE_TRAIN };
 
     /// Plain f64 batch norm: `(y, batch mean, biased batch var)`.
     fn naive(
@@ -431,27 +356,21 @@ mod tests {
         let mut mean = vec![0.0; c];
         let mut var = vec![0.0; c];
         for ch in 0..c {
-            let vals: Vec<f64> = (0..b)
-                .flat_map(|bi| (0..hw).map(move |i| (bi, i)))
-                .map(|(bi, i)| at(bi, ch, i))
-                .collect();
+            let vals: Vec<f64> =
+                (0..b).flat_map(|bi| (0..hw).map(move |i| (bi, i))).map(|(bi, i)| at(bi, ch, i)).collect();
             mean[ch] = vals.iter().sum::<f64>() / n;
             var[ch] = vals.iter().map(|v| (v - mean[ch]).powi(2)).sum::<f64>() / n;
         }
         let (m, v): (Vec<f64>, Vec<f64>) = match stats {
-            Some((rm, rv)) => (
-                rm.iter().map(|&v| v as f64).collect(),
-                rv.iter().map(|&v| v as f64).collect(),
-            ),
+            Some((rm, rv)) => (rm.iter().map(|&v| v as f64).collect(), rv.iter().map(|&v| v as f64).collect()),
             None => (mean.clone(), var.clone()),
         };
         let mut y = vec![0.0; x.len()];
         for bi in 0..b {
             for ch in 0..c {
                 for i in 0..hw {
-                    y[(bi * c + ch) * hw + i] = (at(bi, ch, i) - m[ch]) / (v[ch] + eps).sqrt()
-                        * gamma[ch] as f64
-                        + beta[ch] as f64;
+                    y[(bi * c + ch) * hw + i] =
+                        (at(bi, ch, i) - m[ch]) / (v[ch] + eps).sqrt() * gamma[ch] as f64 + beta[ch] as f64;
                 }
             }
         }
@@ -468,55 +387,21 @@ mod tests {
             let beta = rand_t1(&dev, c, 3);
             let rm0 = rand_vec(c, 4);
             let rv0: Vec<f32> = rand_vec(c, 5).iter().map(|v| v.abs() + 0.5).collect();
-            let (want, mean, var) = naive(
-                &x.as_vec(),
-                shape,
-                &gamma.as_vec(),
-                &beta.as_vec(),
-                None,
-                1e-5,
-            );
+            let (want, mean, var) = naive(&x.as_vec(), shape, &gamma.as_vec(), &beta.as_vec(), None, 1e-5);
             let n = (shape.0 * shape.2 * shape.3) as f64;
-            let want_rm: Vec<f64> = (0..c)
-                .map(|i| 0.9 * rm0[i] as f64 + 0.1 * mean[i])
-                .collect();
-            let want_rv: Vec<f64> = (0..c)
-                .map(|i| 0.9 * rv0[i] as f64 + 0.1 * var[i] * n / (n - 1.0))
-                .collect();
+            let want_rm: Vec<f64> = (0..c).map(|i| 0.9 * rm0[i] as f64 + 0.1 * mean[i]).collect();
+            let want_rv: Vec<f64> = (0..c).map(|i| 0.9 * rv0[i] as f64 + 0.1 * var[i] * n / (n - 1.0)).collect();
             for use_composite in [false, true] {
                 let mut rm = from_vec(&dev, &rm0, (c,));
                 let mut rv = from_vec(&dev, &rv0, (c,));
                 let y = if use_composite {
-                    composite(
-                        x.clone(),
-                        gamma.clone(),
-                        beta.clone(),
-                        &mut rm,
-                        &mut rv,
-                        MODE_TRAIN,
-                    )
-                    .unwrap()
+                    composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_TRAIN).unwrap()
                 } else {
-                    batch_norm(
-                        x.clone(),
-                        gamma.clone(),
-                        beta.clone(),
-                        &mut rm,
-                        &mut rv,
-                        true,
-                        0.1,
-                        1e-5,
-                    )
-                    .unwrap()
+                    batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, true, 0.1, 1e-5).unwrap()
                 };
                 let name = format!("{shape:?} composite={use_composite}");
                 assert_close(&y.as_vec(), &want, 1e-5, &format!("y {name}"));
-                assert_close(
-                    &rm.as_vec(),
-                    &want_rm,
-                    1e-6,
-                    &format!("running_mean {name}"),
-                );
+                assert_close(&rm.as_vec(), &want_rm, 1e-6, &format!("running_mean {name}"));
                 assert_close(&rv.as_vec(), &want_rv, 1e-6, &format!("running_var {name}"));
             }
         }
@@ -531,39 +416,14 @@ mod tests {
         let beta = rand_t1(&dev, 3, 3);
         let rm0 = rand_vec(3, 4);
         let rv0 = vec![0.5, 1.5, 2.0];
-        let (want, _, _) = naive(
-            &x.as_vec(),
-            shape,
-            &gamma.as_vec(),
-            &beta.as_vec(),
-            Some((&rm0, &rv0)),
-            1e-5,
-        );
+        let (want, _, _) = naive(&x.as_vec(), shape, &gamma.as_vec(), &beta.as_vec(), Some((&rm0, &rv0)), 1e-5);
         for use_composite in [false, true] {
             let mut rm = from_vec(&dev, &rm0, (3,));
             let mut rv = from_vec(&dev, &rv0, (3,));
             let y = if use_composite {
-                composite(
-                    x.clone(),
-                    gamma.clone(),
-                    beta.clone(),
-                    &mut rm,
-                    &mut rv,
-                    MODE_EVAL,
-                )
-                .unwrap()
+                composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_EVAL).unwrap()
             } else {
-                batch_norm(
-                    x.clone(),
-                    gamma.clone(),
-                    beta.clone(),
-                    &mut rm,
-                    &mut rv,
-                    false,
-                    0.1,
-                    1e-5,
-                )
-                .unwrap()
+                batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, false, 0.1, 1e-5).unwrap()
             };
             assert_close(&y.as_vec(), &want, 1e-5, "eval y");
             assert_eq!(rm.as_vec(), rm0);
@@ -575,90 +435,38 @@ mod tests {
         let dev = Cpu::default();
         let c = shape.1;
         let x = rand_t4(&dev, shape, 11);
-        let gamma = from_vec(
-            &dev,
-            &rand_vec(c, 12).iter().map(|v| v + 1.5).collect::<Vec<_>>(),
-            (c,),
-        );
+        let gamma = from_vec(&dev, &rand_vec(c, 12).iter().map(|v| v + 1.5).collect::<Vec<_>>(), (c,));
         let beta = rand_t1(&dev, c, 13);
         let rm = rand_t1(&dev, c, 14);
-        let rv = from_vec(
-            &dev,
-            &rand_vec(c, 15)
-                .iter()
-                .map(|v| v.abs() + 0.5)
-                .collect::<Vec<_>>(),
-            (c,),
-        );
+        let rv = from_vec(&dev, &rand_vec(c, 15).iter().map(|v| v.abs() + 0.5).collect::<Vec<_>>(), (c,));
         let r = rand_vec(shape.num_elements(), 16);
 
         let (mut rm1, mut rv1) = (rm.clone(), rv.clone());
-        let y = fwd(
-            x.leaky_trace(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm1,
-            &mut rv1,
-            mode,
-        );
+        let y = fwd(x.leaky_trace(), gamma.retaped(), beta.retaped(), &mut rm1, &mut rv1, mode);
         let grads = weighted_sum_backward(y, &r);
 
         let loss = |x: T4<Cpu>, g: T1<Cpu>, b: T1<Cpu>| {
             let (mut rm, mut rv) = (rm.clone(), rv.clone());
-            let y = batch_norm(
-                x,
-                g,
-                b,
-                &mut rm,
-                &mut rv,
-                mode.train,
-                mode.momentum,
-                mode.eps,
-            );
+            let y = batch_norm(x, g, b, &mut rm, &mut rv, mode.train, mode.momentum, mode.eps);
             dot(&y.unwrap().as_vec(), &r)
         };
         let t1 = |v: &[f32]| from_vec(&dev, v, (c,));
-        check_fd_with(
-            &format!("dx {name}"),
-            &grads.get(&x).as_vec(),
-            &x.as_vec(),
-            1e-2,
-            5e-3,
-            |v| loss(from_vec(&dev, v, shape), gamma.clone(), beta.clone()),
-        );
-        check_fd(
-            &format!("dgamma {name}"),
-            &grads.get(&gamma).as_vec(),
-            &gamma.as_vec(),
-            |v| loss(x.clone(), t1(v), beta.clone()),
-        );
-        check_fd(
-            &format!("dbeta {name}"),
-            &grads.get(&beta).as_vec(),
-            &beta.as_vec(),
-            |v| loss(x.clone(), gamma.clone(), t1(v)),
-        );
+        check_fd_with(&format!("dx {name}"), &grads.get(&x).as_vec(), &x.as_vec(), 1e-2, 5e-3, |v| {
+            loss(from_vec(&dev, v, shape), gamma.clone(), beta.clone())
+        });
+        check_fd(&format!("dgamma {name}"), &grads.get(&gamma).as_vec(), &gamma.as_vec(), |v| {
+            loss(x.clone(), t1(v), beta.clone())
+        });
+        check_fd(&format!("dbeta {name}"), &grads.get(&beta).as_vec(), &beta.as_vec(), |v| {
+            loss(x.clone(), gamma.clone(), t1(v))
+        });
     }
 
     #[test]
     fn gradients_match_finite_differences() {
-        for (shape, mode) in [
-            ((3, 2, 2, 3), MODE_TRAIN),
-            ((4, 5, 1, 1), MODE_TRAIN),
-            ((3, 2, 2, 3), MODE_EVAL),
-        ] {
-            grad_check(
-                shape,
-                mode,
-                fast,
-                &format!("{shape:?} train={}", mode.train),
-            );
-            grad_check(
-                shape,
-                mode,
-                slow,
-                &format!("composite {shape:?} train={}", mode.train),
-            );
+        for (shape, mode) in [((3, 2, 2, 3), MODE_TRAIN), ((4, 5, 1, 1), MODE_TRAIN), ((3, 2, 2, 3), MODE_EVAL)] {
+            grad_check(shape, mode, fast, &format!("{shape:?} train={}", mode.train));
+            grad_check(shape, mode, slow, &format!("composite {shape:?} train={}", mode.train));
         }
     }
 
@@ -673,37 +481,13 @@ mod tests {
         let r = rand_vec(shape.num_elements(), 4);
         let (mut rm, mut rv) = (rand_t1(&dev, 2, 5), from_vec(&dev, &[1.0, 1.0], (2,)));
         let tx = x.leaky_trace();
-        let y = batch_norm(
-            tx.with_empty_tape(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        )
-        .unwrap();
+        let y = batch_norm(tx.with_empty_tape(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, true, 0.1, 1e-5)
+            .unwrap();
         let both = weighted_sum_backward(y.try_add(tx).unwrap(), &r);
-        let y = batch_norm(
-            x.leaky_trace(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        )
-        .unwrap();
+        let y =
+            batch_norm(x.leaky_trace(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
         let one = weighted_sum_backward(y, &r);
-        let want: Vec<f64> = one
-            .get(&x)
-            .as_vec()
-            .iter()
-            .zip(&r)
-            .map(|(g, r)| (*g + *r) as f64)
-            .collect();
+        let want: Vec<f64> = one.get(&x).as_vec().iter().zip(&r).map(|(g, r)| (*g + *r) as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-6, "fan-out");
     }
 
@@ -715,40 +499,13 @@ mod tests {
         let bad = rand_t1(&dev, 4, 3);
         let mut rm = rand_t1(&dev, 3, 4);
         let mut rv = rand_t1(&dev, 3, 5);
-        let e = batch_norm(
-            x.clone(),
-            bad,
-            ok.clone(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        );
+        let e = batch_norm(x.clone(), bad, ok.clone(), &mut rm, &mut rv, true, 0.1, 1e-5);
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let mut rv_bad = rand_t1(&dev, 2, 5);
-        let e = batch_norm(
-            x,
-            ok.clone(),
-            ok.clone(),
-            &mut rm,
-            &mut rv_bad,
-            false,
-            0.1,
-            1e-5,
-        );
+        let e = batch_norm(x, ok.clone(), ok.clone(), &mut rm, &mut rv_bad, false, 0.1, 1e-5);
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let single = rand_t4(&dev, (1, 3, 1, 1), 6);
-        let e = batch_norm(
-            single.clone(),
-            ok.clone(),
-            ok.clone(),
-            &mut rm,
-            &mut rv,
-            true,
-            0.1,
-            1e-5,
-        );
+        let e = batch_norm(single.clone(), ok.clone(), ok.clone(), &mut rm, &mut rv, true, 0.1, 1e-5);
         assert!(matches!(e, Err(KernelError::Argument { .. })));
         assert!(batch_norm(single, ok.clone(), ok, &mut rm, &mut rv, false, 0.1, 1e-5).is_ok());
     }

@@ -15,11 +15,13 @@ use super::{KernelError, T1, T4};
 
 const OP: &str = "conv2d";
 
-/// Target size of one tile's column buffer, in floats (16 MiB): big enough that the weight
-/// matrix is re-packed rarely, small enough to stay mostly in L3.
-const COL_BUDGET: usize = 1 << 22;
-/// Fewest output columns per tile, so the GEMM is never skinny.
-const MIN_TILE_COLS: usize = 512;
+/// Target size of one tile's column buffer, in floats (2 MiB): about a core's L2, so the
+/// columns im2col writes are still cached when the GEMM packs them. (Measured on Zen 4 at
+/// Stage-I shapes: 16 MiB tiles ran the 32×32 and 64×64 layers at half the speed.)
+const COL_BUDGET: usize = 1 << 19;
+/// Fewest output columns per tile, so the GEMM is never skinny and the weights are
+/// re-packed rarely.
+const MIN_TILE_COLS: usize = 256;
 
 /// The shape arithmetic of one convolution, checked once by [`Conv2dGeom::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,16 +66,10 @@ impl Conv2dGeom {
             return Err(KernelError::arg(OP, "stride must be at least 1"));
         }
         if [batch, c_in, h, wd].contains(&0) {
-            return Err(KernelError::shape(
-                OP,
-                format!("input {x:?} has an empty dimension"),
-            ));
+            return Err(KernelError::shape(OP, format!("input {x:?} has an empty dimension")));
         }
         if [c_out, kh, kw].contains(&0) {
-            return Err(KernelError::shape(
-                OP,
-                format!("weight {w:?} has an empty dimension"),
-            ));
+            return Err(KernelError::shape(OP, format!("weight {w:?} has an empty dimension")));
         }
         if w_cin != c_in {
             return Err(KernelError::shape(
@@ -168,13 +164,7 @@ pub fn conv2d<D: Conv2dKernel, T: Tape<f32, D>>(
     stride: usize,
     padding: usize,
 ) -> Result<T4<D, T>, KernelError> {
-    let geom = Conv2dGeom::new(
-        *x.shape(),
-        *w.shape(),
-        bias.as_ref().map(|b| b.shape().0),
-        stride,
-        padding,
-    )?;
+    let geom = Conv2dGeom::new(*x.shape(), *w.shape(), bias.as_ref().map(|b| b.shape().0), stride, padding)?;
     D::conv2d(x, w, bias, geom)
 }
 
@@ -206,10 +196,7 @@ impl Conv2dKernel for Cpu {
             let bs = bias.as_ref().map(|b| b.as_vec());
             forward(&g, &plan, &xs, &ws, bs.as_deref(), &mut out);
         }
-        let out = x
-            .device()
-            .try_tensor_from_vec(out, g.out_shape())
-            .map_err(dev_err)?;
+        let out = x.device().try_tensor_from_vec(out, g.out_shape()).map_err(dev_err)?;
 
         if T::OWNS_TAPE {
             let out_ghost = out.ghost();
@@ -262,9 +249,7 @@ pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
     let (taps, l) = (g.kh * g.kw, g.l());
     let pixels = g.batch * g.h * g.w;
     // Input pixels as rows [B·H·W, Cin], plus one zero row that padding taps point at.
-    let rows = x
-        .try_permute::<_, Axes4<0, 2, 3, 1>>()?
-        .try_reshape_like(&(pixels, g.c_in))?;
+    let rows = x.try_permute::<_, Axes4<0, 2, 3, 1>>()?.try_reshape_like(&(pixels, g.c_in))?;
     let zero: Tensor<(usize, usize), f32, D> = dev.try_zeros_like(&(1, g.c_in))?;
     let rows = (rows, zero).try_concat_along(Axis::<0>)?;
 
@@ -275,9 +260,7 @@ pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
                         let iy = input_row(&g, oy, ky);
-                        let ix = (ox * g.stride + kx)
-                            .checked_sub(g.padding)
-                            .filter(|&ix| ix < g.w);
+                        let ix = (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w);
                         idx.push(match (iy, ix) {
                             (Some(iy), Some(ix)) => (b * g.h + iy) * g.w + ix,
                             _ => pixels,
@@ -333,28 +316,13 @@ fn tiles(g: &Conv2dGeom, images: usize, budget: usize, min_cols: usize) -> Vec<T
         let n = l.div_ceil(target);
         let nl = l.div_ceil(n);
         (0..images)
-            .flat_map(|b| {
-                (0..l).step_by(nl).map(move |l0| Tile {
-                    b0: b,
-                    nb: 1,
-                    l0,
-                    nl: nl.min(l - l0),
-                })
-            })
+            .flat_map(|b| (0..l).step_by(nl).map(move |l0| Tile { b0: b, nb: 1, l0, nl: nl.min(l - l0) }))
             .collect()
     } else {
         let per = (target / l).clamp(1, images);
         let n = images.div_ceil(per);
         let nb = images.div_ceil(n);
-        (0..images)
-            .step_by(nb)
-            .map(|b0| Tile {
-                b0,
-                nb: nb.min(images - b0),
-                l0: 0,
-                nl: l,
-            })
-            .collect()
+        (0..images).step_by(nb).map(|b0| Tile { b0, nb: nb.min(images - b0), l0: 0, nl: l }).collect()
     }
 }
 
@@ -378,13 +346,8 @@ impl Plan {
     fn new(g: &Conv2dGeom, budget: usize, min_cols: usize) -> Self {
         let threads = rayon::current_num_threads().max(1);
         let b = g.batch;
-        let outer = threads > 1 && (b % threads == 0 || b >= 4 * threads);
-        Self {
-            part_images: if outer { b.div_ceil(threads) } else { b },
-            inner_par: !outer,
-            budget,
-            min_cols,
-        }
+        let outer = threads > 1 && (b.checked_rem(threads) == Some(0) || b >= 4 * threads);
+        Self { part_images: if outer { b.div_ceil(threads) } else { b }, inner_par: !outer, budget, min_cols }
     }
 
     fn tiles(&self, g: &Conv2dGeom, images: usize) -> Vec<Tile> {
@@ -397,23 +360,14 @@ impl Plan {
 fn valid_cols(g: &Conv2dGeom, kx: usize) -> (usize, usize) {
     let (s, p) = (g.stride, g.padding);
     let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
-    let hi = if g.w + p > kx {
-        (g.w - 1 + p - kx) / s + 1
-    } else {
-        0
-    };
+    let hi = if g.w + p > kx { (g.w - 1 + p - kx) / s + 1 } else { 0 };
     (lo.min(g.w_out), hi.min(g.w_out).max(lo.min(g.w_out)))
 }
 
 /// Walks the output pixels `l0..l0+nl` of one image row by row, calling
 /// `f(pos, oy, ox_start, ox_end)` where `pos` is the offset of `ox_start` in the segment.
 #[inline]
-fn for_each_run(
-    g: &Conv2dGeom,
-    l0: usize,
-    nl: usize,
-    mut f: impl FnMut(usize, usize, usize, usize),
-) {
+fn for_each_run(g: &Conv2dGeom, l0: usize, nl: usize, mut f: impl FnMut(usize, usize, usize, usize)) {
     let (mut l, end, mut pos) = (l0, l0 + nl, 0);
     while l < end {
         let oy = l / g.w_out;
@@ -428,18 +382,11 @@ fn for_each_run(
 /// Input row `oy·s + ky − p`, or `None` in the padding.
 #[inline]
 fn input_row(g: &Conv2dGeom, oy: usize, ky: usize) -> Option<usize> {
-    (oy * g.stride + ky)
-        .checked_sub(g.padding)
-        .filter(|&iy| iy < g.h)
+    (oy * g.stride + ky).checked_sub(g.padding).filter(|&iy| iy < g.h)
 }
 
 /// Runs `f(i, chunk)` over the `len`-sized chunks of `data`, in parallel or not.
-fn for_chunks<T: Send>(
-    data: &mut [T],
-    len: usize,
-    par: bool,
-    f: impl Fn((usize, &mut [T])) + Send + Sync,
-) {
+fn for_chunks<T: Send>(data: &mut [T], len: usize, par: bool, f: impl Fn((usize, &mut [T])) + Send + Sync) {
     if par {
         data.par_chunks_mut(len).enumerate().for_each(f);
     } else {
@@ -530,35 +477,16 @@ fn out_view(g: &Conv2dGeom, t: Tile) -> Option<(usize, usize)> {
 
 /// Runs `f(part_start_image, x_part, chunk_of_data)` over the plan's parts, where `data`
 /// is laid out per image with `per_image` elements.
-fn for_parts<T: Send>(
-    plan: &Plan,
-    data: &mut [T],
-    per_image: usize,
-    f: impl Fn(usize, &mut [T]) + Send + Sync,
-) {
-    for_chunks(data, plan.part_images * per_image, !plan.inner_par, |(p, part)| {
-        f(p * plan.part_images, part)
-    });
+fn for_parts<T: Send>(plan: &Plan, data: &mut [T], per_image: usize, f: impl Fn(usize, &mut [T]) + Send + Sync) {
+    for_chunks(data, plan.part_images * per_image, !plan.inner_par, |(p, part)| f(p * plan.part_images, part));
 }
 
 /// `out = W · im2col(x) (+ bias)`.
-fn forward(
-    g: &Conv2dGeom,
-    plan: &Plan,
-    xs: &[f32],
-    ws: &[f32],
-    bias: Option<&[f32]>,
-    out: &mut [f32],
-) {
+fn forward(g: &Conv2dGeom, plan: &Plan, xs: &[f32], ws: &[f32], bias: Option<&[f32]>, out: &mut [f32]) {
     let (k, l, co) = (g.k(), g.l(), g.c_out);
     let x_img = g.c_in * g.h * g.w;
     let par = plan.inner_par;
-    let w_mat = MatRef {
-        data: ws,
-        off: 0,
-        rs: k,
-        cs: 1,
-    };
+    let w_mat = MatRef { data: ws, off: 0, rs: k, cs: 1 };
     for_parts(plan, out, co * l, |b0, out| {
         let images = out.len() / (co * l);
         let xs = &xs[b0 * x_img..(b0 + images) * x_img];
@@ -566,29 +494,14 @@ fn forward(
             let n = t.cols();
             let mut cols = Scratch::new(k * n);
             im2col(g, xs, t, &mut cols, par);
-            let cols_mat = MatRef {
-                data: &cols,
-                off: 0,
-                rs: n,
-                cs: 1,
-            };
+            let cols_mat = MatRef { data: &cols, off: 0, rs: n, cs: 1 };
             if let Some((off, rs)) = out_view(g, t) {
-                let dst = MatMut {
-                    data: &mut *out,
-                    off,
-                    rs,
-                    cs: 1,
-                };
-                cpu::gemm(co, n, k, dst, false, w_mat, cols_mat, par);
+                let dst = MatMut { data: &mut *out, off, rs, cs: 1 };
+                cpu::gemm((co, n, k), dst, false, w_mat, cols_mat, par);
             } else {
                 let mut tmp = Scratch::new(co * n);
-                let dst = MatMut {
-                    data: &mut tmp,
-                    off: 0,
-                    rs: n,
-                    cs: 1,
-                };
-                cpu::gemm(co, n, k, dst, false, w_mat, cols_mat, par);
+                let dst = MatMut { data: &mut tmp, off: 0, rs: n, cs: 1 };
+                cpu::gemm((co, n, k), dst, false, w_mat, cols_mat, par);
                 // tmp is [Cout][nb][L]; the output block is [nb][Cout][L].
                 let block = &mut out[t.b0 * co * l..(t.b0 + t.nb) * co * l];
                 for_chunks(block, l, par, |(q, row)| {
@@ -607,15 +520,7 @@ fn forward(
 }
 
 /// Adds `dL/dx` into `gx` and `dL/dw` into `gw`, given `gy = dL/dy`.
-fn backward(
-    g: &Conv2dGeom,
-    plan: &Plan,
-    xs: &[f32],
-    ws: &[f32],
-    gy: &[f32],
-    gx: &mut [f32],
-    gw: &mut [f32],
-) {
+fn backward(g: &Conv2dGeom, plan: &Plan, xs: &[f32], ws: &[f32], gy: &[f32], gx: &mut [f32], gw: &mut [f32]) {
     let x_img = g.c_in * g.h * g.w;
     let y_img = g.c_out * g.l();
     if plan.inner_par {
@@ -642,37 +547,22 @@ fn backward(
             acc
         })
         .collect();
-    gw.par_chunks_mut(1 << 14)
-        .enumerate()
-        .for_each(|(i, chunk)| {
-            for part in &partials {
-                for (d, s) in chunk.iter_mut().zip(&part[i << 14..]) {
-                    *d += s;
-                }
+    gw.par_chunks_mut(1 << 14).enumerate().for_each(|(i, chunk)| {
+        for part in &partials {
+            for (d, s) in chunk.iter_mut().zip(&part[i << 14..]) {
+                *d += s;
             }
-        });
+        }
+    });
 }
 
 /// [`backward`] for the images of one part (`xs`, `gy`, `gx` start at its first image).
-fn backward_part(
-    g: &Conv2dGeom,
-    plan: &Plan,
-    xs: &[f32],
-    ws: &[f32],
-    gy: &[f32],
-    gx: &mut [f32],
-    gw: &mut [f32],
-) {
+fn backward_part(g: &Conv2dGeom, plan: &Plan, xs: &[f32], ws: &[f32], gy: &[f32], gx: &mut [f32], gw: &mut [f32]) {
     let (k, l, co) = (g.k(), g.l(), g.c_out);
     let par = plan.inner_par;
     let images = gy.len() / (co * l);
     // Wᵀ: element (r, c) is w[c][r].
-    let wt_mat = MatRef {
-        data: ws,
-        off: 0,
-        rs: 1,
-        cs: k,
-    };
+    let wt_mat = MatRef { data: ws, off: 0, rs: 1, cs: k };
     for t in plan.tiles(g, images) {
         let n = t.cols();
         let mut cols = Scratch::new(k * n);
@@ -680,12 +570,7 @@ fn backward_part(
 
         let mut tmp = None;
         let gy_mat = match out_view(g, t) {
-            Some((off, rs)) => MatRef {
-                data: gy,
-                off,
-                rs,
-                cs: 1,
-            },
+            Some((off, rs)) => MatRef { data: gy, off, rs, cs: 1 },
             None => {
                 // Gather the tile's dY into [Cout][nb][L].
                 let mut buf = Scratch::new(co * n);
@@ -696,38 +581,18 @@ fn backward_part(
                     }
                 });
                 let buf: &Scratch = tmp.insert(buf);
-                MatRef {
-                    data: buf,
-                    off: 0,
-                    rs: n,
-                    cs: 1,
-                }
+                MatRef { data: buf, off: 0, rs: n, cs: 1 }
             }
         };
 
         // dW += dY · colsᵀ, where colsᵀ has element (j, r) = cols[r][j].
-        let cols_t = MatRef {
-            data: &cols,
-            off: 0,
-            rs: 1,
-            cs: n,
-        };
-        let gw_mat = MatMut {
-            data: &mut *gw,
-            off: 0,
-            rs: k,
-            cs: 1,
-        };
-        cpu::gemm(co, k, n, gw_mat, true, gy_mat, cols_t, par);
+        let cols_t = MatRef { data: &cols, off: 0, rs: 1, cs: n };
+        let gw_mat = MatMut { data: &mut *gw, off: 0, rs: k, cs: 1 };
+        cpu::gemm((co, k, n), gw_mat, true, gy_mat, cols_t, par);
 
         // dcols = Wᵀ · dY, reusing the column buffer.
-        let dcols = MatMut {
-            data: &mut cols,
-            off: 0,
-            rs: n,
-            cs: 1,
-        };
-        cpu::gemm(k, n, co, dcols, false, wt_mat, gy_mat, par);
+        let dcols = MatMut { data: &mut cols, off: 0, rs: n, cs: 1 };
+        cpu::gemm((k, n, co), dcols, false, wt_mat, gy_mat, par);
         col2im_add(g, &cols, t, gx, par);
     }
 }
@@ -737,11 +602,7 @@ fn bias_grad(g: &Conv2dGeom, gy: &[f32]) -> Vec<f32> {
     let (l, co) = (g.l(), g.c_out);
     (0..co)
         .into_par_iter()
-        .map(|c| {
-            (0..g.batch)
-                .map(|b| cpu::sum(&gy[(b * co + c) * l..][..l]) as f64)
-                .sum::<f64>() as f32
-        })
+        .map(|c| (0..g.batch).map(|b| cpu::sum(&gy[(b * co + c) * l..][..l]) as f64).sum::<f64>() as f32)
         .collect()
 }
 
@@ -763,12 +624,10 @@ mod tests {
                                 for kx in 0..g.kw {
                                     let iy = (oy * g.stride + ky) as isize - g.padding as isize;
                                     let ix = (ox * g.stride + kx) as isize - g.padding as isize;
-                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
-                                    {
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                         continue;
                                     }
-                                    let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w
-                                        + ix as usize];
+                                    let xv = x[((b * g.c_in + ci) * g.h + iy as usize) * g.w + ix as usize];
                                     let wv = w[((co * g.c_in + ci) * g.kh + ky) * g.kw + kx];
                                     acc += xv as f64 * wv as f64;
                                 }
@@ -783,13 +642,7 @@ mod tests {
     }
 
     /// (x shape, w shape, stride, padding, bias)
-    type Case = (
-        (usize, usize, usize, usize),
-        (usize, usize, usize, usize),
-        usize,
-        usize,
-        bool,
-    );
+    type Case = ((usize, usize, usize, usize), (usize, usize, usize, usize), usize, usize, bool);
 
     const CASES: &[Case] = &[
         ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1, false),
@@ -809,12 +662,7 @@ mod tests {
             let w = rand_t4(&dev, ws, 20 + i as u64);
             let b = with_bias.then(|| rand_t1(&dev, ws.0, 30 + i as u64));
             let g = Conv2dGeom::new(xs, ws, with_bias.then_some(ws.0), s, p).unwrap();
-            let want = naive(
-                &g,
-                &x.as_vec(),
-                &w.as_vec(),
-                b.as_ref().map(|b| b.as_vec()).as_deref(),
-            );
+            let want = naive(&g, &x.as_vec(), &w.as_vec(), b.as_ref().map(|b| b.as_vec()).as_deref());
             let got = conv2d(x.clone(), w.clone(), b.clone(), s, p).unwrap();
             assert_eq!(*got.shape(), g.out_shape(), "case {i}");
             assert_close(&got.as_vec(), &want, 1e-5, &format!("case {i}"));
@@ -856,17 +704,8 @@ mod tests {
 
     /// Small tiles; one part with parallel tiles, or parts of two images.
     fn small_plans(g: &Conv2dGeom) -> [Plan; 2] {
-        let inner = Plan {
-            part_images: g.batch,
-            inner_par: true,
-            budget: g.k() * 70,
-            min_cols: 1,
-        };
-        let outer = Plan {
-            part_images: 2,
-            inner_par: false,
-            ..inner
-        };
+        let inner = Plan { part_images: g.batch, inner_par: true, budget: g.k() * 70, min_cols: 1 };
+        let outer = Plan { part_images: 2, inner_par: false, ..inner };
         [inner, outer]
     }
 
@@ -891,12 +730,7 @@ mod tests {
     fn tiled_backward_matches_one_tile() {
         for &(xs, ws, s, p, _) in TILED {
             let g = Conv2dGeom::new(xs, ws, None, s, p).unwrap();
-            let one = Plan {
-                part_images: g.batch,
-                inner_par: true,
-                budget: usize::MAX,
-                min_cols: usize::MAX,
-            };
+            let one = Plan { part_images: g.batch, inner_par: true, budget: usize::MAX, min_cols: usize::MAX };
             let x = rand_vec(g.x_len(), 4);
             let w = rand_vec(g.w_len(), 5);
             let gy = rand_vec(g.out_len(), 6);
@@ -937,42 +771,20 @@ mod tests {
         let tx = x.leaky_trace();
         let tw = w.retaped::<OwnedTape<f32, Cpu>>();
         let tb = b.as_ref().map(|b| b.retaped::<OwnedTape<f32, Cpu>>());
-        let y = if use_composite {
-            composite(tx, tw, tb, g).unwrap()
-        } else {
-            conv2d(tx, tw, tb, s, p).unwrap()
-        };
+        let y = if use_composite { composite(tx, tw, tb, g).unwrap() } else { conv2d(tx, tw, tb, s, p).unwrap() };
         let grads = weighted_sum_backward(y, &r);
 
         let name = format!("{case:?} composite={use_composite}");
-        check_fd(
-            &format!("dx {name}"),
-            &grads.get(&x).as_vec(),
-            &x.as_vec(),
-            |v| dot(&run(from_vec(&dev, v, xs), w.clone(), b.clone()), &r),
-        );
-        check_fd(
-            &format!("dw {name}"),
-            &grads.get(&w).as_vec(),
-            &w.as_vec(),
-            |v| dot(&run(x.clone(), from_vec(&dev, v, ws), b.clone()), &r),
-        );
+        check_fd(&format!("dx {name}"), &grads.get(&x).as_vec(), &x.as_vec(), |v| {
+            dot(&run(from_vec(&dev, v, xs), w.clone(), b.clone()), &r)
+        });
+        check_fd(&format!("dw {name}"), &grads.get(&w).as_vec(), &w.as_vec(), |v| {
+            dot(&run(x.clone(), from_vec(&dev, v, ws), b.clone()), &r)
+        });
         if let Some(b) = &b {
-            check_fd(
-                &format!("db {name}"),
-                &grads.get(b).as_vec(),
-                &b.as_vec(),
-                |v| {
-                    dot(
-                        &run(
-                            x.clone(),
-                            w.clone(),
-                            Some(dev.tensor_from_vec(v.to_vec(), (v.len(),))),
-                        ),
-                        &r,
-                    )
-                },
-            );
+            check_fd(&format!("db {name}"), &grads.get(b).as_vec(), &b.as_vec(), |v| {
+                dot(&run(x.clone(), w.clone(), Some(dev.tensor_from_vec(v.to_vec(), (v.len(),)))), &r)
+            });
         }
     }
 
@@ -1004,21 +816,10 @@ mod tests {
         let y2 = conv2d(tx, w2.retaped(), None, 1, 1).unwrap();
         let both = weighted_sum_backward(y1.try_add(y2).unwrap(), &r);
 
-        let g1 = weighted_sum_backward(
-            conv2d(x.leaky_trace(), w1.retaped(), None, 1, 1).unwrap(),
-            &r,
-        );
-        let g2 = weighted_sum_backward(
-            conv2d(x.leaky_trace(), w2.retaped(), None, 1, 1).unwrap(),
-            &r,
-        );
-        let want: Vec<f64> = g1
-            .get(&x)
-            .as_vec()
-            .iter()
-            .zip(g2.get(&x).as_vec())
-            .map(|(a, b)| (*a + b) as f64)
-            .collect();
+        let g1 = weighted_sum_backward(conv2d(x.leaky_trace(), w1.retaped(), None, 1, 1).unwrap(), &r);
+        let g2 = weighted_sum_backward(conv2d(x.leaky_trace(), w2.retaped(), None, 1, 1).unwrap(), &r);
+        let want: Vec<f64> =
+            g1.get(&x).as_vec().iter().zip(g2.get(&x).as_vec()).map(|(a, b)| (*a + b) as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-6, "fan-out dx");
     }
 
@@ -1027,31 +828,12 @@ mod tests {
         let dev = Cpu::default();
         let x = rand_t4(&dev, (1, 3, 5, 5), 1);
         let bad = |w: (usize, usize, usize, usize), b: Option<usize>, s: usize| {
-            conv2d(
-                x.clone(),
-                rand_t4(&dev, w, 2),
-                b.map(|n| rand_t1(&dev, n, 3)),
-                s,
-                0,
-            )
-            .unwrap_err()
+            conv2d(x.clone(), rand_t4(&dev, w, 2), b.map(|n| rand_t1(&dev, n, 3)), s, 0).unwrap_err()
         };
-        assert!(matches!(
-            bad((4, 2, 3, 3), None, 1),
-            KernelError::Shape { .. }
-        ));
-        assert!(matches!(
-            bad((4, 3, 6, 3), None, 1),
-            KernelError::Shape { .. }
-        ));
-        assert!(matches!(
-            bad((4, 3, 3, 3), Some(5), 1),
-            KernelError::Shape { .. }
-        ));
-        assert!(matches!(
-            bad((4, 3, 3, 3), None, 0),
-            KernelError::Argument { .. }
-        ));
+        assert!(matches!(bad((4, 2, 3, 3), None, 1), KernelError::Shape { .. }));
+        assert!(matches!(bad((4, 3, 6, 3), None, 1), KernelError::Shape { .. }));
+        assert!(matches!(bad((4, 3, 3, 3), Some(5), 1), KernelError::Shape { .. }));
+        assert!(matches!(bad((4, 3, 3, 3), None, 0), KernelError::Argument { .. }));
     }
 
     #[test]
@@ -1059,8 +841,7 @@ mod tests {
         // A broadcast weight (stride 0 on the batch-like axis) goes through try_contiguous.
         let dev = Cpu::default();
         let x = rand_t4(&dev, (1, 2, 4, 4), 1);
-        let w1: Tensor<(usize, usize, usize), f32, Cpu> =
-            dev.tensor_from_vec(rand_vec(2 * 3 * 3, 2), (2, 3, 3));
+        let w1: Tensor<(usize, usize, usize), f32, Cpu> = dev.tensor_from_vec(rand_vec(2 * 3 * 3, 2), (2, 3, 3));
         let w = w1.clone().broadcast_like::<_, Axis<0>>(&(3, 2, 3, 3));
         let dense = from_vec(&dev, &w.as_vec(), (3, 2, 3, 3));
         let a = conv2d(x.clone(), w, None, 1, 1).unwrap().as_vec();

@@ -35,11 +35,12 @@ impl Scratch {
     pub(crate) fn new(len: usize) -> Self {
         let reuse = {
             let mut pool = pool();
-            // Best fit: the smallest pooled buffer that is big enough.
+            // Best fit: the smallest pooled buffer that is big enough, and not so big that
+            // lending it here would leave a later large request without one.
             let best = pool
                 .iter()
                 .enumerate()
-                .filter(|(_, v)| v.capacity() >= len)
+                .filter(|(_, v)| v.capacity() >= len && v.capacity() <= 4 * len + 4096)
                 .min_by_key(|(_, v)| v.capacity())
                 .map(|(i, _)| i);
             best.map(|i| pool.swap_remove(i))
@@ -84,12 +85,7 @@ impl Drop for Scratch {
         pool.push(v);
         if pool.len() > POOL_MAX {
             // Drop the smallest: the big ones are the expensive ones to re-fault.
-            if let Some(i) = pool
-                .iter()
-                .enumerate()
-                .min_by_key(|(_, v)| v.capacity())
-                .map(|(i, _)| i)
-            {
+            if let Some(i) = pool.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i) {
                 pool.swap_remove(i);
             }
         }
@@ -189,9 +185,7 @@ fn fits(len: usize, off: usize, rs: usize, cs: usize, r: usize, c: usize) -> boo
 /// Panics if a view reaches past its slice: the views are computed by the kernels, never
 /// taken from the user, so that is a bug here and must not become memory unsafety.
 pub(crate) fn gemm(
-    m: usize,
-    n: usize,
-    k: usize,
+    (m, n, k): (usize, usize, usize),
     dst: MatMut<'_>,
     accumulate: bool,
     lhs: MatRef<'_>,
@@ -236,11 +230,7 @@ pub(crate) fn gemm(
             false,
             false,
             false,
-            if par {
-                gemm::Parallelism::Rayon(0)
-            } else {
-                gemm::Parallelism::None
-            },
+            if par { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None },
         );
     }
 }

@@ -46,47 +46,43 @@ impl LeakyReluKernel for Cpu {
 
         if T::OWNS_TAPE {
             let mut mask = vec![0u8; n];
-            out.par_chunks_mut(CHUNK)
-                .zip(mask.par_chunks_mut(CHUNK))
-                .for_each(|(ys, ms)| {
-                    for (y, m) in ys.iter_mut().zip(ms) {
-                        let pos = *y > 0.0;
-                        *m = pos as u8;
-                        *y = if pos { *y } else { *y * slope };
-                    }
-                });
-            let out = x
-                .device()
-                .try_tensor_from_vec(out, shape)
-                .map_err(dev_err)?;
+            out.par_chunks_mut(CHUNK).zip(mask.par_chunks_mut(CHUNK)).for_each(move |(ys, ms)| {
+                for (y, m) in ys.iter_mut().zip(ms) {
+                    let pos = *y > 0.0;
+                    *m = pos as u8;
+                    *y *= if pos { 1.0 } else { slope };
+                }
+            });
+            let out = x.device().try_tensor_from_vec(out, shape).map_err(dev_err)?;
             let x_ghost = x.ghost();
             let out_ghost = out.ghost();
             drop(x);
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, &out_ghost, n);
                 let mut gx = take_grad!(grads, &x_ghost, n);
-                gx.par_chunks_mut(CHUNK)
-                    .zip(gy.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK)))
-                    .for_each(|(gxs, (gys, ms))| {
+                gx.par_chunks_mut(CHUNK).zip(gy.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK))).for_each(
+                    move |(gxs, (gys, ms))| {
                         for ((gx, gy), m) in gxs.iter_mut().zip(gys).zip(ms) {
-                            *gx += if *m != 0 { *gy } else { *gy * slope };
+                            *gx += *gy * if *m != 0 { 1.0 } else { slope };
                         }
-                    });
+                    },
+                );
                 put_grad!(grads, &x_ghost, gx);
                 put_grad!(grads, &out_ghost, gy);
                 Ok(())
             });
             Ok(out.put_tape(tape))
         } else {
-            out.par_chunks_mut(CHUNK).for_each(|ys| {
+            // `move`: a by-value slope lets the loop vectorise (a captured reference is
+            // re-loaded on one branch, which keeps it scalar).
+            out.par_chunks_mut(CHUNK).for_each(move |ys| {
                 for y in ys {
-                    *y = if *y > 0.0 { *y } else { *y * slope };
+                    // Multiplying by a selected factor is branch-free; `x·1` is exact and NaN
+                    // stays NaN.
+                    *y *= if *y > 0.0 { 1.0 } else { slope };
                 }
             });
-            let out = x
-                .device()
-                .try_tensor_from_vec(out, shape)
-                .map_err(dev_err)?;
+            let out = x.device().try_tensor_from_vec(out, shape).map_err(dev_err)?;
             Ok(out.put_tape(tape))
         }
     }
@@ -120,10 +116,7 @@ mod tests {
 
     /// Inputs kept at least 0.1 away from the kink, so finite differences do not cross it.
     fn away_from_zero(n: usize, seed: u64) -> Vec<f32> {
-        rand_vec(n, seed)
-            .into_iter()
-            .map(|v| if v >= 0.0 { v + 0.1 } else { v - 0.1 })
-            .collect()
+        rand_vec(n, seed).into_iter().map(|v| if v >= 0.0 { v + 0.1 } else { v - 0.1 }).collect()
     }
 
     #[test]
@@ -133,10 +126,7 @@ mod tests {
         let x = from_vec(&dev, &v, (1, 1, 2, 3));
         for slope in [0.2, 0.0] {
             let y = leaky_relu(x.clone(), slope).unwrap().as_vec();
-            let want: Vec<f32> = v
-                .iter()
-                .map(|&x| if x > 0.0 { x } else { slope * x })
-                .collect();
+            let want: Vec<f32> = v.iter().map(|&x| if x > 0.0 { x } else { slope * x }).collect();
             assert_eq!(y, want);
             let c = composite(x.clone(), slope).unwrap().as_vec();
             let want64: Vec<f64> = want.iter().map(|&v| v as f64).collect();
@@ -161,19 +151,9 @@ mod tests {
                 };
                 let x = from_vec(&dev, &v, shape);
                 let grads = weighted_sum_backward(run(x.leaky_trace()), &r);
-                check_fd(
-                    &format!("dx slope={slope} composite={use_composite}"),
-                    &grads.get(&x).as_vec(),
-                    &v,
-                    |p| {
-                        dot(
-                            &leaky_relu(from_vec(&dev, p, shape), slope)
-                                .unwrap()
-                                .as_vec(),
-                            &r,
-                        )
-                    },
-                );
+                check_fd(&format!("dx slope={slope} composite={use_composite}"), &grads.get(&x).as_vec(), &v, |p| {
+                    dot(&leaky_relu(from_vec(&dev, p, shape), slope).unwrap().as_vec(), &r)
+                });
             }
         }
     }
@@ -201,12 +181,7 @@ mod tests {
         let b = leaky_relu(tx, 0.2).unwrap();
         let both = weighted_sum_backward(a.try_add(b).unwrap(), &r);
         let one = weighted_sum_backward(leaky_relu(x.leaky_trace(), 0.2).unwrap(), &r);
-        let want: Vec<f64> = one
-            .get(&x)
-            .as_vec()
-            .iter()
-            .map(|g| 2.0 * *g as f64)
-            .collect();
+        let want: Vec<f64> = one.get(&x).as_vec().iter().map(|g| 2.0 * *g as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-7, "fan-out");
     }
 

@@ -18,7 +18,7 @@ mod testutil;
 
 use dfdx::prelude::{Device, Tensor};
 
-pub use batch_norm::{batch_norm, BatchNormKernel};
+pub use batch_norm::{batch_norm, BatchNormKernel, BatchNormMode};
 pub use conv2d::{conv2d, Conv2dGeom, Conv2dKernel};
 pub use leaky_relu::{leaky_relu, LeakyReluKernel};
 pub use upsample::{upsample_nearest, UpsampleKernel};
@@ -60,35 +60,20 @@ pub enum KernelError {
 
 impl KernelError {
     pub(crate) fn shape(op: &'static str, detail: impl Into<String>) -> Self {
-        Self::Shape {
-            op,
-            detail: detail.into(),
-        }
+        Self::Shape { op, detail: detail.into() }
     }
 
     pub(crate) fn arg(op: &'static str, detail: impl Into<String>) -> Self {
-        Self::Argument {
-            op,
-            detail: detail.into(),
-        }
+        Self::Argument { op, detail: detail.into() }
     }
 
     pub(crate) fn device(op: &'static str, err: impl std::fmt::Display) -> Self {
-        Self::Device {
-            op,
-            detail: err.to_string(),
-        }
+        Self::Device { op, detail: err.to_string() }
     }
 }
 
 /// A dfdx device that has every stackflow kernel: implemented for `Cpu` (hand-written
 /// kernels) and, with the `cuda` feature, for `Cuda` (composites of dfdx ops).
-pub trait KernelDevice:
-    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel
-{
-}
+pub trait KernelDevice: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel {}
 
-impl<D> KernelDevice for D where
-    D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel
-{
-}
+impl<D> KernelDevice for D where D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel {}

@@ -6,14 +6,10 @@ use super::{T1, T4};
 
 /// Deterministic values in `[-1, 1)` (an LCG, so tests do not depend on dfdx's RNG).
 pub fn rand_vec(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
+    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
@@ -41,11 +37,7 @@ pub fn dot(a: &[f32], r: &[f32]) -> f64 {
 pub fn weighted_sum_backward(y: T4<Cpu, OwnedTape<f32, Cpu>>, r: &[f32]) -> Gradients<f32, Cpu> {
     let dev = y.device().clone();
     let r = dev.tensor_from_vec(r.to_vec(), *y.shape());
-    y.try_mul(r)
-        .unwrap()
-        .try_sum::<Rank0, _>()
-        .unwrap()
-        .backward()
+    y.try_mul(r).unwrap().try_sum::<Rank0, _>().unwrap().backward()
 }
 
 /// Asserts `|got - want| <= tol·(1 + |want|)` elementwise.
@@ -53,10 +45,7 @@ pub fn assert_close(got: &[f32], want: &[f64], tol: f64, name: &str) {
     assert_eq!(got.len(), want.len(), "{name}: length");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         let err = (*g as f64 - w).abs();
-        assert!(
-            err <= tol * (1.0 + w.abs()),
-            "{name}: element {i}: got {g}, want {w} (err {err:e})"
-        );
+        assert!(err <= tol * (1.0 + w.abs()), "{name}: element {i}: got {g}, want {w} (err {err:e})");
     }
 }
 
@@ -66,14 +55,7 @@ pub fn check_fd(name: &str, analytic: &[f32], x0: &[f32], loss: impl Fn(&[f32]) 
 }
 
 /// [`check_fd`] with an explicit step and tolerance.
-pub fn check_fd_with(
-    name: &str,
-    analytic: &[f32],
-    x0: &[f32],
-    eps: f32,
-    tol: f64,
-    loss: impl Fn(&[f32]) -> f64,
-) {
+pub fn check_fd_with(name: &str, analytic: &[f32], x0: &[f32], eps: f32, tol: f64, loss: impl Fn(&[f32]) -> f64) {
     assert_eq!(analytic.len(), x0.len(), "{name}: gradient length");
     let mut x = x0.to_vec();
     let numeric: Vec<f64> = (0..x.len())

@@ -12,10 +12,7 @@ const OP: &str = "upsample_nearest";
 /// A device that can run [`upsample_nearest`].
 pub trait UpsampleKernel: Device<f32> {
     /// Upsamples a non-empty `x` by `scale >= 1`.
-    fn upsample_nearest<T: Tape<f32, Self>>(
-        x: T4<Self, T>,
-        scale: usize,
-    ) -> Result<T4<Self, T>, KernelError>;
+    fn upsample_nearest<T: Tape<f32, Self>>(x: T4<Self, T>, scale: usize) -> Result<T4<Self, T>, KernelError>;
 }
 
 /// `[B,C,H,W] → [B,C,H·scale,W·scale]`, each input pixel repeated in a `scale×scale` block.
@@ -28,19 +25,13 @@ pub fn upsample_nearest<D: UpsampleKernel, T: Tape<f32, D>>(
     }
     let shape = *x.shape();
     if shape.num_elements() == 0 {
-        return Err(KernelError::shape(
-            OP,
-            format!("input {shape:?} has an empty dimension"),
-        ));
+        return Err(KernelError::shape(OP, format!("input {shape:?} has an empty dimension")));
     }
     D::upsample_nearest(x, scale)
 }
 
 impl UpsampleKernel for Cpu {
-    fn upsample_nearest<T: Tape<f32, Self>>(
-        x: T4<Self, T>,
-        s: usize,
-    ) -> Result<T4<Self, T>, KernelError> {
+    fn upsample_nearest<T: Tape<f32, Self>>(x: T4<Self, T>, s: usize) -> Result<T4<Self, T>, KernelError> {
         let dev_err = |e| KernelError::device(OP, e);
         let (x, mut tape) = x.try_contiguous().map_err(dev_err)?.split_tape();
         let (b, c, h, w) = *x.shape();
@@ -50,25 +41,20 @@ impl UpsampleKernel for Cpu {
         let mut out = cpu::alloc(x.device(), b * c * hwo).map_err(dev_err)?;
         {
             let xs = cpu::read(&x);
-            out.par_chunks_mut(hwo)
-                .zip(xs.par_chunks(hw))
-                .for_each(|(dst, src)| {
-                    for iy in 0..h {
-                        let block = &mut dst[iy * s * wo..(iy + 1) * s * wo];
-                        let (first, rest) = block.split_at_mut(wo);
-                        for (d, v) in first.chunks_exact_mut(s).zip(&src[iy * w..(iy + 1) * w]) {
-                            d.fill(*v);
-                        }
-                        for row in rest.chunks_exact_mut(wo) {
-                            row.copy_from_slice(first);
-                        }
+            out.par_chunks_mut(hwo).zip(xs.par_chunks(hw)).for_each(|(dst, src)| {
+                for iy in 0..h {
+                    let block = &mut dst[iy * s * wo..(iy + 1) * s * wo];
+                    let (first, rest) = block.split_at_mut(wo);
+                    for (d, v) in first.chunks_exact_mut(s).zip(&src[iy * w..(iy + 1) * w]) {
+                        d.fill(*v);
                     }
-                });
+                    for row in rest.chunks_exact_mut(wo) {
+                        row.copy_from_slice(first);
+                    }
+                }
+            });
         }
-        let out = x
-            .device()
-            .try_tensor_from_vec(out, (b, c, ho, wo))
-            .map_err(dev_err)?;
+        let out = x.device().try_tensor_from_vec(out, (b, c, ho, wo)).map_err(dev_err)?;
 
         if T::OWNS_TAPE {
             let x_ghost = x.ghost();
@@ -77,18 +63,16 @@ impl UpsampleKernel for Cpu {
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, &out_ghost, b * c * hwo);
                 let mut gx = take_grad!(grads, &x_ghost, b * c * hw);
-                gx.par_chunks_mut(hw)
-                    .zip(gy.par_chunks(hwo))
-                    .for_each(|(dst, src)| {
-                        for iy in 0..h {
-                            let d = &mut dst[iy * w..(iy + 1) * w];
-                            for row in src[iy * s * wo..(iy + 1) * s * wo].chunks_exact(wo) {
-                                for (g, block) in d.iter_mut().zip(row.chunks_exact(s)) {
-                                    *g += block.iter().sum::<f32>();
-                                }
+                gx.par_chunks_mut(hw).zip(gy.par_chunks(hwo)).for_each(|(dst, src)| {
+                    for iy in 0..h {
+                        let d = &mut dst[iy * w..(iy + 1) * w];
+                        for row in src[iy * s * wo..(iy + 1) * s * wo].chunks_exact(wo) {
+                            for (g, block) in d.iter_mut().zip(row.chunks_exact(s)) {
+                                *g += block.iter().sum::<f32>();
                             }
                         }
-                    });
+                    }
+                });
                 put_grad!(grads, &x_ghost, gx);
                 put_grad!(grads, &out_ghost, gy);
                 Ok(())
@@ -100,10 +84,7 @@ impl UpsampleKernel for Cpu {
 
 #[cfg(feature = "cuda")]
 impl UpsampleKernel for Cuda {
-    fn upsample_nearest<T: Tape<f32, Self>>(
-        x: T4<Self, T>,
-        scale: usize,
-    ) -> Result<T4<Self, T>, KernelError> {
+    fn upsample_nearest<T: Tape<f32, Self>>(x: T4<Self, T>, scale: usize) -> Result<T4<Self, T>, KernelError> {
         composite(x, scale).map_err(|e| KernelError::device(OP, e))
     }
 }
@@ -112,13 +93,9 @@ impl UpsampleKernel for Cuda {
 /// reshape (a copy) to `[B,C,H·s,W·s]`; dfdx sums the broadcast in backward. The CUDA
 /// implementation. (dfdx's `upscale2d` computes source pixels with a float ratio; this is
 /// exact for every integer scale.)
-pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
-    x: T4<D, T>,
-    s: usize,
-) -> Result<T4<D, T>, D::Err> {
+pub fn composite<D: Device<f32>, T: Tape<f32, D>>(x: T4<D, T>, s: usize) -> Result<T4<D, T>, D::Err> {
     let (b, c, h, w) = *x.shape();
-    x.try_broadcast_like::<_, Axes2<3, 5>>(&(b, c, h, s, w, s))?
-        .try_reshape_like(&(b, c, h * s, w * s))
+    x.try_broadcast_like::<_, Axes2<3, 5>>(&(b, c, h, s, w, s))?.try_reshape_like(&(b, c, h * s, w * s))
 }
 
 #[cfg(test)]
@@ -169,14 +146,7 @@ mod tests {
                     &format!("dx {shape:?} s={s} composite={use_composite}"),
                     &grads.get(&x).as_vec(),
                     &x.as_vec(),
-                    |v| {
-                        dot(
-                            &upsample_nearest(from_vec(&dev, v, shape), s)
-                                .unwrap()
-                                .as_vec(),
-                            &r,
-                        )
-                    },
+                    |v| dot(&upsample_nearest(from_vec(&dev, v, shape), s).unwrap().as_vec(), &r),
                 );
             }
         }
@@ -193,12 +163,7 @@ mod tests {
         let b = upsample_nearest(tx, 2).unwrap();
         let both = weighted_sum_backward(a.try_add(b).unwrap(), &r);
         let one = weighted_sum_backward(upsample_nearest(x.leaky_trace(), 2).unwrap(), &r);
-        let want: Vec<f64> = one
-            .get(&x)
-            .as_vec()
-            .iter()
-            .map(|g| 2.0 * *g as f64)
-            .collect();
+        let want: Vec<f64> = one.get(&x).as_vec().iter().map(|g| 2.0 * *g as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-6, "fan-out");
     }
 
@@ -206,14 +171,8 @@ mod tests {
     fn bad_arguments_are_errors() {
         let dev = Cpu::default();
         let x = rand_t4(&dev, (1, 1, 2, 2), 1);
-        assert!(matches!(
-            upsample_nearest(x, 0),
-            Err(KernelError::Argument { .. })
-        ));
+        assert!(matches!(upsample_nearest(x, 0), Err(KernelError::Argument { .. })));
         let empty = from_vec(&dev, &[], (0, 1, 2, 2));
-        assert!(matches!(
-            upsample_nearest(empty, 2),
-            Err(KernelError::Shape { .. })
-        ));
+        assert!(matches!(upsample_nearest(empty, 2), Err(KernelError::Shape { .. })));
     }
 }

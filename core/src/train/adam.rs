@@ -32,7 +32,8 @@ impl Adam {
 
     /// Update `param` in place from `grad` at learning rate `lr`.
     pub fn update(&mut self, cfg: &AdamConfig, lr: f64, path: &str, param: &mut [f32], grad: &[f32]) {
-        let (m, v) = self.moments.entry(path.to_string()).or_insert_with(|| (vec![0.0; param.len()], vec![0.0; param.len()]));
+        let (m, v) =
+            self.moments.entry(path.to_string()).or_insert_with(|| (vec![0.0; param.len()], vec![0.0; param.len()]));
         let t = self.t.max(1) as i32;
         let (b1, b2) = cfg.betas;
         let w1 = (1.0 - b1) as f32;

@@ -48,7 +48,15 @@ fn median(v: &[f64]) -> f64 {
 }
 
 /// Benchmark `st` on `dev` with random weights and data.
-pub fn bench<D: KernelDevice>(dev: D, flow: &Flow, st: &StageSetup, batch: usize, warmup: usize, iters: usize, mut progress: impl FnMut(&str)) -> Result<BenchResult> {
+pub fn bench<D: KernelDevice>(
+    dev: D,
+    flow: &Flow,
+    st: &StageSetup,
+    batch: usize,
+    warmup: usize,
+    iters: usize,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchResult> {
     let mut store = ParamStore::new(dev);
     let (g, d) = (&flow.nets[st.g], &flow.nets[st.d]);
     store.init_net(g, 1)?;

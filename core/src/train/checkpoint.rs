@@ -80,14 +80,18 @@ pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizer
         digest.update(b);
     }
     let mut metadata = HashMap::new();
-    metadata.insert("stackflow".to_string(), serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?);
+    metadata.insert(
+        "stackflow".to_string(),
+        serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?,
+    );
     metadata.insert("checksum".to_string(), format!("{:x}", digest.finalize()));
     let views = owned
         .iter()
         .map(|(n, b, s)| safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
-    let data = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
+    let data =
+        safetensors::serialize(views, Some(metadata)).map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
     write_atomic(path, &data)
 }
 
@@ -176,7 +180,10 @@ pub fn load(path: &Path) -> Result<Loaded> {
 pub fn restore<D: KernelDevice>(store: &mut ParamStore<D>, loaded: &Loaded, path: &Path) -> Result<()> {
     for (name, shape, data) in &loaded.params {
         if store.get(name).is_none() {
-            return Err(Error::input("checkpoint::mismatch", format!("`{}` has parameter `{name}`, which the graph does not", path.display())));
+            return Err(Error::input(
+                "checkpoint::mismatch",
+                format!("`{}` has parameter `{name}`, which the graph does not", path.display()),
+            ));
         }
         let v = Val::from_host(&store.dev, data.clone(), shape)?;
         store.set(name, v)?;
@@ -191,7 +198,10 @@ pub fn list(dir: &Path) -> Vec<PathBuf> {
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "safetensors") && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ckpt-")))
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "safetensors")
+                && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("ckpt-"))
+        })
         .collect();
     v.sort();
     v

@@ -67,7 +67,9 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
     let st = &p.doc.train[index];
     let at = |field: &str| vec![Key::from("train"), Key::Index(index), Key::from(field)];
     let attrs_of = |field: &str, v: &ron::Value| -> Result<Vec<Attr>> {
-        let items = entries(v).ok_or_else(|| p.error("graph::bad_value", &at(field), format!("`{field}` must be a map such as `(share: 0.5)`")))?;
+        let items = entries(v).ok_or_else(|| {
+            p.error("graph::bad_value", &at(field), format!("`{field}` must be a map such as `(share: 0.5)`"))
+        })?;
         Ok(items
             .into_iter()
             .map(|(name, value)| {
@@ -77,14 +79,17 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
             .collect())
     };
     let loss_kind = registry.losses().get(&st.loss).ok_or_else(|| {
-        p.error("graph::unknown_kind", &at("loss"), format!("unknown loss `{}`", st.loss)).with_help(registry.losses().suggest(&st.loss))
+        p.error("graph::unknown_kind", &at("loss"), format!("unknown loss `{}`", st.loss))
+            .with_help(registry.losses().suggest(&st.loss))
     })?;
-    let mut a = Attrs::new(attrs_of("loss_params", &st.loss_params)?, &flow.vars, &p.src, p.span(&at("loss")), &st.loss);
+    let mut a =
+        Attrs::new(attrs_of("loss_params", &st.loss_params)?, &flow.vars, &p.src, p.span(&at("loss")), &st.loss);
     let loss = loss_kind.configure(&mut a)?;
     a.finish()?;
     let sampler = |field: &str, kind: &str, params: &ron::Value, params_field: &str| -> Result<SamplerImpl> {
         let k = registry.samplers().get(kind).ok_or_else(|| {
-            p.error("graph::unknown_kind", &at(field), format!("unknown sampler `{kind}`")).with_help(registry.samplers().suggest(kind))
+            p.error("graph::unknown_kind", &at(field), format!("unknown sampler `{kind}`"))
+                .with_help(registry.samplers().suggest(kind))
         })?;
         let mut a = Attrs::new(attrs_of(params_field, params)?, &flow.vars, &p.src, p.span(&at(field)), kind);
         let s = k.configure(&mut a)?;
@@ -94,23 +99,48 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
     let SamplerImpl::Noise(noise) = sampler("noise", &st.noise, &ron::Value::Unit, "noise")? else {
         return Err(p.error("graph::bad_value", &at("noise"), format!("`{}` is not a noise sampler", st.noise)));
     };
-    let SamplerImpl::Mismatch(mismatch) = sampler("mismatch", &st.mismatch, &st.mismatch_params, "mismatch_params")? else {
-        return Err(p.error("graph::bad_value", &at("mismatch"), format!("`{}` is not a mismatch sampler", st.mismatch)));
+    let SamplerImpl::Mismatch(mismatch) = sampler("mismatch", &st.mismatch, &st.mismatch_params, "mismatch_params")?
+    else {
+        return Err(p.error(
+            "graph::bad_value",
+            &at("mismatch"),
+            format!("`{}` is not a mismatch sampler", st.mismatch),
+        ));
     };
-    let g = flow.nets.iter().position(|n| n.name == st.generator).ok_or_else(|| p.error("graph::unknown_net", &at("generator"), "no such net"))?;
-    let d = flow.nets.iter().position(|n| n.name == st.discriminator).ok_or_else(|| p.error("graph::unknown_net", &at("discriminator"), "no such net"))?;
+    let g = flow
+        .nets
+        .iter()
+        .position(|n| n.name == st.generator)
+        .ok_or_else(|| p.error("graph::unknown_net", &at("generator"), "no such net"))?;
+    let d = flow
+        .nets
+        .iter()
+        .position(|n| n.name == st.discriminator)
+        .ok_or_else(|| p.error("graph::unknown_net", &at("discriminator"), "no such net"))?;
     let (gn, dn) = (&flow.nets[g], &flow.nets[d]);
     for input in ["emb", "z"] {
         if gn.input(input).is_none() {
-            return Err(p.error("graph::missing_input", &at("generator"), format!("generator `{}` has no input `{input}`", gn.name)));
+            return Err(p.error(
+                "graph::missing_input",
+                &at("generator"),
+                format!("generator `{}` has no input `{input}`", gn.name),
+            ));
         }
     }
     let mut d_outputs = Vec::new();
     for o in loss.needs() {
         if dn.output(&o).is_none() {
             return Err(p
-                .error("graph::missing_output", &at("discriminator"), format!("loss `{}` needs discriminator output `{o}`, which `{}` does not have", st.loss, dn.name))
-                .with_help(format!("`{}` outputs: {}", dn.name, dn.outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", "))));
+                .error(
+                    "graph::missing_output",
+                    &at("discriminator"),
+                    format!("loss `{}` needs discriminator output `{o}`, which `{}` does not have", st.loss, dn.name),
+                )
+                .with_help(format!(
+                    "`{}` outputs: {}",
+                    dn.name,
+                    dn.outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                )));
         }
         d_outputs.push(o);
     }
@@ -227,7 +257,10 @@ fn read_scalar(ops: &mut dyn Ops, t: Tensor) -> Result<f32> {
 fn named(net: &Net, names: &[String]) -> Result<Vec<ValueId>> {
     names
         .iter()
-        .map(|n| net.output(n).ok_or_else(|| Error::other("train::output", format!("net `{}` has no output `{n}`", net.name))))
+        .map(|n| {
+            net.output(n)
+                .ok_or_else(|| Error::other("train::output", format!("net `{}` has no output `{n}`", net.name)))
+        })
         .collect()
 }
 
@@ -317,7 +350,12 @@ pub fn iteration<D: KernelDevice>(
     let zh = gr.push(Val::from_host(&dev, z, &[b, st.z_dim])?);
     let want = named(gn, &["fake_img".into(), "mu".into(), "logvar".into()])?;
     let feeds = [(gn.input("emb").unwrap_or(0), emb), (gn.input("z").unwrap_or(0), zh)];
-    let g_params: Vec<(usize, Val<D>)> = gn.trainable_params().into_iter().map(|p| (p, store.get(&gn.params[p].path).map(|e| e.value.clone()))).map(|(p, v)| v.map(|v| (p, v)).ok_or_else(|| Error::other("train::param", "G parameter missing"))).collect::<Result<_>>()?;
+    let g_params: Vec<(usize, Val<D>)> = gn
+        .trainable_params()
+        .into_iter()
+        .map(|p| (p, store.get(&gn.params[p].path).map(|e| e.value.clone())))
+        .map(|(p, v)| v.map(|v| (p, v)).ok_or_else(|| Error::other("train::param", "G parameter missing")))
+        .collect::<Result<_>>()?;
     let outs = gr.run_net(gn, store, &feeds, &want)?;
     let (fake, mu, logvar) = (outs[0], outs[1], outs[2]);
     let fake_host = gr.read(fake)?;
@@ -334,7 +372,16 @@ pub fn iteration<D: KernelDevice>(
             crate::dsl::DCondition::Mu => dr.push(Val::from_host(&dev, mu_host.clone(), &[b, cond_dim])?),
             crate::dsl::DCondition::Embedding => dr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?),
         };
-        let d_params: Vec<(usize, Val<D>)> = dn.trainable_params().into_iter().map(|p| store.get(&dn.params[p].path).map(|e| (p, e.value.clone())).ok_or_else(|| Error::other("train::param", "D parameter missing"))).collect::<Result<_>>()?;
+        let d_params: Vec<(usize, Val<D>)> = dn
+            .trainable_params()
+            .into_iter()
+            .map(|p| {
+                store
+                    .get(&dn.params[p].path)
+                    .map(|e| (p, e.value.clone()))
+                    .ok_or_else(|| Error::other("train::param", "D parameter missing"))
+            })
+            .collect::<Result<_>>()?;
         let split = dn.output("code").is_some();
         let (real_code, fake_code) = if split {
             let c = dn.output("code").unwrap_or(0);
@@ -417,14 +464,25 @@ pub fn kl_term(ops: &mut dyn Ops, mu: Tensor, logvar: Tensor) -> Result<Tensor> 
 
 fn check_finite(r: &Report, phase: &str) -> Result<()> {
     if let Some((n, v)) = r.terms.iter().find(|(_, v)| !v.is_finite()) {
-        return Err(Error::other("train::not_finite", format!("loss `{n}` is {v} in the {phase} step; stopping before anything is saved"))
-            .with_help("lower the learning rate, check the data for NaN, or resume from the last checkpoint"));
+        return Err(Error::other(
+            "train::not_finite",
+            format!("loss `{n}` is {v} in the {phase} step; stopping before anything is saved"),
+        )
+        .with_help("lower the learning rate, check the data for NaN, or resume from the last checkpoint"));
     }
     Ok(())
 }
 
 /// Generate a sample batch with `g` in eval mode (used for sample grids).
-pub fn generate<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D>, emb: &[f32], z: &[f32], training: bool, seed: u64) -> Result<Vec<f32>> {
+pub fn generate<D: KernelDevice>(
+    flow: &Flow,
+    g: usize,
+    store: &mut ParamStore<D>,
+    emb: &[f32],
+    z: &[f32],
+    training: bool,
+    seed: u64,
+) -> Result<Vec<f32>> {
     let gn = &flow.nets[g];
     let e = gn.values[gn.input("emb").unwrap_or(0)].shape.numel();
     let zd = gn.values[gn.input("z").unwrap_or(0)].shape.numel();
@@ -434,7 +492,12 @@ pub fn generate<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D
     let mut r: Runner<D, NoneTape> = Runner::new(dev.clone(), training, &mut noise);
     let eh = r.push(Val::from_host(&dev, emb.to_vec(), &[b, e])?);
     let zh = r.push(Val::from_host(&dev, z.to_vec(), &[b, zd])?);
-    let out = r.run_net(gn, store, &[(gn.input("emb").unwrap_or(0), eh), (gn.input("z").unwrap_or(0), zh)], &named(gn, &["fake_img".into()])?)?;
+    let out = r.run_net(
+        gn,
+        store,
+        &[(gn.input("emb").unwrap_or(0), eh), (gn.input("z").unwrap_or(0), zh)],
+        &named(gn, &["fake_img".into()])?,
+    )?;
     r.read(out[0])
 }
 

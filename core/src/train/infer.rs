@@ -28,7 +28,8 @@ pub struct Trained {
     pub flow: Flow,
 }
 
-/// Open a run directory (its newest loadable checkpoint) or a checkpoint file.
+/// Open a run directory (its newest loadable checkpoint) or a checkpoint file; the
+/// plugins the run recorded in `run.json` are loaded into a copy of `registry`.
 pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
     let (dir, ckpt) = if path.is_dir() {
         let list = checkpoint::list(&path.join("checkpoints"));
@@ -42,8 +43,20 @@ pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
         (dir, path.to_path_buf())
     };
     let loaded = checkpoint::load(&ckpt)?;
+    let mut registry = registry.clone();
+    let run_json = dir.join("run.json");
+    if let Ok(text) = std::fs::read_to_string(&run_json) {
+        let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            Error::input("run::bad_metadata", format!("`{}` is not valid JSON: {e}", run_json.display()))
+        })?;
+        for p in j["plugins"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
+            crate::plugin::load(&mut registry, Path::new(p))?;
+        }
+    }
+    let registry = &registry;
     let graph = dir.join("graph.ron");
-    let parsed = crate::dsl::load(&graph).map_err(|e| e.context(format!("the run's graph for `{}`", ckpt.display())))?;
+    let parsed =
+        crate::dsl::load(&graph).map_err(|e| e.context(format!("the run's graph for `{}`", ckpt.display())))?;
     let flow = ir::build(Arc::new(parsed), registry, &BuildOptions { overrides: loaded.meta.overrides.clone() })?;
     Ok(Trained { dir, checkpoint: ckpt, loaded, flow })
 }
@@ -53,7 +66,11 @@ impl Trained {
     pub fn stage(&self, stage: Option<usize>) -> Result<usize> {
         let n = self.flow.parsed.doc.train.len();
         let newest = self.loaded.meta.position.stage.min(n.saturating_sub(1));
-        let newest = if self.loaded.meta.position.stage_done || self.loaded.meta.position.step > 0 || newest == 0 { newest } else { newest - 1 };
+        let newest = if self.loaded.meta.position.stage_done || self.loaded.meta.position.step > 0 || newest == 0 {
+            newest
+        } else {
+            newest - 1
+        };
         match stage {
             None => Ok(newest),
             Some(s) if s >= 1 && s <= n => Ok(s - 1),
@@ -74,7 +91,12 @@ impl Trained {
     /// Index of the generator net of stage `s` and its text width.
     pub fn generator(&self, s: usize) -> Result<(usize, usize, usize)> {
         let name = &self.flow.parsed.doc.train[s].generator;
-        let g = self.flow.nets.iter().position(|n| &n.name == name).ok_or_else(|| Error::other("run::net", format!("no net `{name}`")))?;
+        let g = self
+            .flow
+            .nets
+            .iter()
+            .position(|n| &n.name == name)
+            .ok_or_else(|| Error::other("run::net", format!("no net `{name}`")))?;
         let net = &self.flow.nets[g];
         let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(0);
         let z = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
@@ -84,7 +106,14 @@ impl Trained {
 
 /// Generate `per` images for each text embedding (rows of `embeds`) with generator `g`:
 /// returns images (CHW in [-1, 1]) in caption-major order and their side.
-pub fn generate_many<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamStore<D>, embeds: &[f32], per: usize, seed: u64) -> Result<(Vec<Vec<f32>>, usize)> {
+pub fn generate_many<D: KernelDevice>(
+    flow: &Flow,
+    g: usize,
+    store: &mut ParamStore<D>,
+    embeds: &[f32],
+    per: usize,
+    seed: u64,
+) -> Result<(Vec<Vec<f32>>, usize)> {
     let net = &flow.nets[g];
     let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(1);
     let z_dim = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
@@ -97,7 +126,8 @@ pub fn generate_many<D: KernelDevice>(flow: &Flow, g: usize, store: &mut ParamSt
     let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, per)).collect();
     for chunk in rows.chunks(16) {
         let emb: Vec<f32> = chunk.iter().flat_map(|&i| embeds[i * e..(i + 1) * e].iter().copied()).collect();
-        let z: Vec<f32> = (0..chunk.len() * z_dim).map(|_| rand_distr::Distribution::<f32>::sample(&normal, &mut rng)).collect();
+        let z: Vec<f32> =
+            (0..chunk.len() * z_dim).map(|_| rand_distr::Distribution::<f32>::sample(&normal, &mut rng)).collect();
         let imgs = game::generate(flow, g, store, &emb, &z, false, seed)?;
         let each = imgs.len() / chunk.len();
         out.extend(imgs.chunks(each).map(<[f32]>::to_vec));
@@ -136,7 +166,8 @@ pub fn score(images: &[Vec<f32>], side: usize, tags: &[Vec<u32>], per: usize) ->
     for group in images.chunks(per.max(1)) {
         for a in 0..group.len() {
             for b in a + 1..group.len() {
-                let d: f64 = group[a].iter().zip(&group[b]).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>() / group[a].len().max(1) as f64;
+                let d: f64 = group[a].iter().zip(&group[b]).map(|(x, y)| ((x - y) as f64).powi(2)).sum::<f64>()
+                    / group[a].len().max(1) as f64;
                 dist.push(d.sqrt());
             }
         }
@@ -153,14 +184,24 @@ pub fn score(images: &[Vec<f32>], side: usize, tags: &[Vec<u32>], per: usize) ->
 
 /// Evaluate stage `s` of a trained run on held-out synthetic shapes: the model's scores
 /// and the ceiling (the same judge on the real images).
-pub fn evaluate<D: KernelDevice>(t: &Trained, dev: D, s: usize, captions: usize, per: usize, seed: u64) -> Result<(Scores, Scores)> {
+pub fn evaluate<D: KernelDevice>(
+    t: &Trained,
+    dev: D,
+    s: usize,
+    captions: usize,
+    per: usize,
+    seed: u64,
+) -> Result<(Scores, Scores)> {
     let (g, e, _) = t.generator(s)?;
     let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
         return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
     };
     // Held out: a different generator seed than training.
     let ds = data::SyntheticShapes::new(captions, data_seed.wrapping_add(0x0E7A_1000), e);
-    let side = t.flow.nets[g].output("fake_img").map(|v| *t.flow.nets[g].values[v].shape.dims().last().unwrap_or(&64)).unwrap_or(64);
+    let side = t.flow.nets[g]
+        .output("fake_img")
+        .map(|v| *t.flow.nets[g].values[v].shape.dims().last().unwrap_or(&64))
+        .unwrap_or(64);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut embeds = Vec::new();
     let mut tags = Vec::new();

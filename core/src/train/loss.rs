@@ -28,7 +28,9 @@ struct Bce;
 
 /// `nn.BCELoss` against a constant label 0 or 1: −mean(clamp(ln p)) or −mean(clamp(ln(1−p))).
 pub fn bce(ops: &mut dyn Ops, p: Tensor, label: bool) -> Result<Tensor> {
-    let q = if label { p } else {
+    let q = if label {
+        p
+    } else {
         let neg = ops.unary(Unary::Neg, p)?;
         ops.unary(Unary::AddScalar(1.0), neg)?
     };
@@ -63,7 +65,11 @@ impl Loss for Bce {
         let real_c = bce(ops, need(real, "cond_prob", "real")?, true)?;
         let wrong_c = bce(ops, need(wrong, "cond_prob", "mismatched")?, false)?;
         let fake_c = bce(ops, need(fake, "cond_prob", "fake")?, false)?;
-        let mut parts = vec![("D_cond_real".to_string(), real_c), ("D_cond_wrong".to_string(), wrong_c), ("D_cond_fake".to_string(), fake_c)];
+        let mut parts = vec![
+            ("D_cond_real".to_string(), real_c),
+            ("D_cond_wrong".to_string(), wrong_c),
+            ("D_cond_fake".to_string(), fake_c),
+        ];
         let total = match (get(real, "uncond_prob"), get(fake, "uncond_prob")) {
             (Some(ru), Some(fu)) => {
                 let real_u = bce(ops, ru, true)?;

@@ -4,8 +4,8 @@
 pub mod adam;
 pub mod bench;
 pub mod checkpoint;
-pub mod infer;
 pub mod game;
+pub mod infer;
 pub mod loss;
 pub mod plot;
 pub mod run;

@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub log_every: u64,
     /// Continue from this checkpoint.
     pub resume: Option<PathBuf>,
+    /// Plugin libraries the run loaded (recorded so `sample` and `eval` load them too).
+    pub plugins: Vec<PathBuf>,
 }
 
 /// What a run did.
@@ -113,10 +115,13 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     if !graph_copy.exists() {
         let header: String = opts.overrides.iter().map(|o| format!("// --set {o}\n")).collect();
         checkpoint::write_atomic(&graph_copy, format!("{header}{text}").as_bytes())?;
-        let run_json = serde_json::json!({ "graph": opts.graph_path, "overrides": opts.overrides, "seed": opts.seed, "graph_hash": hash });
+        let plugins: Vec<PathBuf> =
+            opts.plugins.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+        let run_json = serde_json::json!({ "graph": opts.graph_path, "overrides": opts.overrides, "seed": opts.seed, "graph_hash": hash, "plugins": plugins });
         checkpoint::write_atomic(&opts.dir.join("run.json"), run_json.to_string().as_bytes())?;
     }
-    let stages: Vec<StageSetup> = (0..flow.parsed.doc.train.len()).map(|i| game::setup(flow, registry, i)).collect::<Result<_>>()?;
+    let stages: Vec<StageSetup> =
+        (0..flow.parsed.doc.train.len()).map(|i| game::setup(flow, registry, i)).collect::<Result<_>>()?;
     if stages.is_empty() {
         return Err(Error::input("run::no_recipe", format!("{} has no `train` stages", flow.parsed.src.name)));
     }
@@ -129,8 +134,13 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     if let Some(path) = &opts.resume {
         let loaded = checkpoint::load(path)?;
         if loaded.meta.graph_hash != hash {
-            return Err(Error::input("run::graph_changed", format!("`{}` was made by a different graph or --set values", path.display()))
-                .with_help("resume with the same graph file and the same --set flags (see the run's graph.ron and run.json)"));
+            return Err(Error::input(
+                "run::graph_changed",
+                format!("`{}` was made by a different graph or --set values", path.display()),
+            )
+            .with_help(
+                "resume with the same graph file and the same --set flags (see the run's graph.ron and run.json)",
+            ));
         }
         checkpoint::restore(&mut store, &loaded, path)?;
         pos = loaded.meta.position.clone();
@@ -143,12 +153,14 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     let ckpt_dir = opts.dir.join("checkpoints");
     let samples_dir = opts.dir.join("samples");
     let metrics_path = opts.dir.join("metrics.jsonl");
-    let mut metrics = OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let mut metrics =
+        OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     let base = opts.graph_path.parent().unwrap_or(Path::new("")).to_path_buf();
     let mut total = 0u64;
     let mut last_ckpt = None;
     let started = Instant::now();
-    let mut plot_series: Vec<(String, Vec<(f64, f64)>)> = ["D", "G", "KL"].iter().map(|n| (n.to_string(), Vec::new())).collect();
+    let mut plot_series: Vec<(String, Vec<(f64, f64)>)> =
+        ["D", "G", "KL"].iter().map(|n| (n.to_string(), Vec::new())).collect();
 
     while pos.stage < stages.len() {
         let st = &stages[pos.stage];
@@ -157,7 +169,10 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         let batch = def.batch as usize;
         let ipe = (ds.len() / batch) as u64;
         if ipe == 0 {
-            return Err(Error::input("run::small_data", format!("stage `{}`: {} samples are fewer than one batch of {batch}", st.name, ds.len())));
+            return Err(Error::input(
+                "run::small_data",
+                format!("stage `{}`: {} samples are fewer than one batch of {batch}", st.name, ds.len()),
+            ));
         }
         let total_steps = ipe * def.epochs;
         let pb = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps) };
@@ -168,8 +183,13 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         pb.set_prefix(st.name.clone());
         pb.set_position(pos.step);
         // Fixed captions and noise for the per-epoch sample grids.
-        let (grid_batch, grid_captions) = load_batch(ds.as_ref(), &(0..GRID.min(ds.len())).collect::<Vec<_>>(), st.image_size, opts.seed)?;
-        let grid_z = st.noise.sample(&mut rand::rngs::StdRng::seed_from_u64(opts.seed ^ 0x5151), grid_captions.len(), st.z_dim)?;
+        let (grid_batch, grid_captions) =
+            load_batch(ds.as_ref(), &(0..GRID.min(ds.len())).collect::<Vec<_>>(), st.image_size, opts.seed)?;
+        let grid_z = st.noise.sample(
+            &mut rand::rngs::StdRng::seed_from_u64(opts.seed ^ 0x5151),
+            grid_captions.len(),
+            st.z_dim,
+        )?;
 
         while pos.epoch < def.epochs {
             let mut order: Vec<usize> = (0..ds.len()).collect();
@@ -185,7 +205,9 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
                 let (b, _) = load_batch(ds.as_ref(), idx, st.image_size, opts.seed ^ pos.step.wrapping_mul(31))?;
                 let mut rng = game::step_rng(opts.seed ^ ((pos.stage as u64) << 56), pos.step);
                 let report = game::iteration(flow, st, &mut store, &mut opt, &b, scale, &mut rng, None, false)
-                    .map_err(|e| e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step)))?;
+                    .map_err(|e| {
+                        e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step))
+                    })?;
                 pos.step += 1;
                 total += 1;
                 let get = |n: &str| report.term(n).unwrap_or(f32::NAN);
@@ -204,7 +226,16 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
                     }
                     writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
                     if opts.quiet {
-                        eprintln!("{} epoch {} step {}/{}: D {:.4} G {:.4} KL {:.4}", st.name, pos.epoch, pos.step, total_steps, get("D"), get("G"), get("KL"));
+                        eprintln!(
+                            "{} epoch {} step {}/{}: D {:.4} G {:.4} KL {:.4}",
+                            st.name,
+                            pos.epoch,
+                            pos.step,
+                            total_steps,
+                            get("D"),
+                            get("G"),
+                            get("KL")
+                        );
                     }
                 }
                 pb.set_message(format!("D {:.3} G {:.3} KL {:.3}", get("D"), get("G"), get("KL")));
@@ -221,7 +252,13 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
                 data::write_grid_png(&path, &imgs, st.image_size, 1, Some(&grid_captions))?;
             }
             pos.stage_done = pos.epoch >= def.epochs;
-            let meta = Meta { position: pos.clone(), seed: opts.seed, graph_hash: hash.clone(), overrides: opts.overrides.clone(), adam_t: (opt.g.t, opt.d.t) };
+            let meta = Meta {
+                position: pos.clone(),
+                seed: opts.seed,
+                graph_hash: hash.clone(),
+                overrides: opts.overrides.clone(),
+                adam_t: (opt.g.t, opt.d.t),
+            };
             let path = ckpt_dir.join(format!("ckpt-s{}-{:09}.safetensors", pos.stage, pos.step));
             checkpoint::save(&path, &store, &opt, &meta)?;
             last_ckpt = Some(path);

@@ -48,7 +48,8 @@ impl Fixture {
         let mut tensors: HashMap<_, _> = weights::read_all(&path).unwrap().into_iter().collect();
         for g in manifest()["generated_tensors"].as_array().unwrap() {
             if g["file"] == file {
-                let shape: Vec<usize> = g["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+                let shape: Vec<usize> =
+                    g["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
                 let n = shape.iter().product();
                 let data = hash_uniform(n, g["tag"].as_u64().unwrap() as u32, g["scale_pow2"].as_i64().unwrap() as i32);
                 tensors.insert(g["name"].as_str().unwrap().to_string(), (shape, data));
@@ -123,4 +124,3 @@ pub fn flow() -> Flow {
     let parsed = stackflow_core::dsl::load(&root().join("graphs/stackgan256.ron")).unwrap();
     ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions { overrides }).unwrap()
 }
-

@@ -1,0 +1,64 @@
+//! A plugin that fails on purpose, where its attribute says: `panicky.block` with
+//! `fail: "configure" | "infer" | "forward" | "error" | "host" | "none"` and
+//! `panicky.loss`, whose D loss panics. Every failure must reach the user as a diagnostic
+//! naming the plugin and the kind, with exit code 1, never a crash.
+
+use stackflow_plugin_api::prelude::*;
+
+struct Faulty {
+    fail: &'static str,
+}
+
+impl Block for Faulty {
+    const NAME: &'static str = "panicky.block";
+    const DOC: &'static str = "identity that fails where `fail` says";
+    const ATTRS: &'static [(&'static str, &'static str)] =
+        &[("fail", "configure | infer | forward | error | host | none")];
+
+    fn configure(attrs: &mut Attrs) -> Result<Self> {
+        let fail = attrs.choice("fail", &["none", "configure", "infer", "forward", "error", "host"])?;
+        if fail == "configure" {
+            panic!("configure blew up");
+        }
+        Ok(Faulty { fail })
+    }
+
+    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<Inferred, String> {
+        if self.fail == "infer" {
+            let v: Vec<usize> = Vec::new();
+            let _ = v[inputs.len() + 3];
+        }
+        Ok(Inferred::outputs(inputs.iter().take(1).cloned()))
+    }
+
+    fn forward<'a>(&self, _: &'a Ops, x: &[Tensor<'a>], _: &[Tensor<'a>]) -> Result<Vec<Tensor<'a>>> {
+        match self.fail {
+            "forward" => panic!("forward blew up"),
+            "error" => Err(Error::new("forward refused politely")),
+            // A rank-2 matmul the host must refuse with a message, not a crash.
+            "host" => Ok(vec![x[0].matmul(x[0])]),
+            _ => Ok(vec![x[0] * 1.0]),
+        }
+    }
+}
+
+struct Loud;
+
+impl Loss for Loud {
+    const NAME: &'static str = "panicky.loss";
+    const DOC: &'static str = "a loss whose D loss panics";
+    fn configure(_: &mut Attrs) -> Result<Self> {
+        Ok(Loud)
+    }
+    fn needs(&self) -> Vec<String> {
+        vec!["cond_prob".into()]
+    }
+    fn d_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, _: &Outs<'a>, _: &Outs<'a>) -> Result<Terms<'a>> {
+        panic!("d_loss blew up")
+    }
+    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+        Ok(Terms::total(fake.need("cond_prob")?.mean()))
+    }
+}
+
+export_plugin!(name: "panicky", blocks: [Faulty], losses: [Loud]);

@@ -1,0 +1,384 @@
+//! Plugins through the real binary: the plugin crates and the tutorial are built inside
+//! the test run (a nested cargo with this run's profile and target directory), listed,
+//! used by the variant graphs, and run forward; broken libraries and misbehaving plugins
+//! give diagnostics with exit code 1, never a crash.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::support::{root, stackflow, Output};
+
+/// Build every plugin library once per test binary; return the profile directory
+/// (`target/debug` for `cargo test`), where `lib<crate>.so` and `examples/` are.
+fn built() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable");
+        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
+        let target_dir = profile_dir.parent().expect("target dir");
+        let profile = match profile_dir.file_name().and_then(|s| s.to_str()) {
+            Some("debug") | None => "dev".to_string(),
+            Some(p) => p.to_string(),
+        };
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let out = Command::new(cargo)
+            .args(["build", "--quiet", "--lib", "--examples", "--profile", &profile, "--target-dir"])
+            .arg(target_dir)
+            .args(["-p", "stackflow-gan-losses", "-p", "stackflow-samplers", "-p", "stackflow-example-block"])
+            .args(["-p", "stackflow-test-plugins", "-p", "custom-block-plugin"])
+            .current_dir(root())
+            .output()
+            .expect("cargo runs");
+        assert!(out.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        profile_dir
+    })
+}
+
+fn file_name(stem: &str) -> String {
+    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
+}
+
+/// A plugin library of this workspace (`stackflow_gan_losses`, …), as a string path.
+fn lib(stem: &str) -> String {
+    built().join(file_name(stem)).display().to_string()
+}
+
+/// A fault-injection library from plugins/test-fixtures/examples.
+fn fixture(stem: &str) -> String {
+    built().join("examples").join(file_name(stem)).display().to_string()
+}
+
+/// Run with arguments `args`, then `--plugin` for each of `plugins`.
+fn with_plugins(args: &[&str], plugins: &[String]) -> Output {
+    let mut all: Vec<&str> = args.to_vec();
+    for p in plugins {
+        all.extend(["--plugin", p.as_str()]);
+    }
+    stackflow(&all)
+}
+
+/// A diagnostic's text without miette's line wrapping and frame characters.
+fn flat(s: &str) -> String {
+    s.replace(['│', '╭', '╰', '─', '┬', '·'], " ").split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Exit code 1, a diagnostic with `code`, and no sign of a crash.
+fn refused(out: &Output, code: &str) {
+    assert_eq!(out.code, 1, "stdout: {}\nstderr: {}", out.stdout, out.stderr);
+    assert!(flat(&out.stderr).contains(code), "expected {code}:\n{}", out.stderr);
+    assert!(!out.stderr.contains("RUST_BACKTRACE") && !out.stderr.contains("thread '"), "a crash:\n{}", out.stderr);
+}
+
+fn temp_graph(name: &str, text: &str) -> PathBuf {
+    let dir = built().join("plugin-tests");
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(format!("{name}-{}.ron", std::process::id()));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
+    let gan = lib("stackflow_gan_losses");
+    let out = with_plugins(&["plugins", "list"], std::slice::from_ref(&gan));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let hinge =
+        out.stdout.lines().find(|l| l.trim_start().starts_with("gan_losses.hinge")).expect("the hinge loss is listed");
+    assert!(hinge.contains(&gan) && hinge.contains("hinge GAN loss"), "{hinge}");
+    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 1, API 1)"), "{}", out.stdout);
+    for builtin in ["core.conv2d", "stackgan.matching_aware_bce", "core.normal"] {
+        let line = out.stdout.lines().find(|l| l.trim_start().starts_with(builtin)).expect("built-ins are listed");
+        assert!(line.contains("built-in"), "{line}");
+    }
+    let out = stackflow(&["plugins", "list", "--json", "--plugin", &lib("stackflow_samplers")]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let kinds = j["kinds"].as_array().unwrap();
+    let find = |n: &str| kinds.iter().find(|k| k["name"] == n).unwrap_or_else(|| panic!("{n} listed"));
+    assert_eq!(find("samplers.class_aware")["family"], "sampler");
+    assert_eq!(find("samplers.class_aware")["source"], lib("stackflow_samplers"));
+    assert_eq!(j["plugins"][0]["abi_version"], 1);
+}
+
+#[test]
+fn every_variant_checks_with_its_plugin_and_names_it_without() {
+    let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
+    let cases: [(&str, Option<&String>); 5] = [
+        ("d1_projection", None),
+        ("d1_uncond", None),
+        ("d1_patch", None),
+        ("d1_hinge", Some(&gan)),
+        ("d1_attention", Some(&attn)),
+    ];
+    for (name, plugin) in cases {
+        let file = format!("graphs/variants/{name}.ron");
+        let out = with_plugins(&["check", &file], &plugin.into_iter().cloned().collect::<Vec<_>>());
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert!(out.stdout.starts_with("ok: "), "{}", out.stdout);
+        if plugin.is_some() {
+            let out = stackflow(&["check", &file]);
+            refused(&out, "graph::unknown_kind");
+            assert!(flat(&out.stderr).contains("--plugin"), "the help says how to load a plugin:\n{}", out.stderr);
+        }
+    }
+    // The swapped line is all that differs from quickstart's d1 (plus the head template).
+    let quick = std::fs::read_to_string(root().join("graphs/quickstart.ron")).unwrap();
+    for name in ["d1_projection", "d1_uncond", "d1_patch", "d1_hinge", "d1_attention"] {
+        let v = std::fs::read_to_string(root().join(format!("graphs/variants/{name}.ron"))).unwrap();
+        let g1 = |s: &str| s[s.find("\"g1\": Net(").unwrap()..s.find("\"d1\": Net(").unwrap()].to_string();
+        assert_eq!(g1(&v), g1(&quick), "{name}: the generator is quickstart's");
+        assert!(v.contains("// ← variant"), "{name} marks its variant line");
+    }
+}
+
+#[test]
+fn variant_discriminators_run_forward() {
+    let x = temp_graph("inputs", "");
+    let inputs = x.with_extension("safetensors");
+    write_safetensors(
+        &inputs,
+        &[
+            ("img", vec![2, 3, 64, 64], (0..2 * 3 * 64 * 64).map(|i| ((i % 17) as f32 / 8.0) - 1.0).collect()),
+            ("cond", vec![2, 16], (0..32).map(|i| i as f32 / 32.0).collect()),
+        ],
+    );
+    for (name, plugin) in
+        [("d1_attention", Some(lib("stackflow_example_block"))), ("d1_patch", None), ("d1_projection", None)]
+    {
+        let output = inputs.with_file_name(format!("{name}-out-{}.safetensors", std::process::id()));
+        let args = [
+            "forward",
+            &format!("graphs/variants/{name}.ron"),
+            "--net",
+            "d1",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        let out = with_plugins(&args, &plugin.into_iter().collect::<Vec<_>>());
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        let t = stackflow_core::exec::weights::read_all(&output).unwrap();
+        let (shape, probs) = &t["cond_prob"];
+        assert_eq!(shape[0], 2, "{name}");
+        assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{name}: {probs:?}");
+        let _ = std::fs::remove_file(&output);
+    }
+    let _ = std::fs::remove_file(&inputs);
+}
+
+fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
+    let bytes: Vec<Vec<u8>> =
+        tensors.iter().map(|(_, _, d)| d.iter().flat_map(|v| v.to_le_bytes()).collect()).collect();
+    let views: Vec<(&str, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            (*n, safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap())
+        })
+        .collect();
+    safetensors::serialize_to_file(views, None, path).unwrap();
+}
+
+#[test]
+fn broken_libraries_are_diagnostics() {
+    let out = stackflow(&["plugins", "list", "--plugin", "target/nowhere/libnothing.so"]);
+    refused(&out, "plugin::not_found");
+    assert!(flat(&out.stderr).contains("target/nowhere/libnothing.so"), "{}", out.stderr);
+
+    let out = stackflow(&["plugins", "list", "--plugin", &fixture("not_a_plugin")]);
+    refused(&out, "plugin::not_a_plugin");
+    assert!(flat(&out.stderr).contains("STACKFLOW_PLUGIN_V1"), "{}", out.stderr);
+
+    let out = stackflow(&["plugins", "list", "--plugin", &fixture("bad_abi")]);
+    refused(&out, "plugin::abi_mismatch");
+    assert!(
+        flat(&out.stderr).contains("ABI version 999") && flat(&out.stderr).contains("ABI version 1"),
+        "both versions:\n{}",
+        out.stderr
+    );
+
+    let out = stackflow(&["plugins", "list", "--plugin", "Cargo.toml"]);
+    refused(&out, "plugin::load_failed");
+
+    let out = stackflow(&["plugins", "list", "--plugin", &fixture("reserved")]);
+    refused(&out, "plugin::bad_kind");
+    assert!(flat(&out.stderr).contains("core.relu2"), "{}", out.stderr);
+
+    let out = with_plugins(&["plugins", "list"], &[lib("stackflow_gan_losses"), fixture("duplicate")]);
+    refused(&out, "registry::duplicate_kind");
+    assert!(flat(&out.stderr).contains("gan_losses.hinge"), "{}", out.stderr);
+
+    // A graph naming a missing plugin library, relative to the graph file.
+    let g = temp_graph("missing", "Flow(name: \"m\", plugins: [\"libmissing.so\"], nets: {})");
+    let out = stackflow(&["check", g.to_str().unwrap()]);
+    refused(&out, "plugin::not_found");
+    // The same library named twice is loaded once.
+    let gan = lib("stackflow_gan_losses");
+    let out = with_plugins(&["check", "graphs/variants/d1_hinge.ron"], &[gan.clone(), gan]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+const PANICKY: &str = r#"Flow(
+    name: "panicky",
+    nets: {
+        "n": Net(
+            inputs: (x: [4, 2, 2]),
+            nodes: [("p", "panicky.block", (fail: "WHERE"), ["x"])],
+            outputs: (y: "p"),
+        ),
+    },
+)"#;
+
+#[test]
+fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
+    let p = fixture("panicky");
+    for (fail, code, what) in
+        [("configure", "plugin::panic", "configure blew up"), ("infer", "graph::shape", "panicked in shape inference")]
+    {
+        let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
+        let out = with_plugins(&["check", g.to_str().unwrap()], std::slice::from_ref(&p));
+        refused(&out, code);
+        assert!(flat(&out.stderr).contains(what) && flat(&out.stderr).contains("panicky"), "{fail}:\n{}", out.stderr);
+        assert!(flat(&out.stderr).contains("panicky.block"), "{fail}: names the kind:\n{}", out.stderr);
+        assert!(out.stderr.contains("───"), "{fail}: points into the graph:\n{}", out.stderr);
+    }
+    let inputs = temp_graph("panicky-inputs", "").with_extension("safetensors");
+    write_safetensors(&inputs, &[("x", vec![2, 4, 2, 2], (0..32).map(|i| i as f32).collect())]);
+    let output = inputs.with_extension("out.safetensors");
+    for (fail, code, what) in [
+        ("forward", "plugin::panic", "forward blew up"),
+        ("error", "plugin::call", "forward refused politely"),
+        ("host", "plugin::call", "matmul"),
+    ] {
+        let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
+        let args = [
+            "forward",
+            g.to_str().unwrap(),
+            "--net",
+            "n",
+            "--inputs",
+            inputs.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ];
+        let out = with_plugins(&args, std::slice::from_ref(&p));
+        refused(&out, code);
+        assert!(
+            flat(&out.stderr).contains(what)
+                && flat(&out.stderr).contains("plugin `panicky`")
+                && flat(&out.stderr).contains("panicky.block"),
+            "{fail}:\n{}",
+            out.stderr
+        );
+    }
+    let g = temp_graph("panicky-none", &PANICKY.replace("WHERE", "none"));
+    let args = [
+        "forward",
+        g.to_str().unwrap(),
+        "--net",
+        "n",
+        "--inputs",
+        inputs.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    let out = with_plugins(&args, std::slice::from_ref(&p));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let _ = std::fs::remove_file(&output);
+
+    // A misspelt attribute value is the plugin's own message, at the attribute.
+    let g = temp_graph("panicky-attr", &PANICKY.replace("WHERE", "forwrd"));
+    let out = with_plugins(&["check", g.to_str().unwrap()], std::slice::from_ref(&p));
+    refused(&out, "graph::bad_attribute");
+    assert!(flat(&out.stderr).contains("must be one of"), "{}", out.stderr);
+}
+
+#[test]
+fn plugin_shape_errors_point_at_the_node() {
+    let text = std::fs::read_to_string(root().join("graphs/variants/d1_attention.ron"))
+        .unwrap()
+        .replace("[\"e3\"]), // ← variant", "[\"cond\"]), // ← variant");
+    let g = temp_graph("attn-shape", &text);
+    let out = with_plugins(&["check", g.to_str().unwrap()], &[lib("stackflow_example_block")]);
+    refused(&out, "graph::shape");
+    assert!(
+        flat(&out.stderr).contains("node `attn` (example.self_attention): expects a feature map [C, H, W], got [16]"),
+        "{}",
+        out.stderr
+    );
+    assert!(flat(&out.stderr).contains("(plugin `example`)"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("(\"attn\", \"example.self_attention\""),
+        "the caret is under the node:\n{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn plugins_load_from_the_graph_file_and_the_environment() {
+    // `plugins: [...]` in the graph file, relative to the file.
+    let text = std::fs::read_to_string(root().join("graphs/variants/d1_hinge.ron")).unwrap();
+    let g = temp_graph(
+        "hinge-listed",
+        &text.replacen("Flow(\n", &format!("Flow(\n    plugins: [\"../{}\"],\n", file_name("stackflow_gan_losses")), 1),
+    );
+    let out = stackflow(&["check", g.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // STACKFLOW_PLUGIN_PATH, separated like PATH.
+    let paths = std::env::join_paths([lib("stackflow_samplers"), lib("stackflow_gan_losses")]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_stackflow"))
+        .args(["check", "graphs/variants/d1_hinge.ron"])
+        .current_dir(root())
+        .env("NO_COLOR", "1")
+        .env("STACKFLOW_PLUGIN_PATH", paths)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn plugin_samplers_are_checked_in_the_recipe() {
+    let text = std::fs::read_to_string(root().join("graphs/variants/d1_hinge.ron")).unwrap();
+    let with = |mismatch: &str| {
+        text.replace(
+            "loss: \"gan_losses.hinge\", loss_params: (input: \"prob\"),",
+            &format!("noise: \"samplers.truncated_normal\", {mismatch}"),
+        )
+    };
+    let plugins = [lib("stackflow_samplers")];
+    let g = temp_graph("samplers-ok", &with("mismatch: \"samplers.class_aware\", mismatch_params: (tag: 1),"));
+    let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let g = temp_graph("samplers-bad", &with("mismatch: \"samplers.class_aware\", mismatch_params: (tags: 1),"));
+    let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
+    refused(&out, "graph::unknown_attribute");
+    assert!(flat(&out.stderr).contains("tags"), "{}", out.stderr);
+    let g = temp_graph("samplers-role", &with("mismatch: \"samplers.truncated_normal\","));
+    let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
+    refused(&out, "is not a mismatch sampler");
+}
+
+#[test]
+fn the_tutorial_plugin_builds_loads_and_runs() {
+    let tutorial = lib("custom_block_plugin");
+    let out = with_plugins(&["plugins", "list"], std::slice::from_ref(&tutorial));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("tutorial.gated_conv"), "{}", out.stdout);
+    let graph = "examples/custom-block-plugin/graph.ron";
+    let out = with_plugins(&["check", graph], std::slice::from_ref(&tutorial));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let inputs = temp_graph("tutorial-inputs", "").with_extension("safetensors");
+    write_safetensors(
+        &inputs,
+        &[("img", vec![2, 3, 16, 16], (0..2 * 3 * 256).map(|i| (i % 7) as f32 / 7.0).collect())],
+    );
+    let output = inputs.with_extension("out.safetensors");
+    let args =
+        ["forward", graph, "--net", "enc", "--inputs", inputs.to_str().unwrap(), "--output", output.to_str().unwrap()];
+    let out = with_plugins(&args, std::slice::from_ref(&tutorial));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let t = stackflow_core::exec::weights::read_all(&output).unwrap();
+    assert_eq!(t["code"].0, vec![2, 16, 8, 8]);
+}
