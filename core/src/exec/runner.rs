@@ -306,12 +306,6 @@ impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
         let y = s.reshape_like(&(1usize,));
         self.put(y, Val::R1)
     }
-
-    fn index(&self, rows: usize, start: usize, end: usize) -> Tensor<(usize, usize), usize, D> {
-        let n = end - start;
-        let data: Vec<usize> = (0..rows).flat_map(|_| start..end).collect();
-        self.dev.tensor_from_vec(data, (rows, n))
-    }
 }
 
 impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
@@ -556,40 +550,62 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         if axis >= dims.len() || start >= end || end > dims[axis] {
             return Err(shape_err("slice", format!("{start}..{end} along axis {axis} of {dims:?}")));
         }
-        // Gather, not dfdx's `slice`: its CPU backward overwrites instead of adding.
-        match (v, axis) {
-            (Val::R1(t), 0) => {
-                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
-                let y = self.tr(&t).gather::<(usize,), _>(idx);
-                Ok(self.put(y, Val::R1))
-            }
-            (Val::R2(t), 1) => {
-                let idx = self.index(dims[0], start, end);
-                let y = self.tr(&t).gather::<(usize, usize), _>(idx);
-                Ok(self.put(y, Val::R2))
-            }
-            (Val::R3(t), 1) => {
-                let idx = self.index(dims[0], start, end);
-                let y = self.tr(&t).gather::<(usize, usize, usize), _>(idx);
-                Ok(self.put(y, Val::R3))
-            }
-            (Val::R4(t), 1) => {
-                let idx = self.index(dims[0], start, end);
-                let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx);
-                Ok(self.put(y, Val::R4))
+        // Gather, not dfdx's `slice`: its CPU backward overwrites instead of adding. The
+        // index has the tensor's dims up to `axis`, then the kept range.
+        let z = end - start;
+        let prefix: usize = dims[..axis].iter().product();
+        let data: Vec<usize> = (0..prefix).flat_map(|_| start..end).collect();
+        let dev = self.dev.clone();
+        let i1 = || dev.tensor_from_vec(data.clone(), (z,));
+        let i2 = || dev.tensor_from_vec(data.clone(), (dims[0], z));
+        let i3 = || dev.tensor_from_vec(data.clone(), (dims[0], dims[1], z));
+        let i4 = || dev.tensor_from_vec(data.clone(), (dims[0], dims[1], dims[2], z));
+        type S1 = (usize,);
+        type S2 = (usize, usize);
+        type S3 = (usize, usize, usize);
+        type S4 = (usize, usize, usize, usize);
+        Ok(match (v, axis) {
+            (Val::R1(t), _) => {
+                let y = self.tr(&t).gather::<S1, _>(i1());
+                self.put(y, Val::R1)
             }
             (Val::R2(t), 0) => {
-                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
-                let y = self.tr(&t).gather::<(usize, usize), _>(idx);
-                Ok(self.put(y, Val::R2))
+                let y = self.tr(&t).gather::<S2, _>(i1());
+                self.put(y, Val::R2)
+            }
+            (Val::R2(t), _) => {
+                let y = self.tr(&t).gather::<S2, _>(i2());
+                self.put(y, Val::R2)
+            }
+            (Val::R3(t), 0) => {
+                let y = self.tr(&t).gather::<S3, _>(i1());
+                self.put(y, Val::R3)
+            }
+            (Val::R3(t), 1) => {
+                let y = self.tr(&t).gather::<S3, _>(i2());
+                self.put(y, Val::R3)
+            }
+            (Val::R3(t), _) => {
+                let y = self.tr(&t).gather::<S3, _>(i3());
+                self.put(y, Val::R3)
             }
             (Val::R4(t), 0) => {
-                let idx = self.dev.tensor_from_vec((start..end).collect::<Vec<usize>>(), (end - start,));
-                let y = self.tr(&t).gather::<(usize, usize, usize, usize), _>(idx);
-                Ok(self.put(y, Val::R4))
+                let y = self.tr(&t).gather::<S4, _>(i1());
+                self.put(y, Val::R4)
             }
-            _ => Err(shape_err("slice", format!("axis {axis} of a rank-{} tensor is not supported", dims.len()))),
-        }
+            (Val::R4(t), 1) => {
+                let y = self.tr(&t).gather::<S4, _>(i2());
+                self.put(y, Val::R4)
+            }
+            (Val::R4(t), 2) => {
+                let y = self.tr(&t).gather::<S4, _>(i3());
+                self.put(y, Val::R4)
+            }
+            (Val::R4(t), _) => {
+                let y = self.tr(&t).gather::<S4, _>(i4());
+                self.put(y, Val::R4)
+            }
+        })
     }
 
     fn reshape(&mut self, x: H, shape: &[usize]) -> Result<H> {
