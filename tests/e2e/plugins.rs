@@ -382,3 +382,37 @@ fn the_tutorial_plugin_builds_loads_and_runs() {
     let t = stackflow_core::exec::weights::read_all(&output).unwrap();
     assert_eq!(t["code"].0, vec![2, 16, 8, 8]);
 }
+
+#[test]
+fn every_variant_trains_a_few_steps() {
+    let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
+    let cases: [(&str, Vec<String>); 5] = [
+        ("d1_projection", vec![]),
+        ("d1_uncond", vec![]),
+        ("d1_patch", vec![]),
+        ("d1_hinge", vec![gan]),
+        ("d1_attention", vec![attn]),
+    ];
+    for (name, plugins) in cases {
+        let out_dir = std::env::temp_dir().join(format!("stackflow-variant-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&out_dir);
+        let file = format!("graphs/variants/{name}.ron");
+        let args = [
+            "run",
+            &file,
+            "--quiet",
+            "--max-steps",
+            "2",
+            "--set",
+            "gf_dim=4",
+            "--set",
+            "df_dim=4",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ];
+        let out = with_plugins(&args, &plugins);
+        assert_eq!(out.code, 0, "{name}: {}", out.stderr);
+        assert!(out.stdout.contains("stopped after 2"), "{name}: {}", out.stdout);
+        let _ = std::fs::remove_dir_all(&out_dir);
+    }
+}

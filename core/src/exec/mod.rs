@@ -20,7 +20,10 @@ pub fn cpu(seed: u64) -> dfdx::prelude::Cpu {
     let dev = dfdx::tensor::Cpu::seed_from_u64(seed);
     // Reuse freed buffers: without it every large activation is a fresh mapping and
     // page faults dominate (BatchNorm backward 380 ms instead of 46 ms at Stage-I b64).
-    dfdx::prelude::Cache::enable_cache(&dev);
+    // `STACKFLOW_NO_ALLOC_CACHE=1` trades that speed for a lower peak memory.
+    if std::env::var_os("STACKFLOW_NO_ALLOC_CACHE").is_none() {
+        dfdx::prelude::Cache::enable_cache(&dev);
+    }
     dev
 }
 
