@@ -2,15 +2,14 @@
 //! plugin kinds: adding a kind is one file plus one line in [`register_builtins`].
 
 mod activation;
-mod add;
 mod batch_norm;
 mod concat;
 mod cond_aug;
 mod conv2d;
 mod detach;
+mod elementwise;
 mod glu;
 mod linear;
-mod mul;
 mod pool;
 mod replicate;
 mod reshape;
@@ -27,6 +26,7 @@ use crate::registry::{Registry, Source};
 pub fn register_builtins(r: &mut Registry) -> Result<()> {
     for kind in [
         activation::kinds(),
+        elementwise::kinds(),
         vec![
             Arc::new(linear::Linear) as Arc<dyn crate::registry::BlockKind>,
             Arc::new(conv2d::Conv2d),
@@ -37,8 +37,6 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
             Arc::new(replicate::Replicate),
             Arc::new(reshape::Reshape),
             Arc::new(reshape::Flatten),
-            Arc::new(add::Add),
-            Arc::new(mul::Mul),
             Arc::new(pool::GlobalAvgPool),
             Arc::new(split::Split),
             Arc::new(cond_aug::CondAug),
