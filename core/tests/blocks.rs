@@ -13,8 +13,11 @@ use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::{self, BuildOptions, Net, Role};
 use stackflow_core::registry::Registry;
 
+/// Attributes (RON) and per-sample input shapes of one probe.
+type Case = (&'static str, Vec<Vec<usize>>);
+
 /// Attributes and per-sample input shapes that exercise each kind.
-fn cases(kind: &str) -> Option<Vec<(&'static str, Vec<Vec<usize>>)>> {
+fn cases(kind: &str) -> Option<Vec<Case>> {
     let v = |s: &[&[usize]]| s.iter().map(|d| d.to_vec()).collect::<Vec<_>>();
     Some(match kind {
         "core.linear" => vec![("(out: 3)", v(&[&[4]])), ("(out: 2, bias: false)", v(&[&[3]]))],
