@@ -34,13 +34,7 @@ pub struct Args {
 
 /// Run `bench`.
 pub fn run(a: Args) -> Result<()> {
-    match a.device {
-        Device::Cpu => run_on(stackflow_core::exec::cpu(0), &a),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => run_on(stackflow_core::exec::cuda(0)?, &a),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda => Err(super::no_cuda()),
-    }
+    super::on_device!(a.device, 0, |dev| run_on(dev, &a))
 }
 
 fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {

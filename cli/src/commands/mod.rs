@@ -107,6 +107,27 @@ pub enum Device {
     Cuda,
 }
 
+/// Evaluate `$body` with `$dev` bound to the seeded device `$device` names (generic code
+/// cannot be a closure, hence a macro). `--device cuda` in a CPU-only build is an error.
+macro_rules! on_device {
+    ($device:expr, $seed:expr, |$dev:ident| $body:expr) => {
+        match $device {
+            $crate::commands::Device::Cpu => {
+                let $dev = stackflow_core::exec::cpu($seed);
+                $body
+            }
+            #[cfg(feature = "cuda")]
+            $crate::commands::Device::Cuda => {
+                let $dev = stackflow_core::exec::cuda($seed)?;
+                $body
+            }
+            #[cfg(not(feature = "cuda"))]
+            $crate::commands::Device::Cuda => Err($crate::commands::no_cuda()),
+        }
+    };
+}
+pub(crate) use on_device;
+
 /// The error for `--device cuda` in a CPU-only build.
 #[cfg(not(feature = "cuda"))]
 pub fn no_cuda() -> Error {

@@ -43,13 +43,7 @@ pub struct Args {
 
 /// Run `run`.
 pub fn run(a: Args) -> Result<()> {
-    match a.device {
-        Device::Cpu => run_on(stackflow_core::exec::cpu(a.seed), a),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => run_on(stackflow_core::exec::cuda(a.seed)?, a),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda => Err(super::no_cuda()),
-    }
+    super::on_device!(a.device, a.seed, |dev| run_on(dev, a))
 }
 
 fn timestamp() -> String {

@@ -65,13 +65,7 @@ pub struct InterpolateArgs {
 
 /// Run `sample`.
 pub fn run(a: Args) -> Result<()> {
-    match a.device {
-        Device::Cpu => sample_on(stackflow_core::exec::cpu(a.seed), &a),
-        #[cfg(feature = "cuda")]
-        Device::Cuda => sample_on(stackflow_core::exec::cuda(a.seed)?, &a),
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda => Err(super::no_cuda()),
-    }
+    super::on_device!(a.device, a.seed, |dev| sample_on(dev, &a))
 }
 
 fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
