@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand};
 
+/// Counts heap bytes so `bench` can report peak memory; forwards to the system allocator.
+#[global_allocator]
+static ALLOC: stackflow_core::mem::Counting<std::alloc::System> = stackflow_core::mem::Counting(std::alloc::System);
+
 /// StackGAN as data: check, inspect, train and sample RON graph files.
 #[derive(Parser, Debug)]
 #[command(name = "stackflow", version, about, long_about = None)]
@@ -44,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    stackflow_core::mem::tune_allocator();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

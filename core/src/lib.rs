@@ -9,6 +9,7 @@ pub mod error;
 pub mod exec;
 pub mod ir;
 pub mod kernels;
+pub mod mem;
 pub mod plugin;
 pub mod registry;
 pub mod train;

@@ -73,6 +73,12 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
             "  train iteration:          {:>9.1} ms  {:>7.1} GFLOP/s (estimated FLOPs)",
             r.train_ms, r.train_gflops
         );
+        if let (Some(s), Some(t)) = (r.sample_peak_heap_mb, r.train_peak_heap_mb) {
+            println!("  peak heap: sample {s:.0} MB, train {t:.0} MB");
+        }
+        if let Some(rss) = r.peak_rss_mb {
+            println!("  peak resident set of the process: {rss:.0} MB");
+        }
     }
     Ok(())
 }

@@ -16,15 +16,12 @@ pub use runner::{grad_of, Runner};
 pub use value::Val;
 
 /// The CPU device, seeded.
+///
+/// dfdx's allocation cache stays off: it keeps every freed buffer by exact size, so peak
+/// memory grows far beyond the live peak. Page faults on re-allocation are avoided instead
+/// by [`crate::mem::tune_allocator`], which the `stackflow` binary calls at start.
 pub fn cpu(seed: u64) -> dfdx::prelude::Cpu {
-    let dev = dfdx::tensor::Cpu::seed_from_u64(seed);
-    // Reuse freed buffers: without it every large activation is a fresh mapping and
-    // page faults dominate (BatchNorm backward 380 ms instead of 46 ms at Stage-I b64).
-    // `STACKFLOW_NO_ALLOC_CACHE=1` trades that speed for a lower peak memory.
-    if std::env::var_os("STACKFLOW_NO_ALLOC_CACHE").is_none() {
-        dfdx::prelude::Cache::enable_cache(&dev);
-    }
-    dev
+    dfdx::tensor::Cpu::seed_from_u64(seed)
 }
 
 /// The first CUDA device, seeded; an error if there is none.

@@ -3,7 +3,9 @@
 //! tape for the whole pass, so a value read by several nodes gets every consumer's
 //! gradient, and nothing depends on which consumer happened to own a tape.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
+use std::rc::Rc;
 
 use dfdx::prelude::*;
 
@@ -23,10 +25,17 @@ fn shape_err(op: &str, msg: impl std::fmt::Display) -> Error {
     Error::other("exec::shape", format!("{op}: {msg}"))
 }
 
+/// Frees one tensor's gradient slot during backward.
+type GradRelease<D> = Box<dyn FnOnce(&mut Gradients<f32, D>) -> std::result::Result<(), <D as HasErr>::Err>>;
+
 /// Runs nets and records one tape (`OwnedTape`) or none (`NoneTape`).
 pub struct Runner<'n, D: KernelDevice, T> {
     dev: D,
-    vals: Vec<Val<D>>,
+    /// Values by handle; `None` once released (nothing reads it any more).
+    vals: Vec<Option<Val<D>>>,
+    /// Handles whose tensor may share its id (and gradient slot) with an older tensor:
+    /// dfdx's reshape and broadcast keep the id. Their gradients are not released early.
+    aliases: std::collections::HashSet<u32>,
     tape: T,
     record: bool,
     net_training: bool,
@@ -41,6 +50,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         Self {
             dev,
             vals: Vec::new(),
+            aliases: Default::default(),
             tape: T::default(),
             record: true,
             net_training: training,
@@ -52,13 +62,64 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
 
     /// Put a value in the slab.
     pub fn push(&mut self, v: Val<D>) -> H {
-        self.vals.push(v);
+        self.vals.push(Some(v));
         H((self.vals.len() - 1) as u32)
     }
 
     /// A value by handle.
     pub fn val(&self, h: H) -> Result<&Val<D>> {
-        self.vals.get(h.0 as usize).ok_or_else(|| Error::other("exec::handle", format!("no tensor {}", h.0)))
+        match self.vals.get(h.0 as usize) {
+            Some(Some(v)) => Ok(v),
+            Some(None) => Err(Error::other("exec::handle", format!("tensor {} was released after its last use", h.0))),
+            None => Err(Error::other("exec::handle", format!("no tensor {}", h.0))),
+        }
+    }
+
+    /// Drop the runner's reference to a value. Its memory is freed unless a recorded
+    /// backward op still holds it.
+    fn release(&mut self, h: H) {
+        if let Some(slot) = self.vals.get_mut(h.0 as usize) {
+            *slot = None;
+        }
+    }
+
+    /// Record a backward op that frees the gradients of `handles` once it runs. Recorded
+    /// before the ops that produce them, it runs after those ops' backward (the tape runs
+    /// newest first), when nothing reads those gradients any more. Returns the list to fill.
+    fn release_grads_later(&mut self) -> Rc<RefCell<Vec<GradRelease<D>>>> {
+        let list: Rc<RefCell<Vec<GradRelease<D>>>> = Rc::default();
+        if T::OWNS_TAPE {
+            let pending = list.clone();
+            self.tape.add_backward_op(move |grads| {
+                for release in pending.borrow_mut().drain(..) {
+                    release(grads)?;
+                }
+                Ok(())
+            });
+        }
+        list
+    }
+
+    /// A closure that replaces the gradient of `h`'s tensor with an empty buffer.
+    fn grad_release(&self, h: H) -> Option<GradRelease<D>> {
+        macro_rules! rel {
+            ($t:expr) => {{
+                let ghost = $t.ghost();
+                let dev = self.dev.clone();
+                Some(Box::new(move |grads: &mut Gradients<f32, D>| {
+                    let empty = Storage::<f32>::try_alloc_len(&dev, 0)?;
+                    *grads.get_or_alloc_mut(&ghost)? = empty;
+                    Ok(())
+                }) as GradRelease<D>)
+            }};
+        }
+        match self.vals.get(h.0 as usize)? {
+            Some(Val::R1(t)) => rel!(t),
+            Some(Val::R2(t)) => rel!(t),
+            Some(Val::R3(t)) => rel!(t),
+            Some(Val::R4(t)) => rel!(t),
+            None => None,
+        }
     }
 
     fn tr<S: Shape>(&self, t: &Tensor<S, f32, D>) -> Tensor<S, f32, D, T> {
@@ -105,6 +166,15 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             }
         }
         let needed = needed_nodes(net, &slot, wanted)?;
+        // Reads left per value, so the runner lets go of each value after its last reader;
+        // the caller's feeds and the wanted values are kept.
+        let mut reads = vec![0usize; net.values.len()];
+        for (i, node) in net.nodes.iter().enumerate() {
+            if needed[i] {
+                node.inputs.iter().for_each(|&v| reads[v] += 1);
+            }
+        }
+        let mut keep: std::collections::HashSet<H> = feeds.iter().map(|&(_, h)| h).collect();
         let mut params: HashMap<usize, H> = HashMap::new();
         let mut touched_buffers: Vec<(usize, H)> = Vec::new();
         for (i, node) in net.nodes.iter().enumerate() {
@@ -149,11 +219,24 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 ModeOverride::Eval => false,
             };
             self.node_path = node.path.clone();
+            let releases = self.release_grads_later();
+            let start = self.vals.len();
             let outs = node
                 .block
                 .forward(self, &inputs, &ph)
                 .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
             self.record = true;
+            // Every tensor the node made: its gradient is spent once the node's backward
+            // ran; the runner keeps only the outputs (backward ops hold what they need).
+            for i in start..self.vals.len() {
+                let h = H(i as u32);
+                if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains(&h.0)) {
+                    releases.borrow_mut().push(r);
+                }
+                if !outs.contains(&h) {
+                    self.release(h);
+                }
+            }
             if outs.len() != node.outputs.len() {
                 return Err(Error::other(
                     "exec::ports",
@@ -174,6 +257,17 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 }
                 slot.insert(v, h);
             }
+            for &v in &node.inputs {
+                reads[v] -= 1;
+                if reads[v] == 0 && !wanted.contains(&v) {
+                    self.release_value(&mut slot, v, &keep);
+                }
+            }
+        }
+        keep.extend(wanted.iter().filter_map(|v| slot.get(v).copied()));
+        let dead: Vec<ValueId> = slot.keys().copied().filter(|v| !wanted.contains(v)).collect();
+        for v in dead {
+            self.release_value(&mut slot, v, &keep);
         }
         for (p, h) in touched_buffers {
             store.set(&net.params[p].path, self.val(h)?.clone())?;
@@ -188,9 +282,14 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             .collect()
     }
 
-    /// Every value handle the runner holds (for gradient lookups).
-    pub fn values(&self) -> &[Val<D>] {
-        &self.vals
+    /// Forget value `v` of a net run; its tensor is released unless another live value,
+    /// a feed or a wanted value shares the handle.
+    fn release_value(&mut self, slot: &mut HashMap<ValueId, H>, v: ValueId, keep: &std::collections::HashSet<H>) {
+        if let Some(h) = slot.remove(&v) {
+            if !keep.contains(&h) && !slot.values().any(|&o| o == h) {
+                self.release(h);
+            }
+        }
     }
 
     /// Take the recorded tape.
@@ -291,12 +390,35 @@ macro_rules! unary_all {
 impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
     fn reshape_tensor<S: Shape>(&mut self, t: &Tensor<S, f32, D>, dims: &[usize]) -> Result<H> {
         let x = self.tr(t);
-        Ok(match *dims {
+        let h = match *dims {
             [a] => self.put(x.reshape_like(&(a,)), Val::R1),
             [a, b] => self.put(x.reshape_like(&(a, b)), Val::R2),
             [a, b, c] => self.put(x.reshape_like(&(a, b, c)), Val::R3),
             [a, b, c, d] => self.put(x.reshape_like(&(a, b, c, d)), Val::R4),
             _ => return Err(shape_err("reshape", format!("rank of {dims:?} is not 1–4"))),
+        };
+        self.aliases.insert(h.0);
+        Ok(h)
+    }
+
+    fn leaky_relu(&mut self, v: Val<D>, slope: f32) -> Result<H> {
+        Ok(match v {
+            Val::R1(x) => {
+                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
+                self.put(y, Val::R1)
+            }
+            Val::R2(x) => {
+                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
+                self.put(y, Val::R2)
+            }
+            Val::R3(x) => {
+                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
+                self.put(y, Val::R3)
+            }
+            Val::R4(x) => {
+                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
+                self.put(y, Val::R4)
+            }
         })
     }
 
@@ -388,12 +510,12 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         let train = self.node_training;
         let y =
             kernels::batch_norm(x4, self.tr(&g), self.tr(&b), &mut m, &mut v, train, momentum, eps).map_err(kerr)?;
-        self.vals[stats.mean.0 as usize] = Val::R1(m);
-        self.vals[stats.var.0 as usize] = Val::R1(v);
+        self.vals[stats.mean.0 as usize] = Some(Val::R1(m));
+        self.vals[stats.var.0 as usize] = Some(Val::R1(v));
         if train {
             let count = self.val(stats.count)?.to_vec();
             let next = Val::from_host(&self.dev, vec![count.first().copied().unwrap_or(0.0) + 1.0], &[1])?;
-            self.vals[stats.count.0 as usize] = next;
+            self.vals[stats.count.0 as usize] = Some(next);
         }
         Ok(match xv {
             Val::R2(_) => {
@@ -407,25 +529,10 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     fn unary(&mut self, op: Unary, x: H) -> Result<H> {
         let v = self.val(x)?.clone();
         Ok(match op {
-            Unary::Relu => unary_all!(self, v, t => t.relu()),
-            Unary::LeakyRelu(s) => match v {
-                Val::R1(x) => {
-                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
-                    self.put(y, Val::R1)
-                }
-                Val::R2(x) => {
-                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
-                    self.put(y, Val::R2)
-                }
-                Val::R3(x) => {
-                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
-                    self.put(y, Val::R3)
-                }
-                Val::R4(x) => {
-                    let y = kernels::leaky_relu(self.tr(&x), s).map_err(kerr)?;
-                    self.put(y, Val::R4)
-                }
-            },
+            // ReLU is leaky ReLU with slope 0: our kernel keeps a byte mask for backward
+            // where dfdx's `relu` keeps the input and the output.
+            Unary::Relu => self.leaky_relu(v, 0.0)?,
+            Unary::LeakyRelu(s) => self.leaky_relu(v, s)?,
             Unary::Tanh => unary_all!(self, v, t => t.tanh()),
             Unary::Sigmoid => unary_all!(self, v, t => t.sigmoid()),
             Unary::Exp => unary_all!(self, v, t => t.exp()),
@@ -627,7 +734,9 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         };
         let (b, c) = *t.shape();
         let y = self.tr(&t).broadcast_like::<_, Axes2<2, 3>>(&(b, c, h, w));
-        Ok(self.put(y, Val::R4))
+        let h = self.put(y, Val::R4);
+        self.aliases.insert(h.0);
+        Ok(h)
     }
 
     fn softmax(&mut self, x: H) -> Result<H> {

@@ -128,7 +128,7 @@ impl BatchNormKernel for Cpu {
         // The input: kept in a pooled buffer for backward, or normalised in place.
         let (saved, mut out) = if T::OWNS_TAPE {
             let out = cpu::alloc(x.device(), shape.num_elements()).map_err(dev_err)?;
-            (Some(cpu::read(&x)), out)
+            (Some(cpu::read(&x).map_err(dev_err)?), out)
         } else {
             (None, cpu::read_vec(&x).map_err(dev_err)?)
         };

@@ -190,9 +190,11 @@ impl Conv2dKernel for Cpu {
 
         let plan = Plan::new(&g, COL_BUDGET, MIN_TILE_COLS);
         let mut out = cpu::alloc(x.device(), g.out_len()).map_err(dev_err)?;
+        // The input copy the forward reads is what backward keeps (not the tensor), so the
+        // input's own buffer can be freed as soon as nothing else reads it.
+        let xs = cpu::read(&x).map_err(dev_err)?;
         {
-            let xs = cpu::read(&x);
-            let ws = cpu::read(&w);
+            let ws = cpu::read(&w).map_err(dev_err)?;
             let bs = bias.as_ref().map(|b| b.as_vec());
             forward(&g, &plan, &xs, &ws, bs.as_deref(), &mut out);
         }
@@ -203,10 +205,10 @@ impl Conv2dKernel for Cpu {
             let x_ghost = x.ghost();
             let w_ghost = w.ghost();
             let b_ghost = bias.as_ref().map(|b| b.ghost());
+            drop(x);
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, &out_ghost, g.out_len());
-                let xs = cpu::read(&x);
-                let ws = cpu::read(&w);
+                let ws = cpu::read(&w)?;
                 let mut gw = Scratch::zeroed(g.w_len());
                 let mut gx = take_grad!(grads, &x_ghost, g.x_len());
                 backward(&g, &plan, &xs, &ws, &gy, &mut gx, &mut gw);

@@ -14,6 +14,8 @@ use dfdx::prelude::{Cpu, CpuError, HasShape, Shape, Storage, Tensor};
 
 /// Most buffers the pool keeps for reuse.
 const POOL_MAX: usize = 64;
+/// Most bytes the pool keeps.
+const POOL_MAX_BYTES: usize = 128 << 20;
 
 /// Buffers returned by dropped [`Scratch`]es, shared by all threads (a part computed on a
 /// rayon worker may be dropped on the caller's thread).
@@ -28,7 +30,17 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
 /// column buffers and saved activations are allocated (and page-faulted) once, not every
 /// step. Its contents on creation are unspecified (left over from a previous use): callers
 /// overwrite what they read.
-pub(crate) struct Scratch(Vec<f32>);
+///
+/// A copy made by [`read`] is freed on drop instead: those are activation-sized (kept for
+/// backward), and the memory is better reused by the allocator for tensors and gradients.
+pub(crate) struct Scratch(Vec<f32>, Pooled);
+
+/// Whether a [`Scratch`] goes back to the pool when dropped.
+#[derive(Clone, Copy, PartialEq)]
+enum Pooled {
+    Yes,
+    No,
+}
 
 impl Scratch {
     /// A buffer of exactly `len` elements.
@@ -51,7 +63,7 @@ impl Scratch {
         } else {
             v.truncate(len);
         }
-        Scratch(v)
+        Scratch(v, Pooled::Yes)
     }
 
     /// A buffer of `len` zeros.
@@ -81,29 +93,28 @@ impl Drop for Scratch {
         if v.capacity() == 0 {
             return;
         }
+        if self.1 == Pooled::No {
+            return;
+        }
         let mut pool = pool();
         pool.push(v);
-        if pool.len() > POOL_MAX {
-            // Drop the smallest: the big ones are the expensive ones to re-fault.
-            if let Some(i) = pool.iter().enumerate().min_by_key(|(_, v)| v.capacity()).map(|(i, _)| i) {
-                pool.swap_remove(i);
-            }
+        let bytes = |p: &Vec<Vec<f32>>| p.iter().map(|v| v.capacity() * 4).sum::<usize>();
+        while pool.len() > POOL_MAX || bytes(&pool) > POOL_MAX_BYTES {
+            // Drop the oldest: what was returned long ago is the least likely to be asked for.
+            pool.remove(0);
         }
     }
 }
 
-/// Copies a contiguous CPU tensor's data into a pooled buffer.
-pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Scratch {
-    let mut buf = Scratch::new(t.shape().num_elements());
-    t.copy_into(&mut buf);
-    buf
+/// Copies a contiguous CPU tensor's data into a new (unpooled) buffer.
+pub(crate) fn read<S: Shape, T>(t: &Tensor<S, f32, Cpu, T>) -> Result<Scratch, CpuError> {
+    Ok(Scratch(read_vec(t)?, Pooled::No))
 }
 
 /// A zeroed buffer for an op's output, which will become a tensor's storage.
 ///
-/// It comes from dfdx's allocator, so when the device's allocation cache is on
-/// (`dev.enable_cache()`) the buffers of dropped tensors are reused instead of freshly
-/// mapped: at batch 64 page faults otherwise cost more than the memory-bound ops themselves.
+/// It comes from dfdx's allocator (and its cache, if a caller enabled one), like every
+/// other tensor buffer.
 pub(crate) fn alloc(dev: &Cpu, len: usize) -> Result<Vec<f32>, CpuError> {
     let mut cached = Storage::<f32>::try_alloc_len(dev, len)?;
     let v = std::mem::take(&mut *cached);

@@ -40,7 +40,7 @@ impl UpsampleKernel for Cpu {
 
         let mut out = cpu::alloc(x.device(), b * c * hwo).map_err(dev_err)?;
         {
-            let xs = cpu::read(&x);
+            let xs = cpu::read(&x).map_err(dev_err)?;
             out.par_chunks_mut(hwo).zip(xs.par_chunks(hw)).for_each(|(dst, src)| {
                 for iy in 0..h {
                     let block = &mut dst[iy * s * wo..(iy + 1) * s * wo];

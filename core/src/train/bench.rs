@@ -1,5 +1,6 @@
 //! Timing of a stage on random data: sampling (G forward, eval) and one full training
-//! iteration (G forward, D step, G step, Adam). Medians after warm-up.
+//! iteration (G forward, D step, G step, Adam). Medians after warm-up; peak memory of each
+//! phase when the binary counts heap allocations.
 
 use std::time::Instant;
 
@@ -11,6 +12,7 @@ use crate::exec::ParamStore;
 use crate::ir::estimate;
 use crate::ir::Flow;
 use crate::kernels::KernelDevice;
+use crate::mem;
 
 /// What `bench` measured.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -35,6 +37,13 @@ pub struct BenchResult {
     pub sample_gflops: f64,
     /// Achieved GFLOP/s while training.
     pub train_gflops: f64,
+    /// Most heap bytes live at once while sampling, in MB (10⁶ bytes), when the binary
+    /// counts allocations ([`crate::mem::Counting`]).
+    pub sample_peak_heap_mb: Option<f64>,
+    /// Most heap bytes live at once during the training iterations, in MB.
+    pub train_peak_heap_mb: Option<f64>,
+    /// Peak resident set size of the process so far, in MB (Linux).
+    pub peak_rss_mb: Option<f64>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -69,7 +78,9 @@ pub fn bench<D: KernelDevice>(
         tags: vec![Vec::new(); batch],
     };
     let z: Vec<f32> = st.noise.sample(&mut rng, batch, st.z_dim)?;
+    let mb = |b: Option<usize>| b.map(|b| b as f64 / 1e6);
     let mut sample_all = Vec::new();
+    mem::reset_peak();
     for i in 0..warmup + iters {
         let t = Instant::now();
         game::generate(flow, st.g, &mut store, &data.emb, &z, false, 0)?;
@@ -78,8 +89,10 @@ pub fn bench<D: KernelDevice>(
         }
         progress(&format!("sample {}/{}", i + 1, warmup + iters));
     }
+    let sample_peak_heap_mb = mb(mem::peak());
     let mut opt = Optimizers::default();
     let mut train_all = Vec::new();
+    mem::reset_peak();
     for i in 0..warmup + iters {
         let t = Instant::now();
         game::iteration(flow, st, &mut store, &mut opt, &data, 1.0, &mut rng, None, false)?;
@@ -88,6 +101,7 @@ pub fn bench<D: KernelDevice>(
         }
         progress(&format!("train {}/{}", i + 1, warmup + iters));
     }
+    let train_peak_heap_mb = mb(mem::peak());
     let gf = estimate::stats(g).flops as f64 * batch as f64 / 1e9;
     let df = estimate::stats(d).flops as f64 * batch as f64 / 1e9;
     let train_gflop = 3.0 * gf + 3.0 * 3.0 * df;
@@ -103,5 +117,8 @@ pub fn bench<D: KernelDevice>(
         train_gflop,
         sample_gflops: gf / (sample_ms / 1e3),
         train_gflops: train_gflop / (train_ms / 1e3),
+        sample_peak_heap_mb,
+        train_peak_heap_mb,
+        peak_rss_mb: mb(mem::peak_rss()),
     })
 }
