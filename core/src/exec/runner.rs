@@ -105,10 +105,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         macro_rules! rel {
             ($t:expr) => {{
                 let ghost = $t.ghost();
-                let dev = self.dev.clone();
                 Some(Box::new(move |grads: &mut Gradients<f32, D>| {
-                    let empty = Storage::<f32>::try_alloc_len(&dev, 0)?;
-                    *grads.get_or_alloc_mut(&ghost)? = empty;
+                    D::release_grad(grads.get_or_alloc_mut(&ghost)?);
                     Ok(())
                 }) as GradRelease<D>)
             }};

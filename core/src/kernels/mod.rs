@@ -16,7 +16,7 @@ pub mod upsample;
 #[cfg(test)]
 mod testutil;
 
-use dfdx::prelude::{Device, Tensor};
+use dfdx::prelude::{Cpu, Device, Storage, Tensor};
 
 pub use batch_norm::{batch_norm, BatchNormKernel, BatchNormMode};
 pub use conv2d::{conv2d, Conv2dGeom, Conv2dKernel};
@@ -72,8 +72,33 @@ impl KernelError {
     }
 }
 
+/// Freeing a gradient buffer in the middle of backward, once nothing reads it any more.
+pub trait ReleaseGrad: Storage<f32> {
+    /// Replace `grad` with an empty buffer, freeing its memory.
+    fn release_grad(grad: &mut Self::Vec);
+}
+
+impl ReleaseGrad for Cpu {
+    fn release_grad(grad: &mut Self::Vec) {
+        drop(std::mem::take(&mut **grad));
+    }
+}
+
+#[cfg(feature = "cuda")]
+impl ReleaseGrad for dfdx::prelude::Cuda {
+    /// Kept: GPU gradients are freed together when backward ends (device memory is not
+    /// the limit this addresses, and a zero-length device buffer is not portable).
+    fn release_grad(_grad: &mut Self::Vec) {}
+}
+
 /// A dfdx device that has every stackflow kernel: implemented for `Cpu` (hand-written
 /// kernels) and, with the `cuda` feature, for `Cuda` (composites of dfdx ops).
-pub trait KernelDevice: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel {}
+pub trait KernelDevice:
+    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel + ReleaseGrad
+{
+}
 
-impl<D> KernelDevice for D where D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel {}
+impl<D> KernelDevice for D where
+    D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel + ReleaseGrad
+{
+}
