@@ -4,8 +4,7 @@
 //! whole GAN iteration runs with a plugin block, loss and samplers.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use dfdx::prelude::*;
 use rand::SeedableRng;
@@ -17,43 +16,14 @@ use stackflow_core::ir::attrs::{Attr, Attrs};
 use stackflow_core::ir::{self, BuildOptions, Flow};
 use stackflow_core::plugin;
 use stackflow_core::registry::{Loss, Outs, Registry, SamplerImpl};
+use stackflow_test_util::{dll_name, plugin_dir};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// Build the plugin crates once per test binary with this test's profile and target
-/// directory (a nested cargo), and return the directory that holds the libraries.
-fn libs() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = match profile_dir.file_name().and_then(|s| s.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(p) => p.to_string(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "--quiet", "--lib", "--examples", "--profile", &profile, "--target-dir"])
-            .arg(target_dir)
-            .args(["-p", "stackflow-gan-losses", "-p", "stackflow-samplers", "-p", "stackflow-example-block"])
-            .args(["-p", "stackflow-test-plugins"])
-            .current_dir(root())
-            .status()
-            .expect("cargo runs");
-        assert!(status.success(), "building the plugin crates failed");
-        profile_dir
-    })
-}
-
-fn file(stem: &str) -> String {
-    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
-}
-
 fn lib(stem: &str) -> PathBuf {
-    libs().join(file(stem))
+    plugin_dir().join(dll_name(stem))
 }
 
 fn registry() -> Registry {
@@ -429,7 +399,7 @@ fn a_gan_iteration_runs_with_a_plugin_block_loss_and_samplers() {
 #[test]
 fn a_panicking_plugin_loss_is_an_error_and_the_host_carries_on() {
     let mut r = Registry::with_builtins();
-    plugin::load(&mut r, &libs().join("examples").join(file("panicky"))).unwrap();
+    plugin::load(&mut r, &plugin_dir().join("examples").join(dll_name("panicky"))).unwrap();
     let l = loss(&r, "panicky.loss", "()");
     let dev = Cpu::default();
     let probs = Probs::new(&dev, &["cond_prob"], 3, 1);

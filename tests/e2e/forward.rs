@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use stackflow_core::exec::{self, weights, Val};
 
+use stackflow_test_util::hash_uniform;
+
 use crate::support::{root, stackflow};
 
 const FIXTURE_SET: [&str; 12] = [
@@ -22,20 +24,6 @@ const FIXTURE_SET: [&str; 12] = [
     "--set",
     "r_num=2",
 ];
-
-fn hash_uniform(n: usize, tag: u32, scale_pow2: i32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| {
-            let mut x = i.wrapping_add(tag.wrapping_mul(0x9E37_79B9));
-            x ^= x >> 16;
-            x = x.wrapping_mul(0x7FEB_352D);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x846C_A68B);
-            x ^= x >> 16;
-            ((x >> 8) as i32 - (1 << 23)) as f32 * 2f32.powi(scale_pow2)
-        })
-        .collect()
-}
 
 fn fixture(name: &str) -> PathBuf {
     root().join("tests/fixtures").join(name)

@@ -5,48 +5,19 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::OnceLock;
+
+use stackflow_test_util::{dll_name, plugin_dir};
 
 use crate::support::{root, stackflow, Output};
 
-/// Build every plugin library once per test binary; return the profile directory
-/// (`target/debug` for `cargo test`), where `lib<crate>.so` and `examples/` are.
-fn built() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test executable");
-        let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps").to_path_buf();
-        let target_dir = profile_dir.parent().expect("target dir");
-        let profile = match profile_dir.file_name().and_then(|s| s.to_str()) {
-            Some("debug") | None => "dev".to_string(),
-            Some(p) => p.to_string(),
-        };
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let out = Command::new(cargo)
-            .args(["build", "--quiet", "--lib", "--examples", "--profile", &profile, "--target-dir"])
-            .arg(target_dir)
-            .args(["-p", "stackflow-gan-losses", "-p", "stackflow-samplers", "-p", "stackflow-example-block"])
-            .args(["-p", "stackflow-test-plugins", "-p", "custom-block-plugin"])
-            .current_dir(root())
-            .output()
-            .expect("cargo runs");
-        assert!(out.status.success(), "building the plugins failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        profile_dir
-    })
-}
-
-fn file_name(stem: &str) -> String {
-    format!("{}{stem}{}", std::env::consts::DLL_PREFIX, std::env::consts::DLL_SUFFIX)
-}
-
 /// A plugin library of this workspace (`stackflow_gan_losses`, …), as a string path.
 fn lib(stem: &str) -> String {
-    built().join(file_name(stem)).display().to_string()
+    plugin_dir().join(dll_name(stem)).display().to_string()
 }
 
 /// A fault-injection library from plugins/test-fixtures/examples.
 fn fixture(stem: &str) -> String {
-    built().join("examples").join(file_name(stem)).display().to_string()
+    plugin_dir().join("examples").join(dll_name(stem)).display().to_string()
 }
 
 /// Run with arguments `args`, then `--plugin` for each of `plugins`.
@@ -71,7 +42,7 @@ fn refused(out: &Output, code: &str) {
 }
 
 fn temp_graph(name: &str, text: &str) -> PathBuf {
-    let dir = built().join("plugin-tests");
+    let dir = plugin_dir().join("plugin-tests");
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join(format!("{name}-{}.ron", std::process::id()));
     std::fs::write(&p, text).unwrap();
@@ -322,7 +293,7 @@ fn plugins_load_from_the_graph_file_and_the_environment() {
     let text = std::fs::read_to_string(root().join("graphs/variants/d1_hinge.ron")).unwrap();
     let g = temp_graph(
         "hinge-listed",
-        &text.replacen("Flow(\n", &format!("Flow(\n    plugins: [\"../{}\"],\n", file_name("stackflow_gan_losses")), 1),
+        &text.replacen("Flow(\n", &format!("Flow(\n    plugins: [\"../{}\"],\n", dll_name("stackflow_gan_losses")), 1),
     );
     let out = stackflow(&["check", g.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);

@@ -399,27 +399,6 @@ impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
         Ok(h)
     }
 
-    fn leaky_relu(&mut self, v: Val<D>, slope: f32) -> Result<H> {
-        Ok(match v {
-            Val::R1(x) => {
-                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
-                self.put(y, Val::R1)
-            }
-            Val::R2(x) => {
-                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
-                self.put(y, Val::R2)
-            }
-            Val::R3(x) => {
-                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
-                self.put(y, Val::R3)
-            }
-            Val::R4(x) => {
-                let y = kernels::leaky_relu(self.tr(&x), slope).map_err(kerr)?;
-                self.put(y, Val::R4)
-            }
-        })
-    }
-
     fn reduce<S: Shape>(&mut self, t: &Tensor<S, f32, D>, mean: bool) -> H {
         let x = self.tr(t);
         let s = if mean { x.mean::<(), _>() } else { x.sum::<(), _>() };
@@ -529,8 +508,8 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         Ok(match op {
             // ReLU is leaky ReLU with slope 0: our kernel keeps a byte mask for backward
             // where dfdx's `relu` keeps the input and the output.
-            Unary::Relu => self.leaky_relu(v, 0.0)?,
-            Unary::LeakyRelu(s) => self.leaky_relu(v, s)?,
+            Unary::Relu => unary_all!(self, v, t => kernels::leaky_relu(t, 0.0).map_err(kerr)?),
+            Unary::LeakyRelu(s) => unary_all!(self, v, t => kernels::leaky_relu(t, s).map_err(kerr)?),
             Unary::Tanh => unary_all!(self, v, t => t.tanh()),
             Unary::Sigmoid => unary_all!(self, v, t => t.sigmoid()),
             Unary::Exp => unary_all!(self, v, t => t.exp()),

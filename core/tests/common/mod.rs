@@ -22,19 +22,7 @@ pub fn manifest() -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join("manifest.json")).unwrap()).unwrap()
 }
 
-pub fn hash_uniform(n: usize, tag: u32, scale_pow2: i32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| {
-            let mut x = i.wrapping_add(tag.wrapping_mul(0x9E37_79B9));
-            x ^= x >> 16;
-            x = x.wrapping_mul(0x7FEB_352D);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x846C_A68B);
-            x ^= x >> 16;
-            ((x >> 8) as i32 - (1 << 23)) as f32 * 2f32.powi(scale_pow2)
-        })
-        .collect()
-}
+pub use stackflow_test_util::hash_uniform;
 
 /// The fixture's tensors: stored ones, hash-generated ones, and subsampling strides.
 pub struct Fixture {
