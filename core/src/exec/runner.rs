@@ -83,9 +83,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         }
     }
 
-    /// Record a backward op that frees the gradients of `handles` once it runs. Recorded
-    /// before the ops that produce them, it runs after those ops' backward (the tape runs
-    /// newest first), when nothing reads those gradients any more. Returns the list to fill.
+    /// Record a backward op that frees the gradients in the returned list (filled after
+    /// the node ran). Recorded before the ops that produce those tensors, it runs after
+    /// their backward (the tape runs newest first), when nothing reads the gradients.
     fn release_grads_later(&mut self) -> Rc<RefCell<Vec<GradRelease<D>>>> {
         let list: Rc<RefCell<Vec<GradRelease<D>>>> = Rc::default();
         if T::OWNS_TAPE {
@@ -297,7 +297,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
 }
 
 impl<D: KernelDevice> Runner<'_, D, OwnedTape<f32, D>> {
-    /// Back-propagate from the scalar `loss` ([1]) through everything recorded.
+    /// Back-propagate from the scalar `loss` ([1]) through everything recorded. Gradients
+    /// of tensors that net nodes computed are freed as backward passes them; those of
+    /// leaves (parameters, values given with [`Runner::push`]) remain in the result.
     pub fn backward(&mut self, loss: H) -> Result<Gradients<f32, D>> {
         let Val::R1(l) = self.val(loss)?.clone() else {
             return Err(shape_err("backward", "loss must have shape [1]"));
