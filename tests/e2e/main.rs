@@ -1,6 +1,7 @@
 //! End-to-end tests: they drive the real `stackflow` binary on real graph files.
 
 mod bad_graphs;
+mod bench;
 mod check;
 mod docs;
 mod forward;
