@@ -208,16 +208,75 @@ fn configure(lib: &Library, family: &str, doc: &KindDoc, f: ConfigureFn, attrs: 
     }
 }
 
-/// A block kind from a plugin.
-pub struct PluginBlockKind {
+/// A kind from a plugin library: its descriptor (`BlockKindV1`, `LossKindV1` or
+/// `SamplerKindV1`), the library that holds its code, and its docs.
+pub struct PluginKind<Desc> {
     pub(crate) lib: &'static Library,
     pub(crate) doc: KindDoc,
-    pub(crate) desc: BlockKindV1,
+    pub(crate) desc: Desc,
 }
 
 // The descriptor is immutable plugin code and the library is never unloaded.
-unsafe impl Send for PluginBlockKind {}
-unsafe impl Sync for PluginBlockKind {}
+unsafe impl<Desc> Send for PluginKind<Desc> {}
+unsafe impl<Desc> Sync for PluginKind<Desc> {}
+
+/// A block kind from a plugin.
+pub type PluginBlockKind = PluginKind<BlockKindV1>;
+/// A loss kind from a plugin.
+pub type PluginLossKind = PluginKind<LossKindV1>;
+/// A sampler kind from a plugin.
+pub type PluginSamplerKind = PluginKind<SamplerKindV1>;
+
+/// Descriptors whose configured instances are freed by their `release` entry.
+pub(crate) trait Releases: 'static {
+    /// The plugin's `release`.
+    fn release(&self) -> unsafe extern "C" fn(inst: Instance);
+}
+
+macro_rules! releases {
+    ($($desc:ty),*) => {$(
+        impl Releases for $desc {
+            fn release(&self) -> unsafe extern "C" fn(inst: Instance) {
+                self.release
+            }
+        }
+    )*};
+}
+releases!(BlockKindV1, LossKindV1, SamplerKindV1);
+
+/// A configured instance of a plugin kind, released through the plugin's `release` once.
+struct Live<Desc: Releases> {
+    kind: *const PluginKind<Desc>,
+    inst: Instance,
+}
+
+// Kinds live in leaked libraries; instances are `Send + Sync` by the plugin API's bounds.
+unsafe impl<Desc: Releases> Send for Live<Desc> {}
+unsafe impl<Desc: Releases> Sync for Live<Desc> {}
+
+impl<Desc: Releases> Live<Desc> {
+    fn new(kind: &PluginKind<Desc>, inst: Instance) -> Self {
+        Self { kind: kind as *const PluginKind<Desc>, inst }
+    }
+
+    fn kind(&self) -> &PluginKind<Desc> {
+        // SAFETY: kinds are owned by a leaked `Library` and never freed.
+        unsafe { &*self.kind }
+    }
+}
+
+impl<Desc: Releases> fmt::Debug for Live<Desc> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind().doc.name)
+    }
+}
+
+impl<Desc: Releases> Drop for Live<Desc> {
+    fn drop(&mut self) {
+        // SAFETY: the instance came from this kind's `configure` and is released once.
+        unsafe { (self.kind().desc.release())(self.inst) };
+    }
+}
 
 impl BlockKind for PluginBlockKind {
     fn name(&self) -> &str {
@@ -228,7 +287,7 @@ impl BlockKind for PluginBlockKind {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         let inst = configure(self.lib, "block", &self.doc, self.desc.configure, attrs)?;
-        let mut block = PluginBlock { kind: self as *const PluginBlockKind, inst, ports: Vec::new() };
+        let mut block = PluginBlock { live: Live::new(self, inst), ports: Vec::new() };
         let mut ports = Vec::new();
         let mut r = Report::default();
         let (sink, err) = (list_sink(&mut ports), r.sink());
@@ -251,35 +310,11 @@ impl BlockKind for PluginBlockKind {
     }
 }
 
-/// A configured plugin block. Freed through the plugin's `release`.
+/// A configured plugin block.
+#[derive(Debug)]
 pub struct PluginBlock {
-    kind: *const PluginBlockKind,
-    inst: Instance,
+    live: Live<BlockKindV1>,
     ports: Vec<String>,
-}
-
-// Kinds live in leaked libraries; instances are `Send + Sync` by the plugin API's bounds.
-unsafe impl Send for PluginBlock {}
-unsafe impl Sync for PluginBlock {}
-
-impl PluginBlock {
-    fn kind(&self) -> &PluginBlockKind {
-        // SAFETY: kinds are owned by a leaked `Library` and never freed.
-        unsafe { &*self.kind }
-    }
-}
-
-impl fmt::Debug for PluginBlock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PluginBlock({})", self.kind().doc.name)
-    }
-}
-
-impl Drop for PluginBlock {
-    fn drop(&mut self) {
-        // SAFETY: the instance came from this kind's `configure` and is released once.
-        unsafe { (self.kind().desc.release)(self.inst) };
-    }
 }
 
 #[derive(Default)]
@@ -339,7 +374,7 @@ impl Block for PluginBlock {
     }
 
     fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
-        let k = self.kind();
+        let k = self.live.kind();
         let shapes: Vec<ShapeV1> = inputs.iter().map(|s| ShapeV1 { dims: s.0.as_ptr(), rank: s.0.len() }).collect();
         let mut out = InferOut::default();
         let sink = InferSinkV1 {
@@ -351,7 +386,7 @@ impl Block for PluginBlock {
         let mut r = Report::default();
         let err = r.sink();
         // SAFETY: a live instance; the shapes and sinks outlive the call.
-        let st = unsafe { (k.desc.infer)(self.inst, shapes.as_ptr(), shapes.len(), &sink, &err) };
+        let st = unsafe { (k.desc.infer)(self.live.inst, shapes.as_ptr(), shapes.len(), &sink, &err) };
         match st {
             OK => match out.bad {
                 Some(b) => Err(format!("plugin `{}` declared {b}", k.lib.name)),
@@ -363,7 +398,7 @@ impl Block for PluginBlock {
     }
 
     fn forward(&self, ops: &mut dyn Ops, inputs: &[Tensor], params: &[Tensor]) -> Result<Vec<Tensor>> {
-        let k = self.kind();
+        let k = self.live.kind();
         let ins: Vec<u32> = inputs.iter().map(|t| t.0).collect();
         let ps: Vec<u32> = params.iter().map(|t| t.0).collect();
         let mut outs = vec![abi::NO_TENSOR; self.ports.len()];
@@ -374,7 +409,7 @@ impl Block for PluginBlock {
         // SAFETY: a live instance; buffers and the call context outlive the call.
         let st = unsafe {
             (k.desc.forward)(
-                self.inst,
+                self.live.inst,
                 k.lib.host,
                 call.as_ctx(),
                 ins.as_ptr(),
@@ -404,16 +439,6 @@ impl Block for PluginBlock {
     }
 }
 
-/// A loss kind from a plugin.
-pub struct PluginLossKind {
-    pub(crate) lib: &'static Library,
-    pub(crate) doc: KindDoc,
-    pub(crate) desc: LossKindV1,
-}
-
-unsafe impl Send for PluginLossKind {}
-unsafe impl Sync for PluginLossKind {}
-
 impl LossKind for PluginLossKind {
     fn name(&self) -> &str {
         &self.doc.name
@@ -423,8 +448,7 @@ impl LossKind for PluginLossKind {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Loss>> {
         let inst = configure(self.lib, "loss", &self.doc, self.desc.configure, attrs)?;
-        let mut loss =
-            PluginLoss { kind: self as *const PluginLossKind, inst, needs: Vec::new(), optional: Vec::new() };
+        let mut loss = PluginLoss { live: Live::new(self, inst), needs: Vec::new(), optional: Vec::new() };
         for (f, out, what) in
             [(self.desc.needs, &mut loss.needs, "needs"), (self.desc.optional, &mut loss.optional, "optional")]
         {
@@ -441,34 +465,11 @@ impl LossKind for PluginLossKind {
 }
 
 /// A configured plugin loss; what it needs is asked once, at configure.
+#[derive(Debug)]
 pub struct PluginLoss {
-    kind: *const PluginLossKind,
-    inst: Instance,
+    live: Live<LossKindV1>,
     needs: Vec<String>,
     optional: Vec<String>,
-}
-
-unsafe impl Send for PluginLoss {}
-unsafe impl Sync for PluginLoss {}
-
-impl PluginLoss {
-    fn kind(&self) -> &PluginLossKind {
-        // SAFETY: kinds are owned by a leaked `Library`.
-        unsafe { &*self.kind }
-    }
-}
-
-impl fmt::Debug for PluginLoss {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PluginLoss({})", self.kind().doc.name)
-    }
-}
-
-impl Drop for PluginLoss {
-    fn drop(&mut self) {
-        // SAFETY: released once.
-        unsafe { (self.kind().desc.release)(self.inst) };
-    }
 }
 
 unsafe extern "C" fn push_part(ctx: *mut c_void, name: Str, t: u32) {
@@ -491,7 +492,7 @@ impl Loss for PluginLoss {
     }
 
     fn d_loss(&self, ops: &mut dyn Ops, real: &Outs, wrong: &Outs, fake: &Outs) -> Result<Terms> {
-        let k = self.kind();
+        let k = self.live.kind();
         let (r_, w_, f_) = (named(real), named(wrong), named(fake));
         let mut parts: Vec<(String, Tensor)> = Vec::new();
         let psink = PartsSinkV1 { ctx: &mut parts as *mut Vec<(String, Tensor)> as *mut c_void, part: push_part };
@@ -502,7 +503,7 @@ impl Loss for PluginLoss {
         // SAFETY: a live instance; every buffer outlives the call.
         let st = unsafe {
             (k.desc.d_loss)(
-                self.inst,
+                self.live.inst,
                 k.lib.host,
                 call.as_ctx(),
                 r_.as_ptr(),
@@ -523,7 +524,7 @@ impl Loss for PluginLoss {
     }
 
     fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms> {
-        let k = self.kind();
+        let k = self.live.kind();
         let f_ = named(fake);
         let mut parts: Vec<(String, Tensor)> = Vec::new();
         let psink = PartsSinkV1 { ctx: &mut parts as *mut Vec<(String, Tensor)> as *mut c_void, part: push_part };
@@ -533,7 +534,7 @@ impl Loss for PluginLoss {
         let err = r.sink();
         // SAFETY: as above.
         let st = unsafe {
-            (k.desc.g_loss)(self.inst, k.lib.host, call.as_ctx(), f_.as_ptr(), f_.len(), &mut total, &psink, &err)
+            (k.desc.g_loss)(self.live.inst, k.lib.host, call.as_ctx(), f_.as_ptr(), f_.len(), &mut total, &psink, &err)
         };
         if st != OK {
             return Err(call_error(k.lib, "loss", &k.doc.name, "the G loss", st, &r));
@@ -541,16 +542,6 @@ impl Loss for PluginLoss {
         Ok(Terms { total: Tensor(total), parts })
     }
 }
-
-/// A sampler kind from a plugin.
-pub struct PluginSamplerKind {
-    pub(crate) lib: &'static Library,
-    pub(crate) doc: KindDoc,
-    pub(crate) desc: SamplerKindV1,
-}
-
-unsafe impl Send for PluginSamplerKind {}
-unsafe impl Sync for PluginSamplerKind {}
 
 impl SamplerKind for PluginSamplerKind {
     fn name(&self) -> &str {
@@ -561,39 +552,14 @@ impl SamplerKind for PluginSamplerKind {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<SamplerImpl> {
         let inst = configure(self.lib, "sampler", &self.doc, self.desc.configure, attrs)?;
-        let s = Arc::new(PluginSampler { kind: self as *const PluginSamplerKind, inst });
+        let s = Arc::new(PluginSampler(Live::new(self, inst)));
         Ok(if self.desc.role == SAMPLER_MISMATCH { SamplerImpl::Mismatch(s) } else { SamplerImpl::Noise(s) })
     }
 }
 
 /// A configured plugin sampler (noise or mismatch, by its kind's role).
-pub struct PluginSampler {
-    kind: *const PluginSamplerKind,
-    inst: Instance,
-}
-
-unsafe impl Send for PluginSampler {}
-unsafe impl Sync for PluginSampler {}
-
-impl PluginSampler {
-    fn kind(&self) -> &PluginSamplerKind {
-        // SAFETY: kinds are owned by a leaked `Library`.
-        unsafe { &*self.kind }
-    }
-}
-
-impl fmt::Debug for PluginSampler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "PluginSampler({})", self.kind().doc.name)
-    }
-}
-
-impl Drop for PluginSampler {
-    fn drop(&mut self) {
-        // SAFETY: released once.
-        unsafe { (self.kind().desc.release)(self.inst) };
-    }
-}
+#[derive(Debug)]
+pub struct PluginSampler(Live<SamplerKindV1>);
 
 unsafe extern "C" fn rng_next(ctx: *mut c_void) -> u64 {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -610,7 +576,7 @@ unsafe extern "C" fn push_pair(ctx: *mut c_void, i: usize, j: usize) {
 
 impl NoiseSampler for PluginSampler {
     fn sample(&self, mut rng: &mut dyn rand::RngCore, batch: usize, dim: usize) -> Result<Vec<f32>> {
-        let k = self.kind();
+        let k = self.0.kind();
         let n = batch
             .checked_mul(dim)
             .filter(|&n| n <= 1 << 32)
@@ -620,7 +586,7 @@ impl NoiseSampler for PluginSampler {
         let mut r = Report::default();
         let err = r.sink();
         // SAFETY: a live instance; `out` has `batch × dim` values and outlives the call.
-        let st = unsafe { (k.desc.sample)(self.inst, &raw, batch, dim, out.as_mut_ptr(), &err) };
+        let st = unsafe { (k.desc.sample)(self.0.inst, &raw, batch, dim, out.as_mut_ptr(), &err) };
         if st != OK {
             return Err(call_error(k.lib, "sampler", &k.doc.name, "sample", st, &r));
         }
@@ -630,7 +596,7 @@ impl NoiseSampler for PluginSampler {
 
 impl MismatchSampler for PluginSampler {
     fn pairs(&self, mut rng: &mut dyn rand::RngCore, tags: &[Vec<u32>]) -> Result<Vec<(usize, usize)>> {
-        let k = self.kind();
+        let k = self.0.kind();
         let t: Vec<TagsV1> = tags.iter().map(|t| TagsV1 { ptr: t.as_ptr(), len: t.len() }).collect();
         let mut pairs: Vec<(usize, usize)> = Vec::new();
         let sink = PairSinkV1 { ctx: &mut pairs as *mut Vec<(usize, usize)> as *mut c_void, pair: push_pair };
@@ -638,7 +604,7 @@ impl MismatchSampler for PluginSampler {
         let mut r = Report::default();
         let err = r.sink();
         // SAFETY: a live instance; every buffer outlives the call.
-        let st = unsafe { (k.desc.pairs)(self.inst, &raw, t.as_ptr(), t.len(), &sink, &err) };
+        let st = unsafe { (k.desc.pairs)(self.0.inst, &raw, t.as_ptr(), t.len(), &sink, &err) };
         if st != OK {
             return Err(call_error(k.lib, "sampler", &k.doc.name, "pairs", st, &r));
         }

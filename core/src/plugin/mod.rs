@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use stackflow_plugin_api::abi::{self, HostV1, PluginV1, RegistrarV1, Status, ERR, OK};
 
-pub use kinds::{KindDoc, PluginBlockKind, PluginLossKind, PluginSamplerKind};
+pub use kinds::{KindDoc, PluginBlockKind, PluginKind, PluginLossKind, PluginSamplerKind};
 
 use crate::error::{Error, Result};
 use crate::registry::{Registry, Source};
