@@ -125,7 +125,7 @@ impl BatchNormKernel for Cpu {
         let gs = gamma.as_vec();
         let bs = beta.as_vec();
 
-        // The input: kept in a pooled buffer for backward, or normalised in place.
+        // The input: a copy kept for backward, or normalised in place.
         let (saved, mut out) = if T::OWNS_TAPE {
             let out = cpu::alloc(x.device(), shape.num_elements()).map_err(dev_err)?;
             (Some(cpu::read(&x).map_err(dev_err)?), out)

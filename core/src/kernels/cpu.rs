@@ -26,8 +26,8 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Vec<f32>>> {
     POOL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// An `f32` buffer borrowed from a process-wide pool and returned to it on drop, so big
-/// column buffers and saved activations are allocated (and page-faulted) once, not every
+/// An `f32` buffer borrowed from a process-wide pool and returned to it on drop, so the
+/// column buffers and per-thread partial sums of the kernels are allocated once, not every
 /// step. Its contents on creation are unspecified (left over from a previous use): callers
 /// overwrite what they read.
 ///
