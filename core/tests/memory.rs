@@ -2,14 +2,16 @@
 //! must let go of activations after their last use and of gradients once consumed, so one
 //! Stage-I iteration holds about one copy of G's activations, not a slab of every value
 //! plus the gradient of every value (which is what it held before, about twice the bound).
+//! Gradients of leaves (inputs, parameters) survive backward; those of computed values not.
 
 mod common;
 
 use std::alloc::System;
 
-use dfdx::prelude::{Cpu, NoneTape};
+use dfdx::prelude::{Cpu, NoneTape, OwnedTape};
 use rand::{Rng, SeedableRng};
-use stackflow_core::exec::{NoiseSource, ParamStore, Runner, Val};
+use stackflow_core::exec::ops::Ops;
+use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::estimate;
 use stackflow_core::mem::{self, Counting};
 use stackflow_core::registry::Registry;
@@ -83,4 +85,31 @@ fn sampling_keeps_only_what_the_next_node_reads() {
     let used = mem::peak().unwrap() - base;
     let all = estimate::stats(g).activation_bytes as usize * b;
     assert!(used <= all * 3 / 4, "sampling took {used} bytes; all activations are {all}");
+}
+
+#[test]
+fn backward_keeps_leaf_gradients_and_frees_the_others() {
+    // Allocates, so it takes its turn with the measuring tests.
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let flow = common::flow();
+    let g = flow.nets.iter().find(|n| n.name == "g1").unwrap();
+    let b = 2;
+    let mut store = ParamStore::new(Cpu::default());
+    store.init_net(g, 1).unwrap();
+    let (e, z) = (g.values[g.input("emb").unwrap()].shape.numel(), g.values[g.input("z").unwrap()].shape.numel());
+    let dev = store.dev.clone();
+    let mut noise = NoiseSource::seeded(0);
+    let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
+    let emb = Val::from_host(&dev, vec![0.1; b * e], &[b, e]).unwrap();
+    let (eh, zh) = (r.push(emb.clone()), r.push(Val::from_host(&dev, vec![0.1; b * z], &[b, z]).unwrap()));
+    let feeds = [(g.input("emb").unwrap(), eh), (g.input("z").unwrap(), zh)];
+    let out = r.run_net(g, &mut store, &feeds, &[g.output("fake_img").unwrap()]).unwrap();
+    let fake = r.val(out[0]).unwrap().clone();
+    let loss = r.mean(out[0]).unwrap();
+    let mut grads = r.backward(loss).unwrap();
+    let weight = &store.get(&g.params[g.trainable_params()[0]].path).unwrap().value;
+    assert_eq!(grad_of(&mut grads, &emb).len(), b * e, "an input's gradient survives");
+    assert!(grad_of(&mut grads, &emb).iter().any(|v| *v != 0.0));
+    assert_eq!(grad_of(&mut grads, weight).len(), weight.numel(), "a parameter's gradient survives");
+    assert!(grad_of(&mut grads, &fake).is_empty(), "a computed value's gradient is freed once spent");
 }

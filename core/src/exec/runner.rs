@@ -310,25 +310,23 @@ impl<D: KernelDevice> Runner<'_, D, OwnedTape<f32, D>> {
     }
 }
 
-/// Host copy of the gradient of `v` (zeros if it got none).
+/// Host copy of the gradient of `v`: zeros if it got none, empty if backward already freed
+/// it (the gradient of a value a net computed; see [`Runner::backward`]).
 pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Vec<f32> {
+    macro_rules! host {
+        ($t:expr) => {{
+            let dev = $t.device().clone();
+            match grads.get_or_alloc_mut($t) {
+                Ok(g) if Storage::<f32>::len(&dev, g) > 0 || $t.shape().num_elements() == 0 => grads.get($t).as_vec(),
+                _ => Vec::new(),
+            }
+        }};
+    }
     match v {
-        Val::R1(t) => {
-            grads.get_or_alloc_mut(t).ok();
-            grads.get(t).as_vec()
-        }
-        Val::R2(t) => {
-            grads.get_or_alloc_mut(t).ok();
-            grads.get(t).as_vec()
-        }
-        Val::R3(t) => {
-            grads.get_or_alloc_mut(t).ok();
-            grads.get(t).as_vec()
-        }
-        Val::R4(t) => {
-            grads.get_or_alloc_mut(t).ok();
-            grads.get(t).as_vec()
-        }
+        Val::R1(t) => host!(t),
+        Val::R2(t) => host!(t),
+        Val::R3(t) => host!(t),
+        Val::R4(t) => host!(t),
     }
 }
 
