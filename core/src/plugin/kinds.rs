@@ -492,52 +492,56 @@ impl Loss for PluginLoss {
     }
 
     fn d_loss(&self, ops: &mut dyn Ops, real: &Outs, wrong: &Outs, fake: &Outs) -> Result<Terms> {
-        let k = self.live.kind();
         let (r_, w_, f_) = (named(real), named(wrong), named(fake));
-        let mut parts: Vec<(String, Tensor)> = Vec::new();
-        let psink = PartsSinkV1 { ctx: &mut parts as *mut Vec<(String, Tensor)> as *mut c_void, part: push_part };
-        let mut total = abi::NO_TENSOR;
-        let mut call = Call::new(ops);
-        let mut r = Report::default();
-        let err = r.sink();
-        // SAFETY: a live instance; every buffer outlives the call.
-        let st = unsafe {
-            (k.desc.d_loss)(
-                self.live.inst,
-                k.lib.host,
-                call.as_ctx(),
-                r_.as_ptr(),
-                r_.len(),
-                w_.as_ptr(),
-                w_.len(),
-                f_.as_ptr(),
-                f_.len(),
-                &mut total,
-                &psink,
-                &err,
-            )
-        };
-        if st != OK {
-            return Err(call_error(k.lib, "loss", &k.doc.name, "the D loss", st, &r));
-        }
-        Ok(Terms { total: Tensor(total), parts })
+        self.terms(ops, "the D loss", |inst, host, ctx, total, parts, err| {
+            // SAFETY: a live instance; every buffer outlives the call.
+            unsafe {
+                (self.live.kind().desc.d_loss)(
+                    inst,
+                    host,
+                    ctx,
+                    r_.as_ptr(),
+                    r_.len(),
+                    w_.as_ptr(),
+                    w_.len(),
+                    f_.as_ptr(),
+                    f_.len(),
+                    total,
+                    parts,
+                    err,
+                )
+            }
+        })
     }
 
     fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms> {
-        let k = self.live.kind();
         let f_ = named(fake);
+        self.terms(ops, "the G loss", |inst, host, ctx, total, parts, err| {
+            // SAFETY: a live instance; every buffer outlives the call.
+            unsafe { (self.live.kind().desc.g_loss)(inst, host, ctx, f_.as_ptr(), f_.len(), total, parts, err) }
+        })
+    }
+}
+
+impl PluginLoss {
+    /// One loss call across the ABI: `f` makes it with the instance, the host table, the
+    /// call context, the total's slot and the parts and error sinks; the terms come back.
+    fn terms(
+        &self,
+        ops: &mut dyn Ops,
+        what: &str,
+        f: impl FnOnce(Instance, *const HostV1, *mut c_void, *mut u32, &PartsSinkV1, &ErrorSinkV1) -> Status,
+    ) -> Result<Terms> {
+        let k = self.live.kind();
         let mut parts: Vec<(String, Tensor)> = Vec::new();
         let psink = PartsSinkV1 { ctx: &mut parts as *mut Vec<(String, Tensor)> as *mut c_void, part: push_part };
         let mut total = abi::NO_TENSOR;
         let mut call = Call::new(ops);
         let mut r = Report::default();
         let err = r.sink();
-        // SAFETY: as above.
-        let st = unsafe {
-            (k.desc.g_loss)(self.live.inst, k.lib.host, call.as_ctx(), f_.as_ptr(), f_.len(), &mut total, &psink, &err)
-        };
+        let st = f(self.live.inst, k.lib.host, call.as_ctx(), &mut total, &psink, &err);
         if st != OK {
-            return Err(call_error(k.lib, "loss", &k.doc.name, "the G loss", st, &r));
+            return Err(call_error(k.lib, "loss", &k.doc.name, what, st, &r));
         }
         Ok(Terms { total: Tensor(total), parts })
     }
