@@ -16,7 +16,7 @@ use stackflow_core::ir::attrs::{Attr, Attrs};
 use stackflow_core::ir::{self, BuildOptions, Flow};
 use stackflow_core::plugin;
 use stackflow_core::registry::{Loss, Outs, Registry, SamplerImpl};
-use stackflow_test_util::{dll_name, plugin_dir};
+use stackflow_test_util::{dll_name, hash_uniform, plugin_dir};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -34,8 +34,8 @@ fn registry() -> Registry {
     r
 }
 
-/// Configure a loss kind from RON attribute text.
-fn loss(r: &Registry, kind: &str, attrs: &str) -> Arc<dyn Loss> {
+/// Attributes from RON text (no source spans), as a graph file would give them to `kind`.
+fn with_attrs<R>(kind: &str, attrs: &str, configure: impl FnOnce(&mut Attrs) -> R) -> R {
     let v: ron::Value = ron::from_str(attrs).unwrap();
     let items = dsl::entries(&v)
         .unwrap()
@@ -45,36 +45,25 @@ fn loss(r: &Registry, kind: &str, attrs: &str) -> Arc<dyn Loss> {
     let vars = Default::default();
     let src = SourceFile::new("test", attrs);
     let mut a = Attrs::new(items, &vars, &src, (0, 0).into(), kind);
-    let l = r.losses().get(kind).unwrap_or_else(|| panic!("{kind} is registered")).configure(&mut a).unwrap();
+    let out = configure(&mut a);
     a.finish().unwrap();
-    l
+    out
+}
+
+/// Configure a loss kind from RON attribute text.
+fn loss(r: &Registry, kind: &str, attrs: &str) -> Arc<dyn Loss> {
+    let k = r.losses().get(kind).unwrap_or_else(|| panic!("{kind} is registered"));
+    with_attrs(kind, attrs, |a| k.configure(a).unwrap())
 }
 
 fn sampler(r: &Registry, kind: &str, attrs: &str) -> SamplerImpl {
-    let v: ron::Value = ron::from_str(attrs).unwrap();
-    let items = dsl::entries(&v)
-        .unwrap()
-        .into_iter()
-        .map(|(name, value)| Attr { name, value, span: (0, 0).into(), key_span: None })
-        .collect();
-    let vars = Default::default();
-    let src = SourceFile::new("test", attrs);
-    let mut a = Attrs::new(items, &vars, &src, (0, 0).into(), kind);
-    let s = r.samplers().get(kind).unwrap().configure(&mut a).unwrap();
-    a.finish().unwrap();
-    s
+    let k = r.samplers().get(kind).unwrap_or_else(|| panic!("{kind} is registered"));
+    with_attrs(kind, attrs, |a| k.configure(a).unwrap())
 }
 
+/// `n` deterministic values in [0, 1).
 fn hash(n: usize, tag: u32) -> Vec<f32> {
-    (0..n as u32)
-        .map(|i| {
-            let mut x = i.wrapping_mul(0x9E37_79B9) ^ tag.wrapping_mul(0x85EB_CA6B);
-            x ^= x >> 15;
-            x = x.wrapping_mul(0x2C1B_3C6D);
-            x ^= x >> 12;
-            (x % 10_000) as f32 / 10_000.0
-        })
-        .collect()
+    hash_uniform(n, tag, -24).into_iter().map(|u| u + 0.5).collect()
 }
 
 /// D outputs as probabilities in (0.02, 0.98) for `names`, batch `b`.
