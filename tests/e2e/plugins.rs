@@ -218,12 +218,7 @@ fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
     let inputs = temp_graph("panicky-inputs", "").with_extension("safetensors");
     write_safetensors(&inputs, &[("x", vec![2, 4, 2, 2], (0..32).map(|i| i as f32).collect())]);
     let output = inputs.with_extension("out.safetensors");
-    for (fail, code, what) in [
-        ("forward", "plugin::panic", "forward blew up"),
-        ("error", "plugin::call", "forward refused politely"),
-        ("host", "plugin::call", "matmul"),
-    ] {
-        let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
+    let forward = |g: &Path| {
         let args = [
             "forward",
             g.to_str().unwrap(),
@@ -234,7 +229,15 @@ fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
             "--output",
             output.to_str().unwrap(),
         ];
-        let out = with_plugins(&args, std::slice::from_ref(&p));
+        with_plugins(&args, std::slice::from_ref(&p))
+    };
+    for (fail, code, what) in [
+        ("forward", "plugin::panic", "forward blew up"),
+        ("error", "plugin::call", "forward refused politely"),
+        ("host", "plugin::call", "matmul"),
+    ] {
+        let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
+        let out = forward(&g);
         refused(&out, code);
         assert!(
             flat(&out.stderr).contains(what)
@@ -245,17 +248,7 @@ fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
         );
     }
     let g = temp_graph("panicky-none", &PANICKY.replace("WHERE", "none"));
-    let args = [
-        "forward",
-        g.to_str().unwrap(),
-        "--net",
-        "n",
-        "--inputs",
-        inputs.to_str().unwrap(),
-        "--output",
-        output.to_str().unwrap(),
-    ];
-    let out = with_plugins(&args, std::slice::from_ref(&p));
+    let out = forward(&g);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let _ = std::fs::remove_file(&output);
 
