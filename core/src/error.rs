@@ -189,9 +189,37 @@ impl fmt::Debug for Error {
     }
 }
 
+/// The longest source line drawn under a diagnostic; miette cannot draw spans much
+/// further right (its padding width is limited), and nobody reads such a line anyway.
+const MAX_DRAWN_LINE: usize = 4096;
+
+impl Error {
+    /// Line and column (1-based) of the first label when its line is too long to draw.
+    fn undrawable_at(&self) -> Option<(usize, usize)> {
+        let text = self.0.source_code.as_ref()?.inner();
+        for l in &self.0.labels {
+            let mut at = l.offset().min(text.len());
+            while !text.is_char_boundary(at) {
+                at -= 1;
+            }
+            let start = text[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = text[at..].find('\n').map_or(text.len(), |i| at + i);
+            if end - start > MAX_DRAWN_LINE {
+                let line = text[..at].matches('\n').count() + 1;
+                return Some((line, text[start..at].chars().count() + 1));
+            }
+        }
+        None
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0.message)
+        f.write_str(&self.0.message)?;
+        if let (Some((line, col)), Some(name)) = (self.undrawable_at(), self.file_name()) {
+            write!(f, " (at {name}:{line}:{col})")?;
+        }
+        Ok(())
     }
 }
 
@@ -211,11 +239,14 @@ impl Diagnostic for Error {
     }
 
     fn source_code(&self) -> Option<&dyn SourceCode> {
+        if self.undrawable_at().is_some() {
+            return None;
+        }
         self.0.source_code.as_ref().map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
-        if self.0.labels.is_empty() {
+        if self.0.labels.is_empty() || self.undrawable_at().is_some() {
             None
         } else {
             Some(Box::new(self.0.labels.iter().cloned()))

@@ -6,5 +6,6 @@ mod check;
 mod docs;
 mod forward;
 mod plugins;
+mod reliability;
 mod run;
 mod support;

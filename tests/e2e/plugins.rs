@@ -173,6 +173,10 @@ fn broken_libraries_are_diagnostics() {
     let out = stackflow(&["plugins", "list", "--plugin", "Cargo.toml"]);
     refused(&out, "plugin::load_failed");
 
+    // Issue 11: a null function pointer in the declaration is refused, not called.
+    let out = stackflow(&["plugins", "list", "--plugin", &fixture("null_register")]);
+    refused(&out, "plugin::bad_declaration");
+
     let out = stackflow(&["plugins", "list", "--plugin", &fixture("reserved")]);
     refused(&out, "plugin::bad_kind");
     assert!(flat(&out.stderr).contains("core.relu2"), "{}", out.stderr);
@@ -205,9 +209,12 @@ const PANICKY: &str = r#"Flow(
 #[test]
 fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
     let p = fixture("panicky");
-    for (fail, code, what) in
-        [("configure", "plugin::panic", "configure blew up"), ("infer", "graph::shape", "panicked in shape inference")]
-    {
+    for (fail, code, what) in [
+        ("configure", "plugin::panic", "configure blew up"),
+        ("infer", "graph::shape", "panicked in shape inference"),
+        // Issue 11: a parameter of shape [0] panicked inside dfdx.
+        ("zero_param", "graph::bad_param", "declares parameter"),
+    ] {
         let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
         let out = with_plugins(&["check", g.to_str().unwrap()], std::slice::from_ref(&p));
         refused(&out, code);
@@ -235,6 +242,8 @@ fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
         ("forward", "plugin::panic", "forward blew up"),
         ("error", "plugin::call", "forward refused politely"),
         ("host", "plugin::call", "matmul"),
+        // Issue 11: `full` of 2^34 elements aborted on the allocation.
+        ("huge", "plugin::call", "more than 2147483648 elements"),
     ] {
         let g = temp_graph(&format!("panicky-{fail}"), &PANICKY.replace("WHERE", fail));
         let out = forward(&g);

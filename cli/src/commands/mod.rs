@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use stackflow_core::ir::{self, BuildOptions, Flow};
 use stackflow_core::registry::Registry;
+use stackflow_core::train::infer;
 use stackflow_core::{dsl, plugin, Error, Result};
 
 /// The graph file and what changes it.
@@ -48,6 +49,31 @@ impl GraphArgs {
         }
         let flow = ir::build(Arc::new(parsed), &registry, &BuildOptions { overrides: self.set.clone() })?;
         Ok((flow, registry))
+    }
+}
+
+/// A trained run and the plugin libraries it needs.
+#[derive(clap::Args, Debug, Clone)]
+pub struct TrainedArgs {
+    /// A run directory, or a checkpoint file in its `checkpoints/` folder.
+    pub run: PathBuf,
+    /// Load a plugin library the run needs (repeatable); also read from STACKFLOW_PLUGIN_PATH.
+    /// Libraries recorded in the run's run.json are never loaded implicitly.
+    #[arg(long = "plugin", value_name = "LIB")]
+    pub plugins: Vec<PathBuf>,
+}
+
+impl TrainedArgs {
+    /// Open the run with the named plugins and say which checkpoint is used.
+    pub fn open(&self) -> Result<infer::Trained> {
+        let mut registry = Registry::with_builtins();
+        for lib in plugin::requested(None, &[], &self.plugins) {
+            plugin::load(&mut registry, &lib)?;
+        }
+        let t = infer::open(&self.run, &registry)?;
+        let p = &t.loaded.meta.position;
+        eprintln!("using checkpoint {} (stage {}, iteration {})", t.checkpoint.display(), p.stage + 1, p.step);
+        Ok(t)
     }
 }
 

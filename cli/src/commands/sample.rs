@@ -4,17 +4,16 @@ use std::path::PathBuf;
 
 use stackflow_core::data::{folder, write_grid_png, write_png};
 use stackflow_core::kernels::KernelDevice;
-use stackflow_core::registry::Registry;
 use stackflow_core::train::infer;
 use stackflow_core::{Error, Result};
 
-use super::Device;
+use super::{Device, TrainedArgs};
 
 /// Arguments of `sample`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// A run directory or checkpoint file.
-    pub run: PathBuf,
+    #[command(flatten)]
+    pub run: TrainedArgs,
     /// A text file with one caption per line.
     #[arg(long, conflicts_with = "embeddings", required_unless_present = "embeddings")]
     pub captions: Option<PathBuf>,
@@ -41,8 +40,8 @@ pub struct Args {
 /// Arguments of `interpolate`.
 #[derive(clap::Args, Debug)]
 pub struct InterpolateArgs {
-    /// A run directory or checkpoint file.
-    pub run: PathBuf,
+    #[command(flatten)]
+    pub run: TrainedArgs,
     /// Caption at the left end.
     #[arg(long)]
     pub from: String,
@@ -72,7 +71,7 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
     if a.per_caption == 0 {
         return Err(Error::input("cli::bad_count", "--per-caption must be at least 1"));
     }
-    let t = infer::open(&a.run, &Registry::with_builtins())?;
+    let t = a.run.open()?;
     let s = t.stage(a.stage)?;
     let (g, e, _) = t.generator(s)?;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
@@ -97,6 +96,7 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
         }
         (None, None) => return Err(Error::input("cli::missing", "give --captions or --embeddings")),
     };
+    infer::check_image_budget(labels.len().saturating_mul(a.per_caption), t.image_side(g))?;
     let mut store = t.store(dev)?;
     let (images, side) = infer::generate_many(&t.flow, g, &mut store, &embeds, a.per_caption, a.seed)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|err| Error::io(&a.out_dir, err))?;
@@ -113,9 +113,10 @@ pub fn interpolate(a: InterpolateArgs) -> Result<()> {
     if a.steps < 2 {
         return Err(Error::input("cli::bad_count", "--steps must be at least 2"));
     }
-    let t = infer::open(&a.run, &Registry::with_builtins())?;
+    let t = a.run.open()?;
     let s = t.stage(a.stage)?;
     let (g, e, _) = t.generator(s)?;
+    infer::check_image_budget(a.steps, t.image_side(g))?;
     let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
     let (from, to) = ends.split_at(e);
     let embeds: Vec<f32> = (0..a.steps)

@@ -21,6 +21,8 @@ const LAYOUT_HELP: &str = "a folder dataset holds images/<name>.jpg, <split>/fil
 
 /// Image extensions tried, in order, for a name given without one.
 const EXTENSIONS: &[&str] = &["jpg", "jpeg", "png"];
+/// The widest and tallest image a folder dataset accepts.
+const MAX_IMAGE_SIDE: u32 = 16_384;
 
 /// A bounding box in pixels: left, top, width, height.
 type BBox = [f32; 4];
@@ -184,8 +186,17 @@ impl FolderDataset {
     /// The decoded image of `index`, cropped around its bounding box if it has one.
     fn load(&self, index: usize) -> Result<RgbImage> {
         let path = &self.images[index];
-        let bytes = fs::read(path).map_err(|e| Error::io(path, e))?;
-        let img = image::load_from_memory(&bytes)
+        // Decoded from the file as it streams in, with limits checked against the header
+        // first: a huge or lying file is refused before its pixels are allocated.
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(MAX_IMAGE_SIDE);
+        limits.max_image_height = Some(MAX_IMAGE_SIDE);
+        limits.max_alloc = Some(1 << 30);
+        let mut reader =
+            image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| Error::io(path, e))?;
+        reader.limits(limits);
+        let img = reader
+            .decode()
             .map_err(|e| {
                 Error::input("data::bad_image", format!("cannot decode image `{}`", path.display()))
                     .with_cause(e)

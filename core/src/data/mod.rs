@@ -55,6 +55,9 @@ pub trait Dataset: Send + Sync {
     fn describe(&self) -> String;
 }
 
+/// The most samples a synthetic dataset may have (its epoch order is held in memory).
+pub const MAX_SYNTHETIC_COUNT: u64 = 10_000_000;
+
 /// Opens the dataset a recipe names; `base_dir` resolves a folder's relative root (the
 /// graph file's folder) and `embed_dim` is the graph's embedding size, which a folder's
 /// embeddings must match.
@@ -65,10 +68,15 @@ pub fn open(def: &DataDef, base_dir: &Path, embed_dim: usize) -> Result<Box<dyn 
     }
     match def {
         DataDef::SyntheticShapes { count, seed } => {
-            let count = usize::try_from(*count).ok().filter(|&c| c > 0).ok_or_else(|| {
-                Error::input("data::empty", format!("synthetic_shapes needs 1 or more samples, not {count}"))
+            let count = usize::try_from(*count).ok().filter(|&c| c > 0 && c as u64 <= MAX_SYNTHETIC_COUNT).ok_or_else(
+                || {
+                    Error::input(
+                        "data::bad_count",
+                        format!("synthetic_shapes needs between 1 and {MAX_SYNTHETIC_COUNT} samples, not {count}"),
+                    )
                     .with_help("set `count` to the number of samples per epoch, e.g. 2048")
-            })?;
+                },
+            )?;
             Ok(Box::new(SyntheticShapes::new(count, *seed, embed_dim)))
         }
         DataDef::Folder { root, split } => {
@@ -139,7 +147,7 @@ mod tests {
     #[test]
     fn open_refuses_empty_sets_and_zero_dims() {
         let def = DataDef::SyntheticShapes { count: 0, seed: 0 };
-        assert_eq!(open(&def, Path::new("."), 8).err().unwrap().code_str(), "data::empty");
+        assert_eq!(open(&def, Path::new("."), 8).err().unwrap().code_str(), "data::bad_count");
         let def = DataDef::SyntheticShapes { count: 5, seed: 0 };
         assert_eq!(open(&def, Path::new("."), 0).err().unwrap().code_str(), "data::embed_dim");
     }

@@ -152,6 +152,18 @@ pub struct StageDef {
     pub batch: u64,
     /// Where images and captions come from.
     pub data: DataDef,
+    /// Checkpoints within an epoch, besides the one at each epoch's end.
+    #[serde(default)]
+    pub checkpoint_every: Option<CheckpointEvery>,
+}
+
+/// How often a stage writes a checkpoint within an epoch.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
+pub enum CheckpointEvery {
+    /// Every this many iterations.
+    Steps(u64),
+    /// Every this many minutes of training.
+    Minutes(u64),
 }
 
 fn default_loss() -> String {
@@ -283,7 +295,17 @@ pub fn load(path: &Path) -> Result<Parsed> {
             format!("`{}` is {} bytes; graph files are limited to {MAX_FILE_BYTES}", path.display(), meta.len()),
         ));
     }
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    // The size from metadata can lie (`/dev/zero`, a FIFO): read at most one byte past the limit.
+    let mut bytes = Vec::new();
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_FILE_BYTES as u64 + 1), &mut bytes)
+        .map_err(|e| Error::io(path, e))?;
+    if bytes.len() > MAX_FILE_BYTES {
+        return Err(Error::input(
+            "graph::too_large",
+            format!("`{}` is longer than {MAX_FILE_BYTES} bytes, the limit for graph files", path.display()),
+        ));
+    }
     let name = path.display().to_string();
     let text = match String::from_utf8(bytes) {
         Ok(t) => t,

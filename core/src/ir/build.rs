@@ -607,6 +607,16 @@ impl Builder<'_> {
         let mut params = Vec::new();
         for spec in inferred.params.iter() {
             let ppath = format!("{}{}.{}", frame.param_prefix, node.0, spec.name);
+            if spec.shape.is_empty() || spec.shape.len() > 4 || spec.shape.contains(&0) {
+                return Err(self
+                    .err(
+                        "graph::bad_param",
+                        node_span,
+                        format!("node `{path}` ({kind}) declares parameter `{ppath}` of shape {:?}", spec.shape),
+                        frame,
+                    )
+                    .with_help("a parameter has rank 1 to 4 and no zero-sized dimension"));
+            }
             if !(super::Shape(spec.shape.clone())).is_sane() {
                 return Err(self.err(
                     "graph::too_large",

@@ -135,6 +135,15 @@ pub fn check_recipe(flow: &Flow) -> Result<()> {
                 "batch must be between 2 and 1048576 (mismatched pairs need two samples)",
             ));
         }
+        if let crate::dsl::DataDef::SyntheticShapes { count, .. } = st.data {
+            if count == 0 || count > crate::data::MAX_SYNTHETIC_COUNT {
+                return Err(p.error(
+                    "graph::bad_value",
+                    &at("data"),
+                    format!("SyntheticShapes needs a count between 1 and {}", crate::data::MAX_SYNTHETIC_COUNT),
+                ));
+            }
+        }
         if st.epochs == 0 {
             return Err(p.error("graph::bad_value", &at("epochs"), "epochs must be at least 1"));
         }
@@ -147,18 +156,24 @@ pub fn check_recipe(flow: &Flow) -> Result<()> {
                     && *lr > 0.0
                     && (0.0..1.0).contains(&betas.0)
                     && (0.0..1.0).contains(&betas.1)
+                    && eps.is_finite()
                     && *eps > 0.0;
                 if !ok {
                     return Err(p.error(
                         "graph::bad_value",
                         &at(field),
-                        "Adam needs lr > 0, betas in [0, 1) and eps > 0",
+                        "Adam needs a finite lr > 0, betas in [0, 1) and a finite eps > 0",
                     ));
                 }
             }
         }
         if let crate::dsl::LrDecay::Halve { every_epochs: 0 } = st.lr_decay {
             return Err(p.error("graph::bad_value", &at("lr_decay"), "every_epochs must be at least 1"));
+        }
+        if let Some(crate::dsl::CheckpointEvery::Steps(0) | crate::dsl::CheckpointEvery::Minutes(0)) =
+            st.checkpoint_every
+        {
+            return Err(p.error("graph::bad_value", &at("checkpoint_every"), "checkpoint_every must be at least 1"));
         }
     }
     Ok(())

@@ -171,7 +171,12 @@ fn open(path: &Path) -> Result<&'static Loaded> {
         )
         .with_help(format!("rebuild the plugin against a stackflow-plugin-api with ABI version {}, or use a stackflow that speaks version {abi_version}", abi::ABI_VERSION)));
     }
-    // SAFETY: the version matched, so the declaration has `PluginV1`'s layout.
+    // SAFETY: the version matched, so the declaration has `PluginV1`'s layout; its function
+    // pointer is checked as raw bytes before a `PluginV1` is formed.
+    if unsafe { has_null_fn(ptr as *const u8, &[std::mem::offset_of!(PluginV1, register)]) } {
+        return Err(Error::input("plugin::bad_declaration", format!("`{shown}` declares a null `register` function")));
+    }
+    // SAFETY: as above, and every function pointer is non-null.
     let decl: &PluginV1 = unsafe { &*(ptr as *const PluginV1) };
     if decl.api_version > abi::API_VERSION {
         return Err(Error::input(
@@ -277,13 +282,46 @@ fn copy_info<T>(desc: &T, info: impl Fn(&T) -> &abi::KindInfoV1) -> kinds::KindD
 /// Copy a descriptor the plugin passes to the registrar. Its strings are copied into a
 /// [`KindDoc`] during the call and its `info` is never read again; the function pointers
 /// stay valid because the library is never unloaded.
-unsafe fn read_desc<T>(desc: *const T) -> Option<T> {
-    desc.as_ref().map(|d| std::ptr::read(d))
+/// Whether any of the pointer-sized fields at `offsets` of the struct at `base` is null.
+/// Reads them as raw pointers, so a null function pointer is found before a value of the
+/// (non-nullable) `extern "C" fn` type exists.
+unsafe fn has_null_fn(base: *const u8, offsets: &[usize]) -> bool {
+    offsets.iter().any(|&o| std::ptr::read_unaligned(base.add(o) as *const *const c_void).is_null())
+}
+
+/// A kind descriptor whose function pointers are listed for the null check.
+trait Descriptor: Sized {
+    /// Offsets of every function-pointer field.
+    fn fn_offsets() -> Vec<usize>;
+}
+
+macro_rules! descriptor {
+    ($t:ty: $($f:ident),+) => {
+        impl Descriptor for $t {
+            fn fn_offsets() -> Vec<usize> {
+                vec![$(std::mem::offset_of!($t, $f)),+]
+            }
+        }
+    };
+}
+descriptor!(abi::BlockKindV1: configure, ports, infer, forward, release);
+descriptor!(abi::LossKindV1: configure, needs, optional, d_loss, g_loss, release);
+descriptor!(abi::SamplerKindV1: configure, sample, pairs, release);
+
+/// Copy a descriptor the plugin passed, or `None` if it or one of its functions is null.
+unsafe fn read_desc<T: Descriptor>(desc: *const T) -> Option<T> {
+    if desc.is_null() || has_null_fn(desc as *const u8, &T::fn_offsets()) {
+        return None;
+    }
+    Some(std::ptr::read(desc))
 }
 
 unsafe extern "C" fn reg_block(ctx: *mut c_void, desc: *const abi::BlockKindV1) -> Status {
     guard_reg(ctx, |p| {
-        let Some(d) = read_desc(desc) else { return ERR };
+        let Some(d) = read_desc(desc) else {
+            p.bad.push("a kind descriptor is null or has a null function pointer".into());
+            return OK;
+        };
         let doc = copy_info(&d, |d| &d.info);
         if p.check("block", &doc.name) {
             p.blocks.push((doc, d));
@@ -294,7 +332,10 @@ unsafe extern "C" fn reg_block(ctx: *mut c_void, desc: *const abi::BlockKindV1) 
 
 unsafe extern "C" fn reg_loss(ctx: *mut c_void, desc: *const abi::LossKindV1) -> Status {
     guard_reg(ctx, |p| {
-        let Some(d) = read_desc(desc) else { return ERR };
+        let Some(d) = read_desc(desc) else {
+            p.bad.push("a kind descriptor is null or has a null function pointer".into());
+            return OK;
+        };
         let doc = copy_info(&d, |d| &d.info);
         if p.check("loss", &doc.name) {
             p.losses.push((doc, d));
@@ -305,7 +346,10 @@ unsafe extern "C" fn reg_loss(ctx: *mut c_void, desc: *const abi::LossKindV1) ->
 
 unsafe extern "C" fn reg_sampler(ctx: *mut c_void, desc: *const abi::SamplerKindV1) -> Status {
     guard_reg(ctx, |p| {
-        let Some(d) = read_desc(desc) else { return ERR };
+        let Some(d) = read_desc(desc) else {
+            p.bad.push("a kind descriptor is null or has a null function pointer".into());
+            return OK;
+        };
         let doc = copy_info(&d, |d| &d.info);
         if d.role != abi::SAMPLER_NOISE && d.role != abi::SAMPLER_MISMATCH {
             p.bad.push(format!("sampler kind `{}` has unknown role {}", doc.name, d.role));

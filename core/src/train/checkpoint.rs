@@ -1,6 +1,7 @@
 //! Checkpoints: every parameter and buffer, both Adam states, the position in the recipe,
-//! the seed and the graph hash, in one safetensors file written atomically (temp file,
-//! fsync, rename) with a checksum so that a torn or corrupt file is detected.
+//! the seed, the graph hash and the run's id, in one safetensors file written atomically
+//! (temp file, fsync, rename). One SHA-256 covers the metadata and every tensor's name,
+//! shape and bytes, so a torn, corrupt or edited file is refused as a whole.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -41,6 +42,36 @@ pub struct Meta {
     pub overrides: Vec<String>,
     /// Adam step counts (G, D).
     pub adam_t: (u64, u64),
+    /// Id of the run that wrote it (also in the run directory's `run.json`): how a
+    /// checkpoint file finds its own run directory.
+    #[serde(default)]
+    pub run_id: String,
+}
+
+/// The one metadata entry of a checkpoint: the metadata and the checksum over it and
+/// every tensor. A single key keeps the file's bytes identical between identical runs.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Envelope {
+    meta: Meta,
+    checksum: String,
+}
+
+/// SHA-256 over the metadata's JSON and each tensor's name, shape and bytes, in name order.
+fn checksum<'a>(meta_json: &str, tensors: impl Iterator<Item = (&'a str, &'a [usize], &'a [u8])>) -> String {
+    let mut digest = Sha256::new();
+    digest.update((meta_json.len() as u64).to_le_bytes());
+    digest.update(meta_json.as_bytes());
+    for (name, shape, data) in tensors {
+        digest.update((name.len() as u64).to_le_bytes());
+        digest.update(name.as_bytes());
+        digest.update((shape.len() as u64).to_le_bytes());
+        for d in shape {
+            digest.update((*d as u64).to_le_bytes());
+        }
+        digest.update((data.len() as u64).to_le_bytes());
+        digest.update(data);
+    }
+    format!("{:x}", digest.finalize())
 }
 
 /// Hash of a graph text with its overrides (what `--resume` compares).
@@ -74,17 +105,11 @@ pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizer
         }
     }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut digest = Sha256::new();
-    for (n, b, _) in &owned {
-        digest.update(n.as_bytes());
-        digest.update(b);
-    }
-    let mut metadata = HashMap::new();
-    metadata.insert(
-        "stackflow".to_string(),
-        serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?,
-    );
-    metadata.insert("checksum".to_string(), format!("{:x}", digest.finalize()));
+    let meta_json = serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
+    let sum = checksum(&meta_json, owned.iter().map(|(n, b, s)| (n.as_str(), s.as_slice(), b.as_slice())));
+    let envelope = serde_json::to_string(&Envelope { meta: meta.clone(), checksum: sum })
+        .map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
+    let metadata = HashMap::from([("stackflow".to_string(), envelope)]);
     let views = owned
         .iter()
         .map(|(n, b, s)| safetensors::tensor::TensorView::new(Dtype::F32, s.clone(), b).map(|v| (n.clone(), v)))
@@ -133,24 +158,42 @@ pub fn load(path: &Path) -> Result<Loaded> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| corrupt(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| corrupt(path, e))?;
     let md = header.metadata().clone().unwrap_or_default();
-    let meta: Meta = md
-        .get("stackflow")
-        .ok_or_else(|| corrupt(path, "no stackflow metadata (is it a stackflow checkpoint?)"))
-        .and_then(|s| serde_json::from_str(s).map_err(|e| corrupt(path, e)))?;
+    let text =
+        md.get("stackflow").ok_or_else(|| corrupt(path, "no stackflow metadata (is it a stackflow checkpoint?)"))?;
+    let envelope: Envelope = serde_json::from_str(text).map_err(|e| {
+        if md.contains_key("checksum") {
+            Error::input(
+                "checkpoint::old_format",
+                format!(
+                    "`{}` was written by an earlier stackflow whose checksum did not cover the metadata",
+                    path.display()
+                ),
+            )
+            .with_help("train the run again with this version; its metadata cannot be verified")
+        } else {
+            corrupt(path, e)
+        }
+    })?;
+    if md.len() != 1 {
+        return Err(corrupt(path, "unexpected metadata entries"));
+    }
+    let meta = envelope.meta;
+    let meta_json = serde_json::to_string(&meta).map_err(|e| corrupt(path, e))?;
     let mut names: Vec<String> = st.names().into_iter().map(str::to_string).collect();
     names.sort();
-    let mut digest = Sha256::new();
+    let views = names.iter().map(|n| st.tensor(n).map_err(|e| corrupt(path, e))).collect::<Result<Vec<_>>>()?;
+    let sum = checksum(&meta_json, names.iter().zip(&views).map(|(n, v)| (n.as_str(), v.shape(), v.data())));
+    if envelope.checksum != sum {
+        return Err(corrupt(path, "checksum mismatch"));
+    }
     let mut params = Vec::new();
     let mut opt = Optimizers::default();
     opt.g.t = meta.adam_t.0;
     opt.d.t = meta.adam_t.1;
-    for n in &names {
-        let v = st.tensor(n).map_err(|e| corrupt(path, e))?;
+    for (n, v) in names.iter().zip(&views) {
         if v.dtype() != Dtype::F32 {
             return Err(corrupt(path, format!("`{n}` is not f32")));
         }
-        digest.update(n.as_bytes());
-        digest.update(v.data());
         let data: Vec<f32> = v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         if let Some(p) = n.strip_prefix("param.") {
             params.push((p.to_string(), v.shape().to_vec(), data));
@@ -167,16 +210,15 @@ pub fn load(path: &Path) -> Result<Loaded> {
                 "v" => e.1 = data,
                 _ => return Err(corrupt(path, format!("unknown tensor `{n}`"))),
             }
+        } else {
+            return Err(corrupt(path, format!("unknown tensor `{n}`")));
         }
-    }
-    let sum = format!("{:x}", digest.finalize());
-    if md.get("checksum") != Some(&sum) {
-        return Err(corrupt(path, "checksum mismatch"));
     }
     Ok(Loaded { meta, params, opt })
 }
 
-/// Put a checkpoint's parameters into `store` (every stored tensor must exist with the same shape).
+/// Put a checkpoint's parameters into `store`: every stored tensor must exist in the
+/// graph with the same shape, and every tensor of the graph must be in the checkpoint.
 pub fn restore<D: KernelDevice>(store: &mut ParamStore<D>, loaded: &Loaded, path: &Path) -> Result<()> {
     for (name, shape, data) in &loaded.params {
         if store.get(name).is_none() {
@@ -187,6 +229,22 @@ pub fn restore<D: KernelDevice>(store: &mut ParamStore<D>, loaded: &Loaded, path
         }
         let v = Val::from_host(&store.dev, data.clone(), shape)?;
         store.set(name, v)?;
+    }
+    let have: std::collections::HashSet<&str> = loaded.params.iter().map(|(n, _, _)| n.as_str()).collect();
+    let missing: Vec<&str> = store.iter().map(|(n, _)| n).filter(|n| !have.contains(n)).collect();
+    if !missing.is_empty() {
+        let shown: Vec<&str> = missing.iter().take(5).copied().collect();
+        return Err(Error::input(
+            "checkpoint::incomplete",
+            format!(
+                "`{}` lacks {} parameter(s) of the graph ({}{})",
+                path.display(),
+                missing.len(),
+                shown.join(", "),
+                if missing.len() > shown.len() { ", …" } else { "" }
+            ),
+        )
+        .with_help("the checkpoint was made by another graph; use a checkpoint of this run"));
     }
     Ok(())
 }

@@ -8,6 +8,7 @@ use rand::SeedableRng;
 
 use super::checkpoint::{self, Loaded};
 use super::game;
+use super::rundir;
 use crate::data::{self, synthetic, Dataset, TextEncoder};
 use crate::dsl::DataDef;
 use crate::error::{Error, Result};
@@ -28,37 +29,82 @@ pub struct Trained {
     pub flow: Flow,
 }
 
-/// Open a run directory (its newest loadable checkpoint) or a checkpoint file; the
-/// plugins the run recorded in `run.json` are loaded into a copy of `registry`.
+/// Open a run directory (its newest loadable checkpoint; newer damaged ones are named on
+/// stderr) or a checkpoint file in a run's `checkpoints/` folder. The run's `graph.ron`
+/// must hash to the checkpoint's graph hash. `registry` must already hold the plugins the
+/// run needs: the libraries recorded in `run.json` are never loaded from there, only
+/// named in the error when a kind is missing.
 pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
-    let (dir, ckpt) = if path.is_dir() {
-        let list = checkpoint::list(&path.join("checkpoints"));
-        let newest = list.into_iter().rev().find(|p| checkpoint::load(p).is_ok()).ok_or_else(|| {
-            Error::input("run::no_checkpoint", format!("`{}` has no loadable checkpoint", path.display()))
-                .with_help("pass a run directory made by `stackflow run`, or a checkpoint file")
-        })?;
-        (path.to_path_buf(), newest)
+    let (dir, ckpt, loaded) = if path.is_dir() {
+        let n = rundir::newest(path)?;
+        n.warn_skipped();
+        (path.to_path_buf(), n.path, n.loaded)
     } else {
-        let dir = path.parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default();
-        (dir, path.to_path_buf())
-    };
-    let loaded = checkpoint::load(&ckpt)?;
-    let mut registry = registry.clone();
-    let run_json = dir.join("run.json");
-    if let Ok(text) = std::fs::read_to_string(&run_json) {
-        let j: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            Error::input("run::bad_metadata", format!("`{}` is not valid JSON: {e}", run_json.display()))
+        let loaded = checkpoint::load(path)?;
+        let dir = rundir::owner_of(path, &loaded)?.ok_or_else(|| {
+            Error::input(
+                "run::stray_checkpoint",
+                format!("`{}` does not lie in the checkpoints/ folder of its run directory", path.display()),
+            )
+            .with_help("pass the run directory, or a checkpoint file inside it (the run's graph.ron is needed)")
         })?;
-        for p in j["plugins"].as_array().into_iter().flatten().filter_map(|p| p.as_str()) {
-            crate::plugin::load(&mut registry, Path::new(p))?;
-        }
-    }
-    let registry = &registry;
+        (dir, path.to_path_buf(), loaded)
+    };
+    let info = rundir::read_info(&dir)?;
     let graph = dir.join("graph.ron");
     let parsed =
         crate::dsl::load(&graph).map_err(|e| e.context(format!("the run's graph for `{}`", ckpt.display())))?;
-    let flow = ir::build(Arc::new(parsed), registry, &BuildOptions { overrides: loaded.meta.overrides.clone() })?;
+    let text = strip_override_header(&parsed.src.text, loaded.meta.overrides.len());
+    if checkpoint::graph_hash(text, &loaded.meta.overrides) != loaded.meta.graph_hash {
+        return Err(Error::input(
+            "run::graph_edited",
+            format!("`{}` is not the graph that trained `{}`", graph.display(), ckpt.display()),
+        )
+        .with_help("the run's graph.ron was edited after training; restore it (the checkpoint records its hash)"));
+    }
+    // Libraries the graph file itself names, relative to the file the run was started from.
+    let mut registry = registry.clone();
+    let origin = info.as_ref().map(|i| i.graph.as_path());
+    for lib in crate::plugin::requested(origin, &parsed.doc.plugins, &[]) {
+        crate::plugin::load(&mut registry, &lib)?;
+    }
+    let flow = ir::build(Arc::new(parsed), &registry, &BuildOptions { overrides: loaded.meta.overrides.clone() })
+        .map_err(|e| {
+            let recorded: Vec<String> =
+                info.iter().flat_map(|i| &i.plugins).map(|p| format!("--plugin {}", p.display())).collect();
+            if e.code_str() == "graph::unknown_kind" && !recorded.is_empty() {
+                e.with_help(format!("the run was trained with plugins; load them with {}", recorded.join(" ")))
+            } else {
+                e
+            }
+        })?;
     Ok(Trained { dir, checkpoint: ckpt, loaded, flow })
+}
+
+/// The graph text without the `// --set …` lines that `run` puts above it in `graph.ron`.
+fn strip_override_header(text: &str, lines: usize) -> &str {
+    let mut rest = text;
+    for _ in 0..lines {
+        match rest.strip_prefix("// --set ").and_then(|r| r.split_once('\n')) {
+            Some((_, after)) => rest = after,
+            None => return text,
+        }
+    }
+    rest
+}
+
+/// Refuse to hold more than a few GiB of generated images at once.
+pub fn check_image_budget(images: usize, side: usize) -> Result<()> {
+    const BUDGET: usize = 4 << 30;
+    let bytes = images.checked_mul(side.saturating_mul(side).saturating_mul(3 * 4));
+    if bytes.is_none_or(|b| b > BUDGET) {
+        return Err(Error::input(
+            "cli::too_many",
+            format!("{images} images of {side}×{side} would take more than 4 GiB"),
+        )
+        .with_help("ask for fewer captions or samples per caption"));
+    }
+    Ok(())
 }
 
 impl Trained {
@@ -86,6 +132,12 @@ impl Trained {
         }
         checkpoint::restore(&mut store, &self.loaded, &self.checkpoint)?;
         Ok(store)
+    }
+
+    /// The side of the images generator net `g` makes (0 if it has no `fake_img`).
+    pub fn image_side(&self, g: usize) -> usize {
+        let net = &self.flow.nets[g];
+        net.output("fake_img").and_then(|v| net.values[v].shape.dims().last().copied()).unwrap_or(0)
     }
 
     /// Index of the generator net of stage `s` and its text width.
@@ -196,12 +248,15 @@ pub fn evaluate<D: KernelDevice>(
     let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
         return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
     };
+    // The first stage's data seed when it is synthetic too, so every stage sees the same captions.
+    let data_seed = match t.flow.parsed.doc.train[0].data {
+        DataDef::SyntheticShapes { seed, .. } => seed,
+        _ => data_seed,
+    };
     // Held out: a different generator seed than training.
     let ds = data::SyntheticShapes::new(captions, data_seed.wrapping_add(0x0E7A_1000), e);
-    let side = t.flow.nets[g]
-        .output("fake_img")
-        .map(|v| *t.flow.nets[g].values[v].shape.dims().last().unwrap_or(&64))
-        .unwrap_or(64);
+    let side = t.image_side(g);
+    check_image_budget(captions.saturating_mul(per.saturating_add(1)), side)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut embeds = Vec::new();
     let mut tags = Vec::new();

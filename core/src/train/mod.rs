@@ -9,6 +9,7 @@ pub mod infer;
 pub mod loss;
 pub mod plot;
 pub mod run;
+pub mod rundir;
 pub mod sampler;
 
 use std::sync::Arc;

@@ -1,9 +1,12 @@
 //! A training run: the recipe's stages in order, with data, progress, metrics, sample
-//! grids, loss plots and checkpoints in a run directory; resumable bit for bit.
+//! grids, loss plots and checkpoints in a run directory; resumable bit for bit, and
+//! stoppable between iterations (a signal, `--max-steps`) without losing work.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,8 +16,9 @@ use rand::SeedableRng;
 use super::checkpoint::{self, Meta, Position};
 use super::game::{self, Batch, Optimizers, StageSetup};
 use super::plot;
+use super::rundir::{self, ResumeFrom, RunInfo};
 use crate::data::{self, Dataset};
-use crate::dsl::LrDecay;
+use crate::dsl::{CheckpointEvery, LrDecay};
 use crate::error::{Error, Result};
 use crate::exec::ParamStore;
 use crate::ir::Flow;
@@ -22,7 +26,6 @@ use crate::kernels::KernelDevice;
 use crate::registry::Registry;
 
 /// How to run.
-#[derive(Clone, Debug)]
 pub struct RunOptions {
     /// The run directory (created).
     pub dir: PathBuf,
@@ -30,8 +33,9 @@ pub struct RunOptions {
     pub graph_path: PathBuf,
     /// `--set` overrides.
     pub overrides: Vec<String>,
-    /// Seed of initialisation, data order and noise.
-    pub seed: u64,
+    /// Seed of initialisation, data order and noise; on resume, `None` takes the
+    /// checkpoint's and a different value is refused.
+    pub seed: Option<u64>,
     /// Stop after this many iterations in total (a checkpoint is written).
     pub max_steps: Option<u64>,
     /// Plain log lines instead of progress bars.
@@ -41,9 +45,13 @@ pub struct RunOptions {
     /// Log a metrics line every this many iterations.
     pub log_every: u64,
     /// Continue from this checkpoint.
-    pub resume: Option<PathBuf>,
-    /// Plugin libraries the run loaded (recorded so `sample` and `eval` load them too).
+    pub resume: Option<ResumeFrom>,
+    /// Plugin libraries the run loaded (recorded in `run.json`).
     pub plugins: Vec<PathBuf>,
+    /// Checkpoints within an epoch; overrides every stage's `checkpoint_every`.
+    pub checkpoint_every: Option<CheckpointEvery>,
+    /// Set to a signal number (non-zero) to stop after the current iteration with a checkpoint.
+    pub stop: Option<Arc<AtomicUsize>>,
 }
 
 /// What a run did.
@@ -55,28 +63,17 @@ pub struct RunSummary {
     pub checkpoint: Option<PathBuf>,
     /// Whether every stage finished.
     pub finished: bool,
+    /// The signal that stopped the run, if one did.
+    pub signal: Option<usize>,
 }
 
 /// Number of images in sample grids.
 pub const GRID: usize = 8;
 
-/// Hold the run directory's lock for the life of the value.
-struct Lock(#[allow(dead_code)] File);
-
-fn lock(dir: &Path) -> Result<Lock> {
-    let path = dir.join(".lock");
-    let f = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::io(&path, e))?;
-    match f.try_lock() {
-        Ok(()) => Ok(Lock(f)),
-        Err(_) => Err(Error::input("run::locked", format!("another stackflow run is using `{}`", dir.display()))
-            .with_help("wait for it to finish, or pass a different --out")),
-    }
-}
-
 fn lr_scale(decay: &LrDecay, epoch: u64) -> f64 {
     match decay {
         LrDecay::Constant => 1.0,
-        LrDecay::Halve { every_epochs } => 0.5f64.powi((epoch / (*every_epochs).max(1)) as i32),
+        LrDecay::Halve { every_epochs } => 0.5f64.powi((epoch / (*every_epochs).max(1)).min(4096) as i32),
     }
 }
 
@@ -104,67 +101,210 @@ fn load_batch(ds: &dyn Dataset, idx: &[usize], size: usize, seed: u64) -> Result
 /// Train the recipe of `flow` on `dev`.
 pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &RunOptions) -> Result<RunSummary> {
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
-    let _lock = lock(&opts.dir)?;
-    if opts.resume.is_none() && !checkpoint::list(&opts.dir.join("checkpoints")).is_empty() {
-        return Err(Error::input("run::exists", format!("`{}` already holds a run", opts.dir.display()))
-            .with_help("continue it with `--resume`, or choose another `--out`"));
-    }
-    let text = &flow.parsed.src.text;
-    let hash = checkpoint::graph_hash(text, &opts.overrides);
-    let graph_copy = opts.dir.join("graph.ron");
-    if !graph_copy.exists() {
-        let header: String = opts.overrides.iter().map(|o| format!("// --set {o}\n")).collect();
-        checkpoint::write_atomic(&graph_copy, format!("{header}{text}").as_bytes())?;
-        let plugins: Vec<PathBuf> =
-            opts.plugins.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
-        let run_json = serde_json::json!({ "graph": opts.graph_path, "overrides": opts.overrides, "seed": opts.seed, "graph_hash": hash, "plugins": plugins });
-        checkpoint::write_atomic(&opts.dir.join("run.json"), run_json.to_string().as_bytes())?;
-    }
+    let _lock = rundir::lock(&opts.dir)?;
     let stages: Vec<StageSetup> =
         (0..flow.parsed.doc.train.len()).map(|i| game::setup(flow, registry, i)).collect::<Result<_>>()?;
     if stages.is_empty() {
         return Err(Error::input("run::no_recipe", format!("{} has no `train` stages", flow.parsed.src.name)));
     }
+    let hash = checkpoint::graph_hash(&flow.parsed.src.text, &opts.overrides);
+    let seed = resolve_seed(opts)?;
     let mut store = ParamStore::new(dev);
     for (i, net) in flow.nets.iter().enumerate() {
-        store.init_net(net, opts.seed.wrapping_add(1000 * i as u64 + 1))?;
+        store.init_net(net, seed.wrapping_add(1000 * i as u64 + 1))?;
     }
     let mut pos = Position { stage: 0, epoch: 0, step: 0, stage_done: false };
     let mut opt = Optimizers::default();
-    if let Some(path) = &opts.resume {
-        let loaded = checkpoint::load(path)?;
-        if loaded.meta.graph_hash != hash {
-            return Err(Error::input(
-                "run::graph_changed",
-                format!("`{}` was made by a different graph or --set values", path.display()),
-            )
-            .with_help(
-                "resume with the same graph file and the same --set flags (see the run's graph.ron and run.json)",
-            ));
+    if let Some(r) = &opts.resume {
+        check_resumable(r, &hash, stages.len())?;
+        checkpoint::restore(&mut store, &r.loaded, &r.checkpoint)?;
+        pos = r.loaded.meta.position.clone();
+        opt = r.loaded.opt.clone();
+    }
+    let run_id = prepare_dir(flow, opts, &hash, seed)?;
+    rundir::clean_temp_files(&opts.dir.join("checkpoints"));
+    let metrics_path = opts.dir.join("metrics.jsonl");
+    if opts.resume.is_some() {
+        trim_metrics(&metrics_path, flow, &pos)?;
+    }
+    if pos.stage_done {
+        pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
+        opt = Optimizers::default();
+    }
+    let mut t = Trainer {
+        flow,
+        opts,
+        seed,
+        hash,
+        run_id,
+        metrics_path,
+        started: Instant::now(),
+        total: 0,
+        last_ckpt: None,
+        plot_series: ["D", "G", "KL"].iter().map(|n| (n.to_string(), Vec::new())).collect(),
+    };
+    while pos.stage < stages.len() {
+        if let Some(summary) = t.stage(&stages[pos.stage], &mut store, &mut opt, &mut pos)? {
+            return Ok(summary);
         }
-        checkpoint::restore(&mut store, &loaded, path)?;
-        pos = loaded.meta.position.clone();
-        opt = loaded.opt;
-        if pos.stage_done {
-            pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
-            opt = Optimizers::default();
+        pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
+        opt = Optimizers::default();
+    }
+    Ok(RunSummary { steps: t.total, checkpoint: t.last_ckpt, finished: true, signal: None })
+}
+
+/// The run's seed: the one asked for, or on resume the checkpoint's (a contradiction is refused).
+fn resolve_seed(opts: &RunOptions) -> Result<u64> {
+    match (&opts.resume, opts.seed) {
+        (None, s) => Ok(s.unwrap_or(0)),
+        (Some(r), None) => Ok(r.loaded.meta.seed),
+        (Some(r), Some(s)) if s == r.loaded.meta.seed => Ok(s),
+        (Some(r), Some(s)) => Err(Error::input(
+            "run::seed_mismatch",
+            format!("--seed {s}, but `{}` was trained with seed {}", r.checkpoint.display(), r.loaded.meta.seed),
+        )
+        .with_help("leave out --seed when resuming: the run's own seed is used")),
+    }
+}
+
+/// Refuse a checkpoint of another graph, or whose position the recipe cannot have produced.
+fn check_resumable(r: &ResumeFrom, hash: &str, stages: usize) -> Result<()> {
+    let path = &r.checkpoint;
+    if r.loaded.meta.graph_hash != hash {
+        return Err(Error::input(
+            "run::graph_changed",
+            format!("`{}` was made by a different graph or --set values", path.display()),
+        )
+        .with_help("resume with the same graph file and the same --set flags (see the run's graph.ron and run.json)"));
+    }
+    if r.loaded.meta.position.stage >= stages {
+        return Err(bad_position(
+            path,
+            format!("stage {} of a {stages}-stage recipe", r.loaded.meta.position.stage + 1),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_position(path: &Path, why: String) -> Error {
+    Error::input("checkpoint::bad_position", format!("`{}` records an impossible position: {why}", path.display()))
+        .with_help("use an earlier checkpoint of the run")
+}
+
+/// The first iteration of the current epoch still to run, checked against the recipe.
+fn first_in_epoch(pos: &Position, epochs: u64, ipe: u64, path: Option<&Path>) -> Result<u64> {
+    let start = pos.epoch.checked_mul(ipe);
+    let ok = pos.epoch <= epochs
+        && start.is_some_and(|s| pos.step >= s && pos.step - s <= ipe)
+        && (pos.epoch < epochs || start == Some(pos.step));
+    match (ok, start) {
+        (true, Some(s)) => Ok(pos.step - s),
+        _ => Err(bad_position(
+            path.unwrap_or(Path::new("checkpoint")),
+            format!("epoch {}, iteration {} with {ipe} iterations per epoch and {epochs} epochs", pos.epoch, pos.step),
+        )),
+    }
+}
+
+/// Write `graph.ron` and `run.json` (fresh for a new run, so nothing stale survives a
+/// failed first attempt), refusing a directory that holds another run. Returns the run id.
+fn prepare_dir(flow: &Flow, opts: &RunOptions, hash: &str, seed: u64) -> Result<String> {
+    let dir = &opts.dir;
+    let has_checkpoints = !checkpoint::list(&dir.join("checkpoints")).is_empty();
+    let info = rundir::read_info(dir).ok().flatten();
+    let run_id = match &opts.resume {
+        None if has_checkpoints => {
+            return Err(Error::input("run::exists", format!("`{}` already holds a run", dir.display()))
+                .with_help("continue it with `--resume`, or choose another `--out`"));
+        }
+        None => rundir::new_run_id(dir),
+        Some(r) => {
+            let id = &r.loaded.meta.run_id;
+            let same = info.as_ref().is_some_and(|i| !i.run_id.is_empty() && &i.run_id == id);
+            if has_checkpoints && !same {
+                return Err(Error::input(
+                    "run::other_run",
+                    format!("`{}` holds checkpoints of another run than `{}`", dir.display(), r.checkpoint.display()),
+                )
+                .with_help("continue it in its own run directory, or pass `--out` with a new directory"));
+            }
+            if id.is_empty() {
+                rundir::new_run_id(dir)
+            } else {
+                id.clone()
+            }
+        }
+    };
+    let text = &flow.parsed.src.text;
+    let header: String = opts.overrides.iter().map(|o| format!("// --set {o}\n")).collect();
+    checkpoint::write_atomic(&dir.join("graph.ron"), format!("{header}{text}").as_bytes())?;
+    let plugins = opts.plugins.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
+    let info = RunInfo {
+        graph: opts.graph_path.clone(),
+        overrides: opts.overrides.clone(),
+        seed,
+        graph_hash: hash.to_string(),
+        plugins,
+        run_id: run_id.clone(),
+    };
+    let json = serde_json::to_string(&info).map_err(|e| Error::other("run::write", e.to_string()))?;
+    checkpoint::write_atomic(&dir.join("run.json"), json.as_bytes())?;
+    Ok(run_id)
+}
+
+/// Drop metrics lines past the resumed position (written after the checkpoint by the
+/// interrupted run) and a torn last line, so a resumed run's log has each step once.
+fn trim_metrics(path: &Path, flow: &Flow, pos: &Position) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let stage_of = |name: &str| flow.parsed.doc.train.iter().position(|s| s.name == name);
+    let mut kept = String::new();
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+        let (Some(stage), Some(step)) = (v["stage"].as_str().and_then(stage_of), v["step"].as_u64()) else {
+            continue;
+        };
+        if (stage, step) <= (pos.stage, pos.step) {
+            kept.push_str(line);
+            kept.push('\n');
         }
     }
-    let ckpt_dir = opts.dir.join("checkpoints");
-    let samples_dir = opts.dir.join("samples");
-    let metrics_path = opts.dir.join("metrics.jsonl");
-    let mut metrics =
-        OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-    let base = opts.graph_path.parent().unwrap_or(Path::new("")).to_path_buf();
-    let mut total = 0u64;
-    let mut last_ckpt = None;
-    let started = Instant::now();
-    let mut plot_series: Vec<(String, Vec<(f64, f64)>)> =
-        ["D", "G", "KL"].iter().map(|n| (n.to_string(), Vec::new())).collect();
+    if kept.len() != text.len() {
+        checkpoint::write_atomic(path, kept.as_bytes())?;
+    }
+    Ok(())
+}
 
-    while pos.stage < stages.len() {
-        let st = &stages[pos.stage];
-        let def = &flow.parsed.doc.train[pos.stage];
+/// Why the iterations of an epoch ended early.
+enum Halt {
+    MaxSteps,
+    Signal(usize),
+}
+
+/// The state of one `run` call shared by its stages.
+struct Trainer<'a> {
+    flow: &'a Flow,
+    opts: &'a RunOptions,
+    seed: u64,
+    hash: String,
+    run_id: String,
+    metrics_path: PathBuf,
+    started: Instant,
+    total: u64,
+    last_ckpt: Option<PathBuf>,
+    plot_series: Vec<(String, Vec<(f64, f64)>)>,
+}
+
+impl Trainer<'_> {
+    /// Train one stage from `pos`; `Some` when the run stops before the stage ends.
+    fn stage<D: KernelDevice>(
+        &mut self,
+        st: &StageSetup,
+        store: &mut ParamStore<D>,
+        opt: &mut Optimizers,
+        pos: &mut Position,
+    ) -> Result<Option<RunSummary>> {
+        let def = &self.flow.parsed.doc.train[pos.stage];
+        let base = self.opts.graph_path.parent().unwrap_or(Path::new("")).to_path_buf();
         let ds = data::open(&def.data, &base, st.embed_dim)?;
         let batch = def.batch as usize;
         let ipe = (ds.len() / batch) as u64;
@@ -174,107 +314,191 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
                 format!("stage `{}`: {} samples are fewer than one batch of {batch}", st.name, ds.len()),
             ));
         }
-        let total_steps = ipe * def.epochs;
-        let pb = if opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps) };
+        let resumed_from = self.opts.resume.as_ref().map(|r| r.checkpoint.as_path());
+        first_in_epoch(pos, def.epochs, ipe, resumed_from)?;
+        let total_steps = ipe.saturating_mul(def.epochs);
+        let pb = self.progress(st, total_steps, pos.step);
+        // Fixed captions and noise for the per-epoch sample grids.
+        let grid_idx: Vec<usize> = (0..GRID.min(ds.len())).collect();
+        let (grid_batch, grid_captions) = load_batch(ds.as_ref(), &grid_idx, st.image_size, self.seed)?;
+        let mut grid_rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
+        let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
+        let every = self.opts.checkpoint_every.or(def.checkpoint_every);
+        let mut last_save = (Instant::now(), pos.step);
+
+        while pos.epoch < def.epochs {
+            let mut order: Vec<usize> = (0..ds.len()).collect();
+            let order_seed = self.seed ^ ((pos.stage as u64) << 48) ^ pos.epoch;
+            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(order_seed));
+            let scale = lr_scale(&def.lr_decay, pos.epoch);
+            let first = first_in_epoch(pos, def.epochs, ipe, None)?;
+            let mut halt = None;
+            for bi in first..ipe {
+                if self.opts.max_steps.is_some_and(|m| self.total >= m) {
+                    halt = Some(Halt::MaxSteps);
+                    break;
+                }
+                let idx = &order[(bi as usize) * batch..(bi as usize + 1) * batch];
+                self.iteration(st, ds.as_ref(), idx, scale, store, opt, pos, &pb)?;
+                if let Some(sig) = self.opts.stop.as_ref().map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0) {
+                    halt = Some(Halt::Signal(sig));
+                    break;
+                }
+                if bi + 1 < ipe && due(every, last_save, pos.step) {
+                    self.checkpoint(store, opt, pos)?;
+                    last_save = (Instant::now(), pos.step);
+                }
+            }
+            let halt = halt.or_else(|| {
+                let at_end = pos.step == (pos.epoch + 1) * ipe;
+                (!at_end && self.opts.max_steps.is_some_and(|m| self.total >= m)).then_some(Halt::MaxSteps)
+            });
+            if halt.is_none() {
+                pos.epoch += 1;
+                let fakes = game::generate(self.flow, st.g, store, &grid_batch.emb, &grid_z, false, self.seed)?;
+                let n = grid_captions.len();
+                let per = fakes.len() / n.max(1);
+                let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
+                let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
+                data::write_grid_png(&path, &imgs, st.image_size, 1, Some(&grid_captions))?;
+            }
+            pos.stage_done = pos.epoch >= def.epochs;
+            self.checkpoint(store, opt, pos)?;
+            last_save = (Instant::now(), pos.step);
+            plot::write_loss_plot(&self.opts.dir.join("losses.png"), &self.plot_series)?;
+            if let Some(h) = halt {
+                let (msg, signal) = match h {
+                    Halt::MaxSteps => ("stopped at --max-steps".to_string(), None),
+                    Halt::Signal(s) => (format!("stopped by signal {s}"), Some(s)),
+                };
+                pb.abandon_with_message(msg);
+                return Ok(Some(RunSummary {
+                    steps: self.total,
+                    checkpoint: self.last_ckpt.clone(),
+                    finished: false,
+                    signal,
+                }));
+            }
+        }
+        pb.finish();
+        Ok(None)
+    }
+
+    fn progress(&self, st: &StageSetup, total_steps: u64, at: u64) -> ProgressBar {
+        let pb = if self.opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps) };
         pb.set_style(
             ProgressStyle::with_template("{prefix} [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} it {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
         pb.set_prefix(st.name.clone());
-        pb.set_position(pos.step);
-        // Fixed captions and noise for the per-epoch sample grids.
-        let (grid_batch, grid_captions) =
-            load_batch(ds.as_ref(), &(0..GRID.min(ds.len())).collect::<Vec<_>>(), st.image_size, opts.seed)?;
-        let grid_z = st.noise.sample(
-            &mut rand::rngs::StdRng::seed_from_u64(opts.seed ^ 0x5151),
-            grid_captions.len(),
-            st.z_dim,
-        )?;
+        pb.set_position(at);
+        pb
+    }
 
-        while pos.epoch < def.epochs {
-            let mut order: Vec<usize> = (0..ds.len()).collect();
-            order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(opts.seed ^ ((pos.stage as u64) << 48) ^ pos.epoch));
-            let scale = lr_scale(&def.lr_decay, pos.epoch);
-            let first = pos.step - pos.epoch * ipe;
-            for bi in first..ipe {
-                if opts.max_steps.is_some_and(|m| total >= m) {
-                    break;
-                }
-                let t0 = Instant::now();
-                let idx = &order[(bi as usize) * batch..(bi as usize + 1) * batch];
-                let (b, _) = load_batch(ds.as_ref(), idx, st.image_size, opts.seed ^ pos.step.wrapping_mul(31))?;
-                let mut rng = game::step_rng(opts.seed ^ ((pos.stage as u64) << 56), pos.step);
-                let report = game::iteration(flow, st, &mut store, &mut opt, &b, scale, &mut rng, None, false)
-                    .map_err(|e| {
-                        e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step))
-                    })?;
-                pos.step += 1;
-                total += 1;
-                let get = |n: &str| report.term(n).unwrap_or(f32::NAN);
-                for (name, pts) in plot_series.iter_mut() {
-                    let key = if name == "G" { "G_total" } else { name.as_str() };
-                    pts.push((pos.step as f64, report.term(key).unwrap_or(f32::NAN) as f64));
-                }
-                if pos.step.is_multiple_of(opts.log_every) || bi + 1 == ipe {
-                    let mut line = serde_json::json!({
-                        "stage": st.name, "epoch": pos.epoch, "step": pos.step,
-                        "lr_g": st.opt_g.lr * scale, "lr_d": st.opt_d.lr * scale,
-                        "iter_s": t0.elapsed().as_secs_f64(), "time_s": started.elapsed().as_secs_f64(),
-                    });
-                    for (n, v) in &report.terms {
-                        line[n] = serde_json::json!(v);
-                    }
-                    writeln!(metrics, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
-                    if opts.quiet {
-                        eprintln!(
-                            "{} epoch {} step {}/{}: D {:.4} G {:.4} KL {:.4}",
-                            st.name,
-                            pos.epoch,
-                            pos.step,
-                            total_steps,
-                            get("D"),
-                            get("G"),
-                            get("KL")
-                        );
-                    }
-                }
-                pb.set_message(format!("D {:.3} G {:.3} KL {:.3}", get("D"), get("G"), get("KL")));
-                pb.inc(1);
+    /// One training iteration on the samples `idx`, with its metrics line.
+    #[allow(clippy::too_many_arguments)]
+    fn iteration<D: KernelDevice>(
+        &mut self,
+        st: &StageSetup,
+        ds: &dyn Dataset,
+        idx: &[usize],
+        scale: f64,
+        store: &mut ParamStore<D>,
+        opt: &mut Optimizers,
+        pos: &mut Position,
+        pb: &ProgressBar,
+    ) -> Result<()> {
+        let t0 = Instant::now();
+        let (b, _) = load_batch(ds, idx, st.image_size, self.seed ^ pos.step.wrapping_mul(31))?;
+        let mut rng = game::step_rng(self.seed ^ ((pos.stage as u64) << 56), pos.step);
+        let report = game::iteration(self.flow, st, store, opt, &b, scale, &mut rng, None, false)
+            .map_err(|e| e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step)))?;
+        pos.step += 1;
+        self.total += 1;
+        let get = |n: &str| report.term(n).unwrap_or(f32::NAN);
+        for (name, pts) in self.plot_series.iter_mut() {
+            let key = if name == "G" { "G_total" } else { name.as_str() };
+            pts.push((pos.step as f64, report.term(key).unwrap_or(f32::NAN) as f64));
+        }
+        let ipe = (ds.len() / idx.len().max(1)) as u64;
+        if pos.step.is_multiple_of(self.opts.log_every) || pos.step.is_multiple_of(ipe) {
+            let mut line = serde_json::json!({
+                "stage": st.name, "epoch": pos.epoch, "step": pos.step,
+                "lr_g": st.opt_g.lr * scale, "lr_d": st.opt_d.lr * scale,
+                "iter_s": t0.elapsed().as_secs_f64(), "time_s": self.started.elapsed().as_secs_f64(),
+            });
+            for (n, v) in &report.terms {
+                line[n] = serde_json::json!(v);
             }
-            let stopped = opts.max_steps.is_some_and(|m| total >= m) && pos.step < (pos.epoch + 1) * ipe;
-            if !stopped {
-                pos.epoch += 1;
-                let fakes = game::generate(flow, st.g, &mut store, &grid_batch.emb, &grid_z, false, opts.seed)?;
-                let n = grid_captions.len();
-                let per = fakes.len() / n.max(1);
-                let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
-                let path = samples_dir.join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
-                data::write_grid_png(&path, &imgs, st.image_size, 1, Some(&grid_captions))?;
-            }
-            pos.stage_done = pos.epoch >= def.epochs;
-            let meta = Meta {
-                position: pos.clone(),
-                seed: opts.seed,
-                graph_hash: hash.clone(),
-                overrides: opts.overrides.clone(),
-                adam_t: (opt.g.t, opt.d.t),
-            };
-            let path = ckpt_dir.join(format!("ckpt-s{}-{:09}.safetensors", pos.stage, pos.step));
-            checkpoint::save(&path, &store, &opt, &meta)?;
-            last_ckpt = Some(path);
-            let all = checkpoint::list(&ckpt_dir);
-            for old in all.iter().take(all.len().saturating_sub(opts.keep.max(1))) {
-                let _ = std::fs::remove_file(old);
-            }
-            plot::write_loss_plot(&opts.dir.join("losses.png"), &plot_series)?;
-            if stopped {
-                pb.abandon_with_message("stopped at --max-steps");
-                return Ok(RunSummary { steps: total, checkpoint: last_ckpt, finished: false });
+            let mut f = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.metrics_path)
+                .map_err(|e| Error::io(&self.metrics_path, e))?;
+            f.write_all(format!("{line}\n").as_bytes()).map_err(|e| Error::io(&self.metrics_path, e))?;
+            if self.opts.quiet {
+                eprintln!(
+                    "{} epoch {} step {}: D {:.4} G {:.4} KL {:.4}",
+                    st.name,
+                    pos.epoch,
+                    pos.step,
+                    get("D"),
+                    get("G"),
+                    get("KL")
+                );
             }
         }
-        pb.finish();
-        pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
-        opt = Optimizers::default();
+        pb.set_message(format!("D {:.3} G {:.3} KL {:.3}", get("D"), get("G"), get("KL")));
+        pb.inc(1);
+        Ok(())
     }
-    Ok(RunSummary { steps: total, checkpoint: last_ckpt, finished: true })
+
+    /// Write a checkpoint of the current position and prune to the newest `keep`.
+    fn checkpoint<D: KernelDevice>(&mut self, store: &ParamStore<D>, opt: &Optimizers, pos: &Position) -> Result<()> {
+        let meta = Meta {
+            position: pos.clone(),
+            seed: self.seed,
+            graph_hash: self.hash.clone(),
+            overrides: self.opts.overrides.clone(),
+            adam_t: (opt.g.t, opt.d.t),
+            run_id: self.run_id.clone(),
+        };
+        let ckpt_dir = self.opts.dir.join("checkpoints");
+        let path = ckpt_dir.join(format!("ckpt-s{}-{:09}.safetensors", pos.stage + 1, pos.step));
+        checkpoint::save(&path, store, opt, &meta)?;
+        self.last_ckpt = Some(path);
+        let all = checkpoint::list(&ckpt_dir);
+        for old in all.iter().take(all.len().saturating_sub(self.opts.keep.max(1))) {
+            let _ = std::fs::remove_file(old);
+        }
+        Ok(())
+    }
+}
+
+/// Whether a periodic checkpoint is due.
+fn due(every: Option<CheckpointEvery>, (at, step): (Instant, u64), now_step: u64) -> bool {
+    match every {
+        None => false,
+        Some(CheckpointEvery::Steps(n)) => now_step.saturating_sub(step) >= n,
+        Some(CheckpointEvery::Minutes(m)) => at.elapsed().as_secs() >= m.saturating_mul(60),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_outside_the_recipe_are_refused() {
+        let p = |epoch, step| Position { stage: 0, epoch, step, stage_done: false };
+        assert_eq!(first_in_epoch(&p(0, 0), 2, 10, None).unwrap(), 0);
+        assert_eq!(first_in_epoch(&p(1, 13), 2, 10, None).unwrap(), 3);
+        assert_eq!(first_in_epoch(&p(2, 20), 2, 10, None).unwrap(), 0);
+        // A flipped epoch: the step lies before the epoch's start (this underflowed).
+        assert!(first_in_epoch(&p(7, 13), 9, 10, None).is_err());
+        assert!(first_in_epoch(&p(3, 30), 2, 10, None).is_err());
+        assert!(first_in_epoch(&p(1, 25), 2, 10, None).is_err());
+        assert!(first_in_epoch(&p(u64::MAX, 0), u64::MAX, 10, None).is_err());
+        assert!(first_in_epoch(&p(2, 21), 2, 10, None).is_err());
+    }
 }

@@ -20,6 +20,9 @@
 //! - Tensors are opaque `u32` handles into the host's executor, valid during the call that
 //!   received them; [`NO_TENSOR`] marks an absent optional tensor.
 //! - The host never unloads a library.
+//! - Every function pointer in a declaration or kind descriptor is non-null (a kind that
+//!   does not use one, such as a noise sampler's `pairs`, points it at a stub); the host
+//!   refuses a descriptor with a null one before calling anything.
 
 use std::ffi::c_void;
 

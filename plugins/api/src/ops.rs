@@ -15,6 +15,9 @@ use crate::error::{Error, Result};
 
 const POISON: u32 = abi::NO_TENSOR;
 
+/// The most elements a tensor made in the plugin ([`Ops::full`]) may have: 2³¹ (8 GiB of f32).
+pub const MAX_ELEMENTS: usize = 1 << 31;
+
 /// Noise distributions the host can draw.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Noise {
@@ -133,9 +136,15 @@ impl Ops {
         })
     }
 
-    /// A constant filled with `value`.
+    /// A constant filled with `value`; more than [`MAX_ELEMENTS`] elements is an error.
     pub fn full(&self, shape: &[usize], value: f32) -> Tensor<'_> {
-        self.constant(&vec![value; shape.iter().product()], shape)
+        match shape.iter().try_fold(1usize, |a, &b| a.checked_mul(b)).filter(|&n| n <= MAX_ELEMENTS) {
+            Some(n) => self.constant(&vec![value; n], shape),
+            None => {
+                self.fail(Error::new(format!("full: shape {shape:?} has more than {MAX_ELEMENTS} elements")));
+                Tensor { ops: self, id: POISON }
+            }
+        }
     }
 
     /// Noise for this node (a test or the trainer may supply it by the node's path).
