@@ -51,6 +51,12 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
     if batch < 2 {
         return Err(Error::input("cli::bad_batch", "--batch must be at least 2"));
     }
+    stackflow_core::ir::estimate::check_stage_memory(
+        &flow,
+        &flow.parsed.doc.train[a.stage - 1],
+        batch as u64,
+        a.graph.max_memory,
+    )?;
     if a.iters == 0 {
         return Err(Error::input("cli::bad_iters", "--iters must be at least 1"));
     }

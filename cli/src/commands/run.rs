@@ -99,11 +99,7 @@ fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
     }
     let (flow, registry) = graph.build_with_registry()?;
     for st in &flow.parsed.doc.train {
-        for name in [&st.generator, &st.discriminator] {
-            if let Some(net) = flow.net(name) {
-                estimate::check_memory(&flow, net, st.batch, true, graph.max_memory)?;
-            }
-        }
+        estimate::check_stage_memory(&flow, st, st.batch, graph.max_memory)?;
     }
     let dir = match &resume {
         Some(r) => r.dir.clone(),

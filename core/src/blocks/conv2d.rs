@@ -14,7 +14,8 @@ impl BlockKind for Conv2d {
         "core.conv2d"
     }
     fn doc(&self) -> &str {
-        "2-d convolution [C, H, W] → [out, H', W'] (attrs `out`, `kernel`, `stride` = 1, `padding` = 0, `bias` = true)"
+        "2-d convolution [C, H, W] → [out, H', W'] (attrs `out`, `kernel`, `stride` = 1, `padding` = 0, `bias` = true, \
+         `init` = \"normal\" (N(0, 0.02²)) or \"zeros\" (a residual branch that starts as the identity))"
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(Conv2dBlock {
@@ -23,6 +24,7 @@ impl BlockKind for Conv2d {
             stride: attrs.dim_or("stride", 1)?,
             padding: attrs.uint_or("padding", 0)?,
             bias: attrs.bool_or("bias", true)?,
+            zero_init: attrs.choice("init", &["normal", "zeros"])? == "zeros",
         }))
     }
 }
@@ -34,6 +36,7 @@ struct Conv2dBlock {
     stride: usize,
     padding: usize,
     bias: bool,
+    zero_init: bool,
 }
 
 impl Conv2dBlock {
@@ -57,7 +60,7 @@ impl Block for Conv2dBlock {
         let mut params = vec![ParamSpec::trainable(
             "weight",
             [self.out, c, self.kernel, self.kernel],
-            Init::Normal { mean: 0.0, std: 0.02 },
+            if self.zero_init { Init::Zeros } else { Init::Normal { mean: 0.0, std: 0.02 } },
         )];
         if self.bias {
             params.push(ParamSpec::trainable(
@@ -92,5 +95,8 @@ mod tests {
         assert_eq!(i.params.len(), 2);
         assert!(b.infer(&[Shape::new([512, 2, 2])]).is_err());
         assert!(b.infer(&[Shape::new([512])]).is_err());
+        let b = configure("core.conv2d", "(out: 3, kernel: 3, padding: 1, init: \"zeros\")").unwrap();
+        assert_eq!(b.infer(&[Shape::new([4, 8, 8])]).unwrap().params[0].init, crate::ir::Init::Zeros);
+        assert!(configure("core.conv2d", "(out: 3, kernel: 3, init: \"ones\")").is_err());
     }
 }

@@ -27,7 +27,13 @@ const MAX_LEN: usize = 4096;
 const MAX_DEPTH: usize = 64;
 
 /// Evaluate `text`, looking names up with `lookup`.
-pub fn eval(text: &str, lookup: &dyn Fn(&str) -> Option<i64>, names: &[&str]) -> Result<i64, ExprError> {
+/// `names` lists the known variables for a did-you-mean hint; it is only called on an
+/// unknown name, so that evaluating many expressions over many variables stays linear.
+pub fn eval(
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<i64>,
+    names: &dyn Fn() -> Vec<String>,
+) -> Result<i64, ExprError> {
     if text.len() > MAX_LEN {
         return Err(err("expression is too long", (0, text.len())));
     }
@@ -70,7 +76,7 @@ struct Parser<'a> {
     i: usize,
     depth: usize,
     lookup: &'a dyn Fn(&str) -> Option<i64>,
-    names: &'a [&'a str],
+    names: &'a dyn Fn() -> Vec<String>,
 }
 
 impl Parser<'_> {
@@ -172,11 +178,14 @@ impl Parser<'_> {
                 if name == "min" || name == "max" {
                     return self.call(&name, start);
                 }
-                (self.lookup)(&name).ok_or_else(|| ExprError {
-                    message: format!("unknown variable `{name}`"),
-                    range: (start, self.i),
-                    help: crate::error::did_you_mean(&name, self.names.iter().copied())
-                        .or_else(|| Some(format!("known variables: {}", self.names.join(", ")))),
+                (self.lookup)(&name).ok_or_else(|| {
+                    let names = (self.names)();
+                    ExprError {
+                        message: format!("unknown variable `{name}`"),
+                        range: (start, self.i),
+                        help: crate::error::did_you_mean(&name, names.iter().map(String::as_str))
+                            .or_else(|| Some(format!("known variables: {}", names.join(", ")))),
+                    }
                 })
             }
             Some(_) => {
@@ -221,7 +230,7 @@ mod tests {
             "z" => Some(100),
             _ => None,
         };
-        eval(s, &look, &["gf_dim", "z"])
+        eval(s, &look, &|| vec!["gf_dim".into(), "z".into()])
     }
 
     #[test]

@@ -36,6 +36,8 @@ pub struct SpanTree {
     /// For map entries, the span of the key.
     pub key_range: Option<(usize, usize)>,
     children: Vec<(Key, SpanTree)>,
+    /// Position of the first child of each name (lookups stay O(1) in big files).
+    names: std::collections::HashMap<String, usize>,
 }
 
 impl SpanTree {
@@ -54,7 +56,13 @@ impl SpanTree {
 
     /// The child under one key.
     pub fn child(&self, key: &Key) -> Option<&SpanTree> {
-        self.children.iter().find(|(k, _)| k == key).map(|(_, t)| t)
+        match key {
+            Key::Name(n) => self.names.get(n).map(|&i| &self.children[i].1),
+            Key::Index(i) => match self.children.get(*i) {
+                Some((k, t)) if k == key => Some(t),
+                _ => self.children.iter().find(|(k, _)| k == key).map(|(_, t)| t),
+            },
+        }
     }
 
     /// The value at a path.
@@ -204,7 +212,13 @@ impl Scanner<'_> {
             _ => return None,
         }
         self.depth -= 1;
-        Some(SpanTree { range: (start, self.i), key_range: None, children })
+        let mut names = std::collections::HashMap::new();
+        for (i, (k, _)) in children.iter().enumerate() {
+            if let Key::Name(n) = k {
+                names.entry(n.clone()).or_insert(i);
+            }
+        }
+        Some(SpanTree { range: (start, self.i), key_range: None, children, names })
     }
 
     fn string(&mut self) -> Option<()> {

@@ -63,7 +63,7 @@ impl<'a> Attrs<'a> {
                 _ => Err(self.error_at(a, format!("`{}` must be an integer", a.name))),
             },
             ron::Value::String(s) => {
-                let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+                let names = || self.vars.keys().cloned().collect();
                 expr::eval(s, &|n| self.vars.get(n).copied(), &names).map_err(|e| {
                     let start = a.span.offset() + 1 + e.range.0;
                     let len = (e.range.1 - e.range.0).max(1);

@@ -1,7 +1,7 @@
 //! From `Doc` to checked nets: variables and `--set` overrides, template expansion, net
 //! embedding, edge resolution, cycle detection, and shape inference as each node is wired.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use petgraph::algo::{tarjan_scc, toposort};
@@ -54,16 +54,15 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
 
 fn check_unique_keys(p: &Parsed, path: &[Key]) -> Result<()> {
     let Some(t) = p.spans.get(path) else { return Ok(()) };
-    let mut seen: Vec<&Key> = Vec::new();
+    let mut seen: HashSet<&str> = HashSet::new();
     let mut i = 0;
     while let Some(k) = t.nth_key(i) {
-        if seen.contains(&k) {
-            if let Key::Name(n) = k {
+        if let Key::Name(n) = k {
+            if !seen.insert(n.as_str()) {
                 let span = t.nth_span(i).unwrap_or_else(|| t.span());
                 return Err(p.src.error("graph::duplicate_name", span, format!("`{n}` is defined twice")));
             }
         }
-        seen.push(k);
         i += 1;
     }
     Ok(())
@@ -112,7 +111,7 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
                     p.error("graph::bad_name", &["vars".into()], format!("`{name}` is not a valid variable name"))
                 }));
         }
-        let names: Vec<&str> = vars.keys().map(String::as_str).collect();
+        let names = || vars.keys().cloned().collect();
         let look = |n: &str| vars.get(n).copied();
         let value = if let Some((text, at)) = over.get(name) {
             expr::eval(text, &look, &names).map_err(|e| {
@@ -265,7 +264,7 @@ impl Builder<'_> {
                 "`inputs` must map names to shapes, e.g. `(z: [\"z_dim\"])`",
             ));
         };
-        let names: Vec<&str> = self.vars.keys().map(String::as_str).collect();
+        let names = || self.vars.keys().cloned().collect();
         let mut out = Vec::new();
         for (iname, v) in items {
             let ipath = [&path[..], &[Key::from(iname.as_str())]].concat();

@@ -73,6 +73,32 @@ pub fn check_memory(flow: &Flow, net: &Net, batch: u64, training: bool, limit: u
     Ok(())
 }
 
+/// Refuse a training stage whose generator and discriminator together (both are held by
+/// one process while the stage trains) need more than `limit` bytes at `batch`.
+pub fn check_stage_memory(flow: &Flow, st: &StageDef, batch: u64, limit: u64) -> Result<()> {
+    let (Some(g), Some(d)) = (flow.net(&st.generator), flow.net(&st.discriminator)) else { return Ok(()) };
+    let need = memory_bytes(g, batch, true).saturating_add(memory_bytes(d, batch, true));
+    if need > limit {
+        return Err(flow
+            .parsed
+            .src
+            .error(
+                "graph::too_much_memory",
+                g.span,
+                format!(
+                    "stage `{}` (nets `{}` and `{}`) needs about {} at batch {batch}, over the limit of {}",
+                    st.name,
+                    g.name,
+                    d.name,
+                    human_bytes(need),
+                    human_bytes(limit)
+                ),
+            )
+            .with_help("lower the widths with `--set`, the batch size, or raise `--max-memory`"));
+    }
+    Ok(())
+}
+
 /// `1.5 GiB` style.
 pub fn human_bytes(b: u64) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
