@@ -111,6 +111,11 @@ fn issue11_tampered_metadata_is_refused() {
     std::fs::write(&ckpt, &good).unwrap();
     let out = tiny(&["--resume", dir.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+
+    // The same run again in the same (emptied) directory writes the same bytes.
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(tiny(&["--out", dir.to_str().unwrap(), "--max-steps", "5"]).code, 0);
+    assert!(std::fs::read(&ckpt).unwrap() == good, "checkpoint bytes differ between identical runs");
 }
 
 #[test]

@@ -217,7 +217,7 @@ fn prepare_dir(flow: &Flow, opts: &RunOptions, hash: &str, seed: u64) -> Result<
             return Err(Error::input("run::exists", format!("`{}` already holds a run", dir.display()))
                 .with_help("continue it with `--resume`, or choose another `--out`"));
         }
-        None => rundir::new_run_id(dir),
+        None => rundir::new_run_id(dir, hash, seed),
         Some(r) => {
             let id = &r.loaded.meta.run_id;
             let same = info.as_ref().is_some_and(|i| !i.run_id.is_empty() && &i.run_id == id);
@@ -229,7 +229,7 @@ fn prepare_dir(flow: &Flow, opts: &RunOptions, hash: &str, seed: u64) -> Result<
                 .with_help("continue it in its own run directory, or pass `--out` with a new directory"));
             }
             if id.is_empty() {
-                rundir::new_run_id(dir)
+                rundir::new_run_id(dir, hash, seed)
             } else {
                 id.clone()
             }

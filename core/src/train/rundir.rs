@@ -32,13 +32,16 @@ pub struct RunInfo {
     pub run_id: String,
 }
 
-/// A fresh run id: unique per run start (time, process, directory).
-pub fn new_run_id(dir: &Path) -> String {
+/// The id of a new run: a hash of its directory (canonical), graph hash and seed. Runs
+/// in different directories differ; the same run started again in the same (emptied)
+/// directory gets the same id, so identical runs write identical checkpoint bytes.
+pub fn new_run_id(dir: &Path, graph_hash: &str, seed: u64) -> String {
+    let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
     let mut h = Sha256::new();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    h.update(now.as_nanos().to_le_bytes());
-    h.update(std::process::id().to_le_bytes());
     h.update(dir.as_os_str().as_encoded_bytes());
+    h.update(b"\n");
+    h.update(graph_hash.as_bytes());
+    h.update(seed.to_le_bytes());
     format!("{:x}", h.finalize())[..16].to_string()
 }
 
