@@ -163,3 +163,43 @@ fn bad_data_and_locked_runs_are_diagnostics() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("another stackflow run"), "{}", out.stderr);
 }
+
+#[test]
+fn eval_scores_every_stage_side_by_side_and_sample_picks_a_stage() {
+    let dir = fresh("two-stage");
+    let d = dir.to_str().unwrap();
+    let out = stackflow(&["run", "tests/graphs/tiny2.ron", "--quiet", "--out", d]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(ckpts(&dir).pop().unwrap().to_string_lossy().contains("ckpt-s2-"), "stages count from 1");
+
+    let out = stackflow(&["eval", d, "--captions", "4", "--per-caption", "2", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let stages = j["stages"].as_array().unwrap();
+    assert_eq!(stages.len(), 2, "{j}");
+    assert_eq!((stages[0]["stage"].as_u64(), stages[0]["side"].as_u64()), (Some(1), Some(16)));
+    assert_eq!((stages[1]["stage"].as_u64(), stages[1]["side"].as_u64()), (Some(2), Some(32)));
+    assert_eq!(j["stage"], 2, "the top-level scores are the final stage's");
+    // A later stage below an earlier one is said in words, one sentence per measure.
+    let worse = |m: &str| stages[1]["model"][m].as_f64() < stages[0]["model"][m].as_f64();
+    let expected = ["background_fidelity", "object_fidelity", "both_fidelity"].iter().filter(|m| worse(m)).count();
+    assert_eq!(j["below_earlier_stage"].as_array().unwrap().len(), expected, "{j}");
+
+    let out = stackflow(&["eval", d, "--captions", "4", "--per-caption", "2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("stage 1 (16²)") && out.stdout.contains("stage 2 (32²)"), "{}", out.stdout);
+    assert_eq!(out.stdout.matches("warning: stage 2 scores below stage 1").count(), expected, "{}", out.stdout);
+
+    let caps = dir.join("captions.txt");
+    std::fs::write(&caps, "a large red circle on a blue background\n").unwrap();
+    for (stage, side) in [(None, 32), (Some("1"), 16)] {
+        let out_dir = dir.join(format!("samples-{side}"));
+        let mut args = vec!["sample", d, "--captions", caps.to_str().unwrap(), "--out-dir", out_dir.to_str().unwrap()];
+        if let Some(s) = stage {
+            args.extend(["--stage", s]);
+        }
+        let out = stackflow(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert_eq!(image_size(&out_dir.join("0-0.png")), (side, side));
+    }
+}
