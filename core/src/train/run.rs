@@ -274,6 +274,18 @@ fn trim_metrics(path: &Path, flow: &Flow, pos: &Position) -> Result<()> {
     Ok(())
 }
 
+/// What the iterations of one epoch share.
+#[derive(Clone, Copy)]
+struct Epoch<'a> {
+    st: &'a StageSetup,
+    ds: &'a dyn Dataset,
+    /// Learning-rate factor of the epoch.
+    scale: f64,
+    pb: &'a ProgressBar,
+    /// Iterations per epoch.
+    ipe: u64,
+}
+
 /// Why the iterations of an epoch ended early.
 enum Halt {
     MaxSteps,
@@ -339,7 +351,8 @@ impl Trainer<'_> {
                     break;
                 }
                 let idx = &order[(bi as usize) * batch..(bi as usize + 1) * batch];
-                self.iteration(st, ds.as_ref(), idx, scale, store, opt, pos, &pb)?;
+                let ep = Epoch { st, ds: ds.as_ref(), scale, pb: &pb, ipe };
+                self.iteration(&ep, idx, store, opt, pos)?;
                 if let Some(sig) = self.opts.stop.as_ref().map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0) {
                     halt = Some(Halt::Signal(sig));
                     break;
@@ -355,12 +368,8 @@ impl Trainer<'_> {
             });
             if halt.is_none() {
                 pos.epoch += 1;
-                let fakes = game::generate(self.flow, st.g, store, &grid_batch.emb, &grid_z, false, self.seed)?;
-                let n = grid_captions.len();
-                let per = fakes.len() / n.max(1);
-                let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
                 let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
-                data::write_grid_png(&path, &imgs, st.image_size, 1, Some(&grid_captions))?;
+                self.write_grid(st, store, (&grid_batch.emb, &grid_z, &grid_captions), &path)?;
             }
             pos.stage_done = pos.epoch >= def.epochs;
             self.checkpoint(store, opt, pos)?;
@@ -384,6 +393,21 @@ impl Trainer<'_> {
         Ok(None)
     }
 
+    /// The sample grid: fixed captions (embeddings, noise, text) through the stage's G.
+    fn write_grid<D: KernelDevice>(
+        &self,
+        st: &StageSetup,
+        store: &mut ParamStore<D>,
+        (emb, z, captions): (&[f32], &[f32], &[String]),
+        path: &Path,
+    ) -> Result<()> {
+        let fakes = game::generate(self.flow, st.g, store, emb, z, false, self.seed)?;
+        let n = captions.len();
+        let per = fakes.len() / n.max(1);
+        let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
+        data::write_grid_png(path, &imgs, st.image_size, 1, Some(captions))
+    }
+
     fn progress(&self, st: &StageSetup, total_steps: u64, at: u64) -> ProgressBar {
         let pb = if self.opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps) };
         pb.set_style(
@@ -396,18 +420,15 @@ impl Trainer<'_> {
     }
 
     /// One training iteration on the samples `idx`, with its metrics line.
-    #[allow(clippy::too_many_arguments)]
     fn iteration<D: KernelDevice>(
         &mut self,
-        st: &StageSetup,
-        ds: &dyn Dataset,
+        ep: &Epoch,
         idx: &[usize],
-        scale: f64,
         store: &mut ParamStore<D>,
         opt: &mut Optimizers,
         pos: &mut Position,
-        pb: &ProgressBar,
     ) -> Result<()> {
+        let Epoch { st, ds, scale, pb, ipe } = *ep;
         let t0 = Instant::now();
         let (b, _) = load_batch(ds, idx, st.image_size, self.seed ^ pos.step.wrapping_mul(31))?;
         let mut rng = game::step_rng(self.seed ^ ((pos.stage as u64) << 56), pos.step);
@@ -420,7 +441,6 @@ impl Trainer<'_> {
             let key = if name == "G" { "G_total" } else { name.as_str() };
             pts.push((pos.step as f64, report.term(key).unwrap_or(f32::NAN) as f64));
         }
-        let ipe = (ds.len() / idx.len().max(1)) as u64;
         if pos.step.is_multiple_of(self.opts.log_every) || pos.step.is_multiple_of(ipe) {
             let mut line = serde_json::json!({
                 "stage": st.name, "epoch": pos.epoch, "step": pos.step,

@@ -106,7 +106,13 @@ pub fn newest(dir: &Path) -> Result<Newest> {
     }
     let why: Vec<String> = skipped.iter().map(|(p, e)| format!("`{}`: {}", p.display(), e.message())).collect();
     let mut err = Error::input("run::no_checkpoint", format!("`{}` has no loadable checkpoint", dir.display()));
-    err = if why.is_empty() {
+    err = if why.is_empty() && dir.join("run.json").exists() {
+        err.with_help(format!(
+            "the run stopped before its first checkpoint; start it again with `--out {}` (or use \
+             `--checkpoint-every` to save within epochs)",
+            dir.display()
+        ))
+    } else if why.is_empty() {
         err.with_help("pass a run directory made by `stackflow run`, or a checkpoint file in one")
     } else {
         err.with_help(format!("every checkpoint failed to load: {}", why.join("; ")))
