@@ -300,3 +300,31 @@ fn issue11_hostile_graphs_are_diagnostics_not_crashes() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("graph::too_large"), "{}", out.stderr);
 }
+
+#[test]
+fn issue11_one_value_twice_in_one_op_trains() {
+    // `concat(x, x)`, `x + x` and `x * x` panicked in dfdx's backward (one tensor as both
+    // operands), although `check` accepted them.
+    let work = fresh("twice");
+    std::fs::create_dir_all(&work).unwrap();
+    let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).unwrap().replace(
+        r#"("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["up2"]),"#,
+        r#"("twice", "core.add", (), ["up2", "up2"]),
+                ("sq", "core.mul", (), ["twice", "twice"]),
+                ("cat", "core.concat", (), ["sq", "sq", "up2"]),
+                ("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["cat"]),"#,
+    );
+    assert!(text.contains("\"cat\""));
+    let graph = work.join("twice.ron");
+    std::fs::write(&graph, text).unwrap();
+    let out = stackflow(&[
+        "run",
+        graph.to_str().unwrap(),
+        "--quiet",
+        "--max-steps",
+        "2",
+        "--out",
+        work.join("run").to_str().unwrap(),
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}

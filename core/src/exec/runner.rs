@@ -407,6 +407,18 @@ impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
     }
 }
 
+impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
+    /// `b`, or a copy of it when it is the same tensor as `a` (`x + x`, `concat(x, x)`):
+    /// dfdx's backward of a two-operand op cannot take one tensor twice.
+    fn distinct(&mut self, a: H, b: H) -> Result<H> {
+        if a != b {
+            return Ok(b);
+        }
+        let v = self.val(b)?.clone();
+        Ok(unary_all!(self, v, t => t * 1.0f32))
+    }
+}
+
 impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     fn shape(&self, t: H) -> Result<Vec<usize>> {
         Ok(self.val(t)?.dims())
@@ -442,6 +454,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     }
 
     fn matmul(&mut self, a: H, b: H) -> Result<H> {
+        let b = self.distinct(a, b)?;
         let (Val::R3(a), Val::R3(b)) = (self.val(a)?.clone(), self.val(b)?.clone()) else {
             return Err(shape_err("matmul", "needs [B, M, K] × [B, K, N]"));
         };
@@ -525,6 +538,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     }
 
     fn binary(&mut self, op: Binary, a: H, b: H) -> Result<H> {
+        let b = self.distinct(a, b)?;
         let (a, b) = (self.val(a)?.clone(), self.val(b)?.clone());
         if a.dims() != b.dims() {
             return Err(shape_err("binary", format!("{:?} vs {:?}", a.dims(), b.dims())));
@@ -564,6 +578,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         };
         let mut acc = first;
         for &next in rest {
+            let next = self.distinct(acc, next)?;
             let (a, b) = (self.val(acc)?.clone(), self.val(next)?.clone());
             let (da, db) = (a.dims(), b.dims());
             let same_rest =
