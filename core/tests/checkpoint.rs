@@ -1,0 +1,53 @@
+//! Checkpoints restore only into the graph that wrote them (issue 11): a checkpoint of
+//! another graph whose parameter names happen to fit is refused, not half-loaded.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use stackflow_core::error::SourceFile;
+use stackflow_core::exec::{cpu, ParamStore};
+use stackflow_core::ir::{self, BuildOptions, Flow};
+use stackflow_core::registry::Registry;
+use stackflow_core::train::checkpoint::{self, Meta, Position};
+use stackflow_core::train::game::Optimizers;
+
+fn flow(text: &str) -> Flow {
+    let parsed = stackflow_core::dsl::parse(SourceFile::new("t.ron", text)).unwrap();
+    ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default()).unwrap()
+}
+
+fn store(f: &Flow) -> ParamStore<dfdx::prelude::Cpu> {
+    let mut s = ParamStore::new(cpu(0));
+    for net in &f.nets {
+        s.init_net(net, 1).unwrap();
+    }
+    s
+}
+
+#[test]
+fn a_checkpoint_missing_parameters_of_the_graph_is_refused() {
+    let small = r#"Flow(name: "c", nets: { "n": Net(inputs: (x: [4]), nodes: [("a", "core.linear", (out: 2), ["x"])], outputs: (y: "a")) })"#;
+    let big = small
+        .replace(r#"outputs: (y: "a")"#, r#"outputs: (y: "b")"#)
+        .replace(r#"["x"])]"#, r#"["x"]), ("b", "core.linear", (out: 2), ["a"])]"#);
+    let (fs, fb) = (flow(small), flow(&big));
+    let dir = std::env::temp_dir().join(format!("stackflow-ckpt-{}", std::process::id()));
+    let path = dir.join("ckpt.safetensors");
+    let meta = Meta {
+        position: Position { stage: 0, epoch: 0, step: 0, stage_done: false },
+        seed: 0,
+        graph_hash: String::new(),
+        overrides: Vec::new(),
+        adam_t: (0, 0),
+        run_id: String::new(),
+    };
+    checkpoint::save(&path, &store(&fs), &Optimizers::default(), &meta).unwrap();
+    let loaded = checkpoint::load(&path).unwrap();
+    let mut into_small = store(&fs);
+    checkpoint::restore(&mut into_small, &loaded, Path::new("ckpt")).unwrap();
+    let mut into_big = store(&fb);
+    let e = checkpoint::restore(&mut into_big, &loaded, Path::new("ckpt")).unwrap_err();
+    assert_eq!(e.code_str(), "checkpoint::incomplete", "{e:?}");
+    assert!(e.message().contains("n.b.weight"), "{}", e.message());
+    let _ = std::fs::remove_dir_all(dir);
+}
