@@ -14,10 +14,16 @@ impl BlockKind for Linear {
         "core.linear"
     }
     fn doc(&self) -> &str {
-        "fully connected layer [in] → [out] (attrs `out`, `bias` = true); W ~ N(0, 0.02), b = 0"
+        "fully connected layer [in] → [out] (attrs `out`, `bias` = true, `init` = \"normal\" (W ~ N(0, 0.02)), \
+         \"zeros\" or \"ones\" (W = 1: a plain sum, e.g. the inner product of a projection head)); b = 0"
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
-        Ok(Arc::new(LinearBlock { out: attrs.dim("out")?, bias: attrs.bool_or("bias", true)? }))
+        let init = match attrs.choice("init", &["normal", "zeros", "ones"])? {
+            "zeros" => Init::Zeros,
+            "ones" => Init::Ones,
+            _ => Init::Normal { mean: 0.0, std: 0.02 },
+        };
+        Ok(Arc::new(LinearBlock { out: attrs.dim("out")?, bias: attrs.bool_or("bias", true)?, init }))
     }
 }
 
@@ -25,12 +31,13 @@ impl BlockKind for Linear {
 struct LinearBlock {
     out: usize,
     bias: bool,
+    init: Init,
 }
 
 impl Block for LinearBlock {
     fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
         let n = super::one_of_rank(inputs, 1, "a vector [in]")?[0];
-        let mut params = vec![ParamSpec::trainable("weight", [self.out, n], Init::Normal { mean: 0.0, std: 0.02 })];
+        let mut params = vec![ParamSpec::trainable("weight", [self.out, n], self.init)];
         if self.bias {
             params.push(ParamSpec::trainable("bias", [self.out], Init::Zeros));
         }
@@ -58,5 +65,8 @@ mod tests {
         assert!(b.infer(&[Shape::new([5, 2])]).is_err());
         assert!(configure("core.linear", "()").is_err());
         assert!(configure("core.linear", "(out: 0)").is_err());
+        let ones = configure("core.linear", "(out: 1, init: \"ones\")").unwrap();
+        assert_eq!(ones.infer(&[Shape::new([3])]).unwrap().params[0].init, crate::ir::Init::Ones);
+        assert!(configure("core.linear", "(out: 1, init: \"one\")").is_err());
     }
 }
