@@ -303,15 +303,17 @@ fn issue11_hostile_graphs_are_diagnostics_not_crashes() {
 
 #[test]
 fn issue11_one_value_twice_in_one_op_trains() {
-    // `concat(x, x)`, `x + x` and `x * x` panicked in dfdx's backward (one tensor as both
-    // operands), although `check` accepted them.
+    // `concat(x, x)`, `x + x`, `x * x` and `concat(x, reshape(x))` panicked in dfdx's
+    // backward (one tensor id as both operands), although `check` accepted them.
     let work = fresh("twice");
     std::fs::create_dir_all(&work).unwrap();
     let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).unwrap().replace(
         r#"("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["up2"]),"#,
         r#"("twice", "core.add", (), ["up2", "up2"]),
                 ("sq", "core.mul", (), ["twice", "twice"]),
-                ("cat", "core.concat", (), ["sq", "sq", "up2"]),
+                ("flat", "core.reshape", (shape: ["gf_dim * 16 * 16"]), ["sq"]),
+                ("back", "core.reshape", (shape: ["gf_dim", 16, 16]), ["flat"]),
+                ("cat", "core.concat", (), ["sq", "back", "sq", "up2"]),
                 ("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["cat"]),"#,
     );
     assert!(text.contains("\"cat\""));

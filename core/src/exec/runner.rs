@@ -33,9 +33,10 @@ pub struct Runner<'n, D: KernelDevice, T> {
     dev: D,
     /// Values by handle; `None` once released (nothing reads it any more).
     vals: Vec<Option<Val<D>>>,
-    /// Handles whose tensor may share its id (and gradient slot) with an older tensor:
-    /// dfdx's reshape and broadcast keep the id. Their gradients are not released early.
-    aliases: std::collections::HashSet<u32>,
+    /// Handles whose tensor shares its id (and gradient slot) with an older tensor, mapped
+    /// to the handle that first had the id: dfdx's reshape and broadcast keep the id. Their
+    /// gradients are not released early.
+    aliases: std::collections::HashMap<u32, u32>,
     tape: T,
     record: bool,
     net_training: bool,
@@ -228,7 +229,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             // ran; the runner keeps only the outputs (backward ops hold what they need).
             for i in start..self.vals.len() {
                 let h = H(i as u32);
-                if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains(&h.0)) {
+                if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains_key(&h.0)) {
                     releases.borrow_mut().push(r);
                 }
                 if !outs.contains(&h) {
@@ -395,7 +396,6 @@ impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
             [a, b, c, d] => self.put(x.reshape_like(&(a, b, c, d)), Val::R4),
             _ => return Err(shape_err("reshape", format!("rank of {dims:?} is not 1–4"))),
         };
-        self.aliases.insert(h.0);
         Ok(h)
     }
 
@@ -408,10 +408,21 @@ impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
 }
 
 impl<D: KernelDevice, T: Tape<f32, D>> Runner<'_, D, T> {
-    /// `b`, or a copy of it when it is the same tensor as `a` (`x + x`, `concat(x, x)`):
-    /// dfdx's backward of a two-operand op cannot take one tensor twice.
+    /// Record that `h` holds the tensor id of `of`.
+    fn alias(&mut self, h: H, of: H) {
+        let root = self.root(of);
+        self.aliases.insert(h.0, root.0);
+    }
+
+    /// The handle that first held `h`'s tensor id.
+    fn root(&self, h: H) -> H {
+        self.aliases.get(&h.0).map_or(h, |&r| H(r))
+    }
+
+    /// `b`, or a copy of it when it is the same tensor as `a` (`x + x`, `concat(x, x)`,
+    /// `x + reshape(x)`): dfdx's backward of a two-operand op cannot take one id twice.
     fn distinct(&mut self, a: H, b: H) -> Result<H> {
-        if a != b {
+        if self.root(a) != self.root(b) {
             return Ok(b);
         }
         let v = self.val(b)?.clone();
@@ -712,12 +723,14 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         if shape.iter().product::<usize>() != v.numel() {
             return Err(shape_err("reshape", format!("{:?} to {shape:?}", v.dims())));
         }
-        match v {
+        let h = match v {
             Val::R1(t) => self.reshape_tensor(&t, shape),
             Val::R2(t) => self.reshape_tensor(&t, shape),
             Val::R3(t) => self.reshape_tensor(&t, shape),
             Val::R4(t) => self.reshape_tensor(&t, shape),
-        }
+        }?;
+        self.alias(h, x);
+        Ok(h)
     }
 
     fn replicate(&mut self, x: H, h: usize, w: usize) -> Result<H> {
@@ -727,7 +740,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         let (b, c) = *t.shape();
         let y = self.tr(&t).broadcast_like::<_, Axes2<2, 3>>(&(b, c, h, w));
         let h = self.put(y, Val::R4);
-        self.aliases.insert(h.0);
+        self.alias(h, x);
         Ok(h)
     }
 
