@@ -2,27 +2,13 @@
 //! from a file's path, checkpoints are verified as a whole, the run's seed and graph are
 //! enforced, signals stop a run with a checkpoint, and user counts are bounded.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use stackflow_core::exec::weights;
 
-use crate::support::{root, stackflow};
-
-fn fresh(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stackflow-rel-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn ckpts(run: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    v.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
-    v.sort();
-    v
-}
+use crate::support::{ckpts, fresh, root, stackflow, tiny_graph};
 
 fn tiny(args: &[&str]) -> crate::support::Output {
     let mut all = vec!["run", "tests/graphs/tiny.ron", "--quiet"];
@@ -190,10 +176,7 @@ fn issue11_damaged_newest_checkpoint_is_named_and_temp_files_are_cleaned() {
 #[test]
 fn issue11_flow_names_stay_inside_runs() {
     let work = fresh("names");
-    std::fs::create_dir_all(&work).unwrap();
-    let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).unwrap();
-    let graph = work.join("evil.ron");
-    std::fs::write(&graph, text.replace("name: \"tiny\"", "name: \"../../escaped\"")).unwrap();
+    let graph = tiny_graph(&work, "evil", |t| t.replace("name: \"tiny\"", "name: \"../../escaped\""));
     let out = Command::new(env!("CARGO_BIN_EXE_stackflow"))
         .args(["run", graph.to_str().unwrap(), "--quiet", "--max-steps", "1"])
         .current_dir(&work)
@@ -236,10 +219,7 @@ fn issue11_counts_are_bounded() {
 #[test]
 fn issue11_sigint_checkpoints_and_resumes_bit_identically() {
     let work = fresh("signal");
-    std::fs::create_dir_all(&work).unwrap();
-    let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).unwrap();
-    let graph = work.join("long.ron");
-    std::fs::write(&graph, text.replace("epochs: 2", "epochs: 500")).unwrap();
+    let graph = tiny_graph(&work, "long", |t| t.replace("epochs: 2", "epochs: 500"));
     let g = graph.to_str().unwrap();
     let (a, b) = (work.join("a"), work.join("b"));
     let mut child = Command::new(env!("CARGO_BIN_EXE_stackflow"))
@@ -306,19 +286,18 @@ fn issue11_one_value_twice_in_one_op_trains() {
     // `concat(x, x)`, `x + x`, `x * x` and `concat(x, reshape(x))` panicked in dfdx's
     // backward (one tensor id as both operands), although `check` accepted them.
     let work = fresh("twice");
-    std::fs::create_dir_all(&work).unwrap();
-    let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).unwrap().replace(
-        r#"("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["up2"]),"#,
-        r#"("twice", "core.add", (), ["up2", "up2"]),
+    let graph = tiny_graph(&work, "twice", |t| {
+        t.replace(
+            r#"("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["up2"]),"#,
+            r#"("twice", "core.add", (), ["up2", "up2"]),
                 ("sq", "core.mul", (), ["twice", "twice"]),
                 ("flat", "core.reshape", (shape: ["gf_dim * 16 * 16"]), ["sq"]),
                 ("back", "core.reshape", (shape: ["gf_dim", 16, 16]), ["flat"]),
                 ("cat", "core.concat", (), ["sq", "back", "sq", "up2"]),
                 ("img", "core.conv2d", (out: 3, kernel: 3, padding: 1, bias: false), ["cat"]),"#,
-    );
-    assert!(text.contains("\"cat\""));
-    let graph = work.join("twice.ron");
-    std::fs::write(&graph, text).unwrap();
+        )
+    });
+    assert!(std::fs::read_to_string(&graph).unwrap().contains("\"cat\""));
     let out = stackflow(&[
         "run",
         graph.to_str().unwrap(),

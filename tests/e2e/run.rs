@@ -2,25 +2,11 @@
 //! writes a run directory, resuming equals an uninterrupted run, damaged checkpoints are
 //! detected and skipped, NaN stops the run without saving, bad data is a diagnostic.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use stackflow_core::exec::weights;
 
-use crate::support::stackflow;
-
-fn fresh(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stackflow-run-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn ckpts(run: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> =
-        std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    v.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
-    v.sort();
-    v
-}
+use crate::support::{ckpts, fresh, stackflow};
 
 fn run(args: &[&str]) -> crate::support::Output {
     let mut all = vec!["run", "tests/graphs/tiny.ron", "--quiet"];

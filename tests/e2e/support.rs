@@ -31,3 +31,29 @@ pub fn stackflow(args: &[&str]) -> Output {
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A fresh (removed, not created) temp path for test `name`, unique per test process.
+pub fn fresh(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("stackflow-e2e-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// The checkpoint files of a run directory, oldest first.
+pub fn ckpts(run: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> =
+        std::fs::read_dir(run.join("checkpoints")).map(|d| d.flatten().map(|e| e.path()).collect()).unwrap_or_default();
+    v.retain(|p| p.extension().is_some_and(|e| e == "safetensors"));
+    v.sort();
+    v
+}
+
+/// `tests/graphs/tiny.ron` with `edit` applied, written as `<work>/<name>.ron` (the
+/// folder is created).
+pub fn tiny_graph(work: &Path, name: &str, edit: impl FnOnce(String) -> String) -> PathBuf {
+    std::fs::create_dir_all(work).expect("a temp folder");
+    let text = std::fs::read_to_string(root().join("tests/graphs/tiny.ron")).expect("tiny.ron");
+    let path = work.join(format!("{name}.ron"));
+    std::fs::write(&path, edit(text)).expect("a temp graph");
+    path
+}

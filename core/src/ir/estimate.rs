@@ -54,23 +54,21 @@ pub fn memory_bytes(net: &Net, batch: u64, training: bool) -> u64 {
 /// Refuse a net whose estimated memory at `batch` exceeds `limit` bytes.
 pub fn check_memory(flow: &Flow, net: &Net, batch: u64, training: bool, limit: u64) -> Result<()> {
     let need = memory_bytes(net, batch, training);
-    if need > limit {
-        return Err(flow
-            .parsed
-            .src
-            .error(
-                "graph::too_much_memory",
-                net.span,
-                format!(
-                    "net `{}` needs about {} at batch {batch}, over the limit of {}",
-                    net.name,
-                    human_bytes(need),
-                    human_bytes(limit)
-                ),
-            )
-            .with_help("lower the widths with `--set`, the batch size, or raise `--max-memory`"));
+    over_limit(flow, net, format!("net `{}`", net.name), need, batch, limit)
+}
+
+/// `graph::too_much_memory` at `net` when `need` exceeds `limit`.
+fn over_limit(flow: &Flow, net: &Net, what: String, need: u64, batch: u64, limit: u64) -> Result<()> {
+    if need <= limit {
+        return Ok(());
     }
-    Ok(())
+    let message =
+        format!("{what} needs about {} at batch {batch}, over the limit of {}", human_bytes(need), human_bytes(limit));
+    Err(flow
+        .parsed
+        .src
+        .error("graph::too_much_memory", net.span, message)
+        .with_help("lower the widths with `--set`, the batch size, or raise `--max-memory`"))
 }
 
 /// Refuse a training stage whose generator and discriminator together (both are held by
@@ -78,25 +76,8 @@ pub fn check_memory(flow: &Flow, net: &Net, batch: u64, training: bool, limit: u
 pub fn check_stage_memory(flow: &Flow, st: &StageDef, batch: u64, limit: u64) -> Result<()> {
     let (Some(g), Some(d)) = (flow.net(&st.generator), flow.net(&st.discriminator)) else { return Ok(()) };
     let need = memory_bytes(g, batch, true).saturating_add(memory_bytes(d, batch, true));
-    if need > limit {
-        return Err(flow
-            .parsed
-            .src
-            .error(
-                "graph::too_much_memory",
-                g.span,
-                format!(
-                    "stage `{}` (nets `{}` and `{}`) needs about {} at batch {batch}, over the limit of {}",
-                    st.name,
-                    g.name,
-                    d.name,
-                    human_bytes(need),
-                    human_bytes(limit)
-                ),
-            )
-            .with_help("lower the widths with `--set`, the batch size, or raise `--max-memory`"));
-    }
-    Ok(())
+    let what = format!("stage `{}` (nets `{}` and `{}`)", st.name, g.name, d.name);
+    over_limit(flow, g, what, need, batch, limit)
 }
 
 /// `1.5 GiB` style.
