@@ -59,6 +59,9 @@ fn issue11_resume_from_a_stray_file_writes_nowhere_it_guessed() {
     let out = tiny(&["--resume", ckpts(&b).pop().unwrap().to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     same_tensors(&ckpts(&a).pop().unwrap(), &ckpts(&b).pop().unwrap());
+    let out = tiny(&["--resume", b.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("already finished"), "{}", out.stdout);
 
     // A directory holding another run is never pruned by a resume into it.
     let out = tiny(&["--resume", loose.to_str().unwrap(), "--out", a.to_str().unwrap()]);

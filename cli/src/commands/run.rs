@@ -127,6 +127,10 @@ fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
         stop: Some(stop),
     };
     let summary = run::run(dev, &flow, &registry, &opts)?;
+    if summary.finished && summary.steps == 0 {
+        println!("the run had already finished every stage; nothing to do (run directory {})", dir.display());
+        return Ok(());
+    }
     let status = if summary.finished { "finished" } else { "stopped" };
     println!("{status} after {} iteration(s); run directory {}", summary.steps, dir.display());
     if let Some(c) = &summary.checkpoint {
