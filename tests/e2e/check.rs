@@ -1,5 +1,5 @@
 //! The shipped graphs check, and `info` reproduces the reference parameter counts
-//! (../shared/reference/params.md) at the default and COCO widths.
+//! (StackGAN-Pytorch's parameter counts) at the default and COCO widths.
 
 use crate::support::stackflow;
 
