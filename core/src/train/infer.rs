@@ -35,26 +35,15 @@ pub struct Trained {
 /// run needs: the libraries recorded in `run.json` are never loaded from there, only
 /// named in the error when a kind is missing.
 pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
-    let (dir, ckpt, loaded) = if path.is_dir() {
-        let n = rundir::newest(path)?;
-        n.warn_skipped();
-        (path.to_path_buf(), n.path, n.loaded)
-    } else {
-        let loaded = checkpoint::load(path)?;
-        let dir = rundir::owner_of(path, &loaded)?.ok_or_else(|| {
-            Error::input(
-                "run::stray_checkpoint",
-                format!("`{}` does not lie in the checkpoints/ folder of its run directory", path.display()),
-            )
-            .with_help("pass the run directory, or a checkpoint file inside it (the run's graph.ron is needed)")
-        })?;
-        (dir, path.to_path_buf(), loaded)
-    };
+    let rundir::Located { dir, checkpoint: ckpt, loaded } = rundir::locate(path)?;
+    let dir = dir.ok_or_else(|| {
+        rundir::stray(path, "pass the run directory, or a checkpoint file inside it (the run's graph.ron is needed)")
+    })?;
     let info = rundir::read_info(&dir)?;
     let graph = dir.join("graph.ron");
     let parsed =
         crate::dsl::load(&graph).map_err(|e| e.context(format!("the run's graph for `{}`", ckpt.display())))?;
-    let text = strip_override_header(&parsed.src.text, loaded.meta.overrides.len());
+    let text = rundir::graph_text(&parsed.src.text, loaded.meta.overrides.len());
     if checkpoint::graph_hash(text, &loaded.meta.overrides) != loaded.meta.graph_hash {
         return Err(Error::input(
             "run::graph_edited",
@@ -79,18 +68,6 @@ pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
             }
         })?;
     Ok(Trained { dir, checkpoint: ckpt, loaded, flow })
-}
-
-/// The graph text without the `// --set …` lines that `run` puts above it in `graph.ron`.
-fn strip_override_header(text: &str, lines: usize) -> &str {
-    let mut rest = text;
-    for _ in 0..lines {
-        match rest.strip_prefix("// --set ").and_then(|r| r.split_once('\n')) {
-            Some((_, after)) => rest = after,
-            None => return text,
-        }
-    }
-    rest
 }
 
 /// Refuse to hold more than a few GiB of generated images at once.

@@ -127,6 +127,8 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     if opts.resume.is_some() {
         trim_metrics(&metrics_path, flow, &pos)?;
     }
+    let metrics =
+        OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     if pos.stage_done {
         pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
         opt = Optimizers::default();
@@ -137,6 +139,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         seed,
         hash,
         run_id,
+        metrics,
         metrics_path,
         started: Instant::now(),
         total: 0,
@@ -236,8 +239,7 @@ fn prepare_dir(flow: &Flow, opts: &RunOptions, hash: &str, seed: u64) -> Result<
         }
     };
     let text = &flow.parsed.src.text;
-    let header: String = opts.overrides.iter().map(|o| format!("// --set {o}\n")).collect();
-    checkpoint::write_atomic(&dir.join("graph.ron"), format!("{header}{text}").as_bytes())?;
+    rundir::write_graph(dir, text, &opts.overrides)?;
     let plugins = opts.plugins.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
     let info = RunInfo {
         graph: opts.graph_path.clone(),
@@ -299,6 +301,8 @@ struct Trainer<'a> {
     seed: u64,
     hash: String,
     run_id: String,
+    /// `metrics.jsonl`, opened once for appending.
+    metrics: std::fs::File,
     metrics_path: PathBuf,
     started: Instant,
     total: u64,
@@ -450,12 +454,7 @@ impl Trainer<'_> {
             for (n, v) in &report.terms {
                 line[n] = serde_json::json!(v);
             }
-            let mut f = OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&self.metrics_path)
-                .map_err(|e| Error::io(&self.metrics_path, e))?;
-            f.write_all(format!("{line}\n").as_bytes()).map_err(|e| Error::io(&self.metrics_path, e))?;
+            writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
             if self.opts.quiet {
                 eprintln!(
                     "{} epoch {} step {}: D {:.4} G {:.4} KL {:.4}",

@@ -45,6 +45,28 @@ pub fn new_run_id(dir: &Path, graph_hash: &str, seed: u64) -> String {
     format!("{:x}", h.finalize())[..16].to_string()
 }
 
+/// The line that records one `--set` value above the graph text in `graph.ron`.
+const SET_LINE: &str = "// --set ";
+
+/// Write the run's `graph.ron`: a `// --set name=value` line per override, then the
+/// graph text exactly as given (what the graph hash covers).
+pub fn write_graph(dir: &Path, text: &str, overrides: &[String]) -> Result<()> {
+    let header: String = overrides.iter().map(|o| format!("{SET_LINE}{o}\n")).collect();
+    checkpoint::write_atomic(&dir.join("graph.ron"), format!("{header}{text}").as_bytes())
+}
+
+/// The graph text of a `graph.ron` written with `overrides` lines of `--set` header.
+pub fn graph_text(graph_ron: &str, overrides: usize) -> &str {
+    let mut rest = graph_ron;
+    for _ in 0..overrides {
+        match rest.strip_prefix(SET_LINE).and_then(|r| r.split_once('\n')) {
+            Some((_, after)) => rest = after,
+            None => return graph_ron,
+        }
+    }
+    rest
+}
+
 /// Read a run directory's `run.json`, if it has one.
 pub fn read_info(dir: &Path) -> Result<Option<RunInfo>> {
     let path = dir.join("run.json");
@@ -120,6 +142,41 @@ pub fn newest(dir: &Path) -> Result<Newest> {
     Err(err)
 }
 
+/// A checkpoint named on the command line, loaded once, with the run directory it
+/// belongs to (`None` for a file that lies in no run's `checkpoints/` with its id).
+pub struct Located {
+    /// The run directory, if the checkpoint has one.
+    pub dir: Option<PathBuf>,
+    /// The checkpoint file.
+    pub checkpoint: PathBuf,
+    /// Its content.
+    pub loaded: Loaded,
+}
+
+/// Locate `path`: a run directory resumes from its newest loadable checkpoint (newer
+/// damaged ones are named on stderr); a file is loaded and its own run directory found.
+pub fn locate(path: &Path) -> Result<Located> {
+    if path.is_dir() {
+        let n = newest(path)?;
+        n.warn_skipped();
+        return Ok(Located { dir: Some(path.to_path_buf()), checkpoint: n.path, loaded: n.loaded });
+    }
+    let loaded = checkpoint::load(path)?;
+    Ok(Located { dir: owner_of(path, &loaded)?, checkpoint: path.to_path_buf(), loaded })
+}
+
+/// The error for a checkpoint file that belongs to no run directory.
+pub fn stray(path: &Path, help: &str) -> Error {
+    Error::input(
+        "run::stray_checkpoint",
+        format!(
+            "`{}` does not belong to a run directory (its folder is not the checkpoints/ of a run with its id)",
+            path.display()
+        ),
+    )
+    .with_help(help.to_string())
+}
+
 /// Where a resumed run continues: its directory and the checkpoint it starts from.
 pub struct ResumeFrom {
     /// The run directory to write into.
@@ -130,32 +187,16 @@ pub struct ResumeFrom {
     pub loaded: Loaded,
 }
 
-/// Resolve `--resume PATH [--out DIR]`. A directory resumes from its newest loadable
-/// checkpoint; a file resumes in the run directory it belongs to, or in `--out` when
-/// given. A file that belongs to no run directory needs `--out`.
+/// Resolve `--resume PATH [--out DIR]`: the checkpoint [`locate`] finds continues in
+/// `--out` when given, else in its own run directory; a file that belongs to no run
+/// directory needs `--out`.
 pub fn resume_from(path: &Path, out: Option<&Path>) -> Result<ResumeFrom> {
-    if path.is_dir() {
-        let n = newest(path)?;
-        n.warn_skipped();
-        let dir = out.map(Path::to_path_buf).unwrap_or_else(|| path.to_path_buf());
-        return Ok(ResumeFrom { dir, checkpoint: n.path, loaded: n.loaded });
-    }
-    let loaded = checkpoint::load(path)?;
-    let dir = match (out, owner_of(path, &loaded)?) {
-        (Some(o), _) => o.to_path_buf(),
-        (None, Some(d)) => d,
-        (None, None) => {
-            return Err(Error::input(
-                "run::stray_checkpoint",
-                format!(
-                    "`{}` does not belong to a run directory (its folder is not the checkpoints/ of a run with its id)",
-                    path.display()
-                ),
-            )
-            .with_help("pass `--out DIR` to continue it in a new run directory"));
-        }
+    let Located { dir, checkpoint, loaded } = locate(path)?;
+    let dir = match out.map(Path::to_path_buf).or(dir) {
+        Some(d) => d,
+        None => return Err(stray(path, "pass `--out DIR` to continue it in a new run directory")),
     };
-    Ok(ResumeFrom { dir, checkpoint: path.to_path_buf(), loaded })
+    Ok(ResumeFrom { dir, checkpoint, loaded })
 }
 
 /// The run directory's lock, held for the life of the value.
