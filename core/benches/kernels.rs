@@ -204,6 +204,25 @@ fn main() {
         ConvCase("D joint 640->512 3x3 s1p1 @4", (64, 640, 4, 4), 512, 3, 1, 1, false),
         ConvCase("D logit 512->1 4x4 s4p0 @4 +bias", (64, 512, 4, 4), 1, 4, 4, 0, true),
     ];
+    // The quickstart's Stage-I (batch 16, gf 16, df 16): small channel counts, where
+    // im2col and GEMM packing cost more than the multiply-adds.
+    let quickstart = [
+        ConvCase("qs G up1 128->64 3x3 s1p1 @8", (16, 128, 8, 8), 64, 3, 1, 1, false),
+        ConvCase("qs G up2 64->32 3x3 s1p1 @16", (16, 64, 16, 16), 32, 3, 1, 1, false),
+        ConvCase("qs G up3 32->16 3x3 s1p1 @32", (16, 32, 32, 32), 16, 3, 1, 1, false),
+        ConvCase("qs G up4 16->8 3x3 s1p1 @64", (16, 16, 64, 64), 8, 3, 1, 1, false),
+        ConvCase("qs G img 8->3 3x3 s1p1 @64", (16, 8, 64, 64), 3, 3, 1, 1, false),
+        ConvCase("qs D e1 3->16 4x4 s2p1 @64", (16, 3, 64, 64), 16, 4, 2, 1, false),
+        ConvCase("qs D e2 16->32 4x4 s2p1 @32", (16, 16, 32, 32), 32, 4, 2, 1, false),
+        ConvCase("qs D e3 32->64 4x4 s2p1 @16", (16, 32, 16, 16), 64, 4, 2, 1, false),
+        ConvCase("qs D e4 64->128 4x4 s2p1 @8", (16, 64, 8, 8), 128, 4, 2, 1, false),
+        ConvCase("qs D head 128->128 3x3 s1p1 @4", (16, 128, 4, 4), 128, 3, 1, 1, false),
+    ];
+    for case in &quickstart {
+        if on(case.0) {
+            conv(&dev, case);
+        }
+    }
     for case in &convs {
         if on("conv") || on(case.0) {
             conv(&dev, case);

@@ -8,9 +8,10 @@ use std::sync::Arc;
 use dfdx::prelude::{Cpu, NoneTape, OwnedTape};
 use rand::{Rng, SeedableRng};
 use stackflow_core::error::SourceFile;
-use stackflow_core::exec::ops::{Binary, Ops};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use stackflow_core::ir::{self, BuildOptions, Net, Role};
+use stackflow_core::ir::{self, BuildOptions, Net};
+use stackflow_core::kind::Role;
+use stackflow_core::ops::{Binary, Ops};
 use stackflow_core::registry::Registry;
 
 /// Attributes (RON) and per-sample input shapes of one probe.
@@ -94,7 +95,7 @@ impl Probe {
         &self,
         r: &mut Runner<Cpu, T>,
         inputs: &[Vec<f32>],
-    ) -> Vec<(usize, stackflow_core::exec::ops::Tensor)> {
+    ) -> Vec<(usize, stackflow_core::ops::Tensor)> {
         self.net
             .inputs
             .iter()
@@ -161,7 +162,7 @@ fn every_block_infers_its_real_shape_and_passes_a_gradient_check() {
             let node_b = net.nodes.iter().find(|n| n.path == "b").unwrap();
             let cond_out = node_b
                 .block
-                .infer(&shapes.iter().map(|s| ir::Shape(s.clone())).collect::<Vec<_>>())
+                .infer(&shapes.iter().map(|s| stackflow_core::kind::Shape(s.clone())).collect::<Vec<_>>())
                 .map(|i| i.outputs.first().map(|s| s.numel()).unwrap_or(0))
                 .unwrap_or(0);
             let eps: Vec<f32> = (0..BATCH * cond_out).map(|_| rng.gen_range(-1.0..1.0)).collect();

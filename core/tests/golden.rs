@@ -7,11 +7,11 @@ mod common;
 
 use common::{check, fixtures, flow, hash_uniform, manifest, Fixture};
 use dfdx::prelude::*;
-use stackflow_core::exec::ops::{Binary, Ops};
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use stackflow_core::ir::Role;
 use stackflow_core::kernels::KernelDevice;
+use stackflow_core::kind::Role;
+use stackflow_core::ops::{Binary, Ops};
 
 /// Run the io protocol of the fixture README for one net, on the CPU.
 fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]) {

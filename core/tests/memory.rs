@@ -10,10 +10,10 @@ use std::alloc::System;
 
 use dfdx::prelude::{Cpu, NoneTape, OwnedTape};
 use rand::{Rng, SeedableRng};
-use stackflow_core::exec::ops::Ops;
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::estimate;
 use stackflow_core::mem::{self, Counting};
+use stackflow_core::ops::Ops;
 use stackflow_core::registry::Registry;
 use stackflow_core::train::game::{self, Batch, Optimizers};
 

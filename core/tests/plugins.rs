@@ -10,12 +10,13 @@ use dfdx::prelude::*;
 use rand::SeedableRng;
 use stackflow_core::dsl;
 use stackflow_core::error::SourceFile;
-use stackflow_core::exec::ops::{Binary, Ops, Tensor as H};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use stackflow_core::ir::attrs::{Attr, Attrs};
 use stackflow_core::ir::{self, BuildOptions, Flow};
+use stackflow_core::kind::attrs::{Attr, Attrs};
+use stackflow_core::kind::{Loss, Outs, SamplerImpl};
+use stackflow_core::ops::{Binary, Ops, Tensor as H};
 use stackflow_core::plugin;
-use stackflow_core::registry::{Loss, Outs, Registry, SamplerImpl};
+use stackflow_core::registry::Registry;
 use stackflow_test_util::{dll_name, hash_uniform, plugin_dir};
 
 fn root() -> PathBuf {

@@ -9,7 +9,7 @@ use dfdx::prelude::Cpu;
 use rand::SeedableRng;
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::ParamStore;
-use stackflow_core::ir::Role;
+use stackflow_core::kind::Role;
 use stackflow_core::registry::Registry;
 use stackflow_core::train::adam::{Adam, AdamConfig};
 use stackflow_core::train::game::{self, Batch, Injected, Optimizers};

@@ -33,12 +33,12 @@ pub struct Args {
 }
 
 /// Run `bench`.
-pub fn run(a: Args) -> Result<()> {
-    super::on_device!(a.device, 0, |dev| run_on(dev, &a))
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    super::on_device!(a.device, 0, |dev| run_on(dev, &a, kinds))
 }
 
-fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
-    let (flow, registry): (_, Registry) = a.graph.build_with_registry()?;
+fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
+    let (flow, registry): (_, Registry) = a.graph.build_with_registry(kinds)?;
     let stages = flow.parsed.doc.train.len();
     if a.stage == 0 || a.stage > stages {
         return Err(Error::input(

@@ -1,6 +1,7 @@
 //! `stackflow check`: the whole compile front half, nothing allocated.
 
 use stackflow_core::ir::estimate;
+use stackflow_core::registry::Registry;
 use stackflow_core::Result;
 
 use super::GraphArgs;
@@ -16,8 +17,8 @@ pub struct Args {
 }
 
 /// Run `check`.
-pub fn run(a: Args) -> Result<()> {
-    let (flow, registry) = a.graph.build_with_registry()?;
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    let (flow, registry) = a.graph.build_with_registry(kinds)?;
     // Losses and samplers are kinds too: each exists, reads its attributes, and the loss
     // finds the discriminator outputs it needs.
     for stage in 0..flow.parsed.doc.train.len() {

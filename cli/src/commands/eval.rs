@@ -1,6 +1,7 @@
 //! `stackflow eval`: caption fidelity and diversity of a trained run on synthetic shapes,
 //! every trained stage side by side.
 
+use stackflow_core::registry::Registry;
 use stackflow_core::train::infer::{self, Scores};
 use stackflow_core::{Error, Result};
 
@@ -63,14 +64,14 @@ fn regressions(all: &[StageScores]) -> Vec<String> {
 }
 
 /// Run `eval`.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     if a.captions == 0 || a.per_caption == 0 {
         return Err(Error::input("cli::bad_count", "--captions and --per-caption must be at least 1"));
     }
     if a.captions > 100_000 || a.per_caption > 1_000 {
         return Err(Error::input("cli::too_many", "--captions is at most 100000 and --per-caption at most 1000"));
     }
-    let t = a.run.open()?;
+    let t = a.run.open(kinds)?;
     let newest = t.stage(None)?;
     let stages = match a.stage {
         Some(_) => vec![t.stage(a.stage)?],

@@ -6,6 +6,7 @@ use stackflow_core::exec::forward::{forward_named, Named};
 use stackflow_core::exec::weights::{self, Naming};
 use stackflow_core::exec::{ParamStore, Val};
 use stackflow_core::kernels::KernelDevice;
+use stackflow_core::registry::Registry;
 use stackflow_core::Result;
 
 use super::{pick_net, Device, GraphArgs};
@@ -60,12 +61,12 @@ pub struct Args {
 }
 
 /// Run `forward`.
-pub fn run(a: Args) -> Result<()> {
-    super::on_device!(a.device, a.seed, |dev| run_on(dev, &a))
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    super::on_device!(a.device, a.seed, |dev| run_on(dev, &a, kinds))
 }
 
-fn run_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
-    let flow = a.graph.build()?;
+fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
+    let flow = a.graph.build(kinds)?;
     let net = pick_net(&flow, &a.net)?;
     let naming = match a.weights_format {
         WeightsFormat::Native => Naming::Native,

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use stackflow_core::ir::{Net, Producer};
+use stackflow_core::registry::Registry;
 use stackflow_core::Result;
 
 use super::{pick_net, GraphArgs};
@@ -30,8 +31,8 @@ pub struct Args {
 }
 
 /// Run `graph`.
-pub fn run(a: Args) -> Result<()> {
-    let flow = a.graph.build()?;
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    let flow = a.graph.build(kinds)?;
     let nets: Vec<&Net> = match &a.net {
         Some(n) => vec![pick_net(&flow, n)?],
         None => flow.nets.iter().collect(),

@@ -1,6 +1,7 @@
 //! `stackflow info`: per net, parameter counts, FLOPs and memory.
 
 use stackflow_core::ir::estimate::{self, human_bytes};
+use stackflow_core::registry::Registry;
 use stackflow_core::Result;
 
 use super::{pick_net, thousands, GraphArgs};
@@ -22,8 +23,8 @@ pub struct Args {
 }
 
 /// Run `info`.
-pub fn run(a: Args) -> Result<()> {
-    let flow = a.graph.build()?;
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    let flow = a.graph.build(kinds)?;
     let nets: Vec<_> = match &a.net {
         Some(n) => vec![pick_net(&flow, n)?],
         None => flow.nets.iter().collect(),

@@ -35,15 +35,16 @@ pub struct GraphArgs {
 }
 
 impl GraphArgs {
-    /// Parse and check the graph.
-    pub fn build(&self) -> Result<Flow> {
-        Ok(self.build_with_registry()?.0)
+    /// Parse and check the graph with the kinds of `base` and the plugins it names.
+    pub fn build(&self, base: &Registry) -> Result<Flow> {
+        Ok(self.build_with_registry(base)?.0)
     }
 
-    /// Parse the graph, load the plugins it and the flags name, and check it.
-    pub fn build_with_registry(&self) -> Result<(Flow, Registry)> {
+    /// Parse the graph, add the plugins it and the flags name to the kinds of `base`, and
+    /// check it.
+    pub fn build_with_registry(&self, base: &Registry) -> Result<(Flow, Registry)> {
         let parsed = dsl::load(&self.file)?;
-        let mut registry = Registry::with_builtins();
+        let mut registry = base.clone();
         for lib in plugin::requested(Some(&self.file), &parsed.doc.plugins, &self.plugins) {
             plugin::load(&mut registry, &lib)?;
         }
@@ -65,8 +66,8 @@ pub struct TrainedArgs {
 
 impl TrainedArgs {
     /// Open the run with the named plugins and say which checkpoint is used.
-    pub fn open(&self) -> Result<infer::Trained> {
-        let mut registry = Registry::with_builtins();
+    pub fn open(&self, base: &Registry) -> Result<infer::Trained> {
+        let mut registry = base.clone();
         for lib in plugin::requested(None, &[], &self.plugins) {
             plugin::load(&mut registry, &lib)?;
         }

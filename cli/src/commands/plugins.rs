@@ -35,9 +35,9 @@ pub struct ListArgs {
 }
 
 /// Run `plugins`.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     match a.command {
-        Sub::List(l) => list(l),
+        Sub::List(l) => list(l, kinds),
     }
 }
 
@@ -69,8 +69,8 @@ fn rows(r: &Registry, libs: &[plugin::PluginInfo]) -> Vec<Row> {
     out
 }
 
-fn list(a: ListArgs) -> Result<()> {
-    let mut registry = Registry::with_builtins();
+fn list(a: ListArgs, kinds: &Registry) -> Result<()> {
+    let mut registry = kinds.clone();
     let mut libs = Vec::new();
     for path in plugin::requested(None, &[], &a.plugins) {
         libs.push(plugin::load(&mut registry, &path)?);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use stackflow_core::dsl::CheckpointEvery;
 use stackflow_core::ir::estimate;
 use stackflow_core::kernels::KernelDevice;
+use stackflow_core::registry::Registry;
 use stackflow_core::train::run::{self, RunOptions};
 use stackflow_core::train::rundir;
 use stackflow_core::{Error, Result};
@@ -62,9 +63,9 @@ fn parse_every(s: &str) -> std::result::Result<CheckpointEvery, String> {
 }
 
 /// Run `run`.
-pub fn run(a: Args) -> Result<()> {
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     let seed = a.seed.unwrap_or(0);
-    super::on_device!(a.device, seed, |dev| run_on(dev, a))
+    super::on_device!(a.device, seed, |dev| run_on(dev, a, kinds))
 }
 
 fn timestamp() -> String {
@@ -90,14 +91,14 @@ fn watch_signals(flag: &Arc<AtomicUsize>) -> Result<()> {
     Ok(())
 }
 
-fn run_on<D: KernelDevice>(dev: D, a: Args) -> Result<()> {
+fn run_on<D: KernelDevice>(dev: D, a: Args, kinds: &Registry) -> Result<()> {
     let resume = a.resume.as_deref().map(|p| rundir::resume_from(p, a.out.as_deref())).transpose()?;
     // On resume, `--set` defaults to the run's own overrides.
     let mut graph = a.graph.clone();
     if let (Some(r), true) = (&resume, graph.set.is_empty()) {
         graph.set = r.loaded.meta.overrides.clone();
     }
-    let (flow, registry) = graph.build_with_registry()?;
+    let (flow, registry) = graph.build_with_registry(kinds)?;
     for st in &flow.parsed.doc.train {
         estimate::check_stage_memory(&flow, st, st.batch, graph.max_memory)?;
     }

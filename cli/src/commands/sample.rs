@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use stackflow_core::data::{folder, write_grid_png, write_png};
 use stackflow_core::kernels::KernelDevice;
+use stackflow_core::registry::Registry;
 use stackflow_core::train::infer;
 use stackflow_core::{Error, Result};
 
@@ -63,15 +64,15 @@ pub struct InterpolateArgs {
 }
 
 /// Run `sample`.
-pub fn run(a: Args) -> Result<()> {
-    super::on_device!(a.device, a.seed, |dev| sample_on(dev, &a))
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    super::on_device!(a.device, a.seed, |dev| sample_on(dev, &a, kinds))
 }
 
-fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
+fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
     if a.per_caption == 0 {
         return Err(Error::input("cli::bad_count", "--per-caption must be at least 1"));
     }
-    let t = a.run.open()?;
+    let t = a.run.open(kinds)?;
     let s = t.stage(a.stage)?;
     let (g, e, _) = t.generator(s)?;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
@@ -109,11 +110,11 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args) -> Result<()> {
 }
 
 /// Run `interpolate`.
-pub fn interpolate(a: InterpolateArgs) -> Result<()> {
+pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
     if a.steps < 2 {
         return Err(Error::input("cli::bad_count", "--steps must be at least 2"));
     }
-    let t = a.run.open()?;
+    let t = a.run.open(kinds)?;
     let s = t.stage(a.stage)?;
     let (g, e, _) = t.generator(s)?;
     infer::check_image_budget(a.steps, t.image_side(g))?;

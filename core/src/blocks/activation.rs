@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor, Unary};
-use crate::ir::{Attrs, Inferred, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::ops::{Ops, Tensor, Unary};
 
 struct ActivationKind {
     name: &'static str,
@@ -75,7 +74,7 @@ impl Block for Activation {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn keeps_shape_and_checks_slope() {

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{BnStats, Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Init, ParamSpec, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::ops::{BnStats, Ops, Tensor};
 
 pub(super) struct BatchNorm;
 
@@ -62,7 +61,7 @@ impl Block for BatchNormBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn one_and_two_d() {

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::ops::{Ops, Tensor};
 
 pub(super) struct Concat;
 
@@ -57,7 +56,7 @@ impl Block for ConcatBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn sums_the_axis_and_checks_the_rest() {

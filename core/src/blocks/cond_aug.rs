@@ -5,9 +5,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Binary, Noise, Ops, Tensor, Unary};
-use crate::ir::{Attrs, Inferred, Init, ParamSpec, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::ops::{Binary, Noise, Ops, Tensor, Unary};
 
 pub(super) struct CondAug;
 
@@ -102,7 +101,7 @@ impl Block for CondAugBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn three_ports_and_fc_params() {

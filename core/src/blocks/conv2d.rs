@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Init, ParamSpec, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::ops::{Ops, Tensor};
 
 pub(super) struct Conv2d;
 
@@ -81,7 +80,7 @@ impl Block for Conv2dBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn output_sizes_match_pytorch() {
@@ -96,7 +95,7 @@ mod tests {
         assert!(b.infer(&[Shape::new([512, 2, 2])]).is_err());
         assert!(b.infer(&[Shape::new([512])]).is_err());
         let b = configure("core.conv2d", "(out: 3, kernel: 3, padding: 1, init: \"zeros\")").unwrap();
-        assert_eq!(b.infer(&[Shape::new([4, 8, 8])]).unwrap().params[0].init, crate::ir::Init::Zeros);
+        assert_eq!(b.infer(&[Shape::new([4, 8, 8])]).unwrap().params[0].init, crate::kind::Init::Zeros);
         assert!(configure("core.conv2d", "(out: 3, kernel: 3, init: \"ones\")").is_err());
     }
 }

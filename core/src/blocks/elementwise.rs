@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Binary, Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::ops::{Binary, Ops, Tensor};
 
 struct ElementwiseKind {
     name: &'static str,
@@ -70,7 +69,7 @@ impl Block for Elementwise {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn shapes_must_agree() {

@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Init, ParamSpec, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::ops::{Ops, Tensor};
 
 pub(super) struct Linear;
 
@@ -52,7 +51,7 @@ impl Block for LinearBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn infers_out_and_params() {
@@ -66,7 +65,7 @@ mod tests {
         assert!(configure("core.linear", "()").is_err());
         assert!(configure("core.linear", "(out: 0)").is_err());
         let ones = configure("core.linear", "(out: 1, init: \"ones\")").unwrap();
-        assert_eq!(ones.infer(&[Shape::new([3])]).unwrap().params[0].init, crate::ir::Init::Ones);
+        assert_eq!(ones.infer(&[Shape::new([3])]).unwrap().params[0].init, crate::kind::Init::Ones);
         assert!(configure("core.linear", "(out: 1, init: \"one\")").is_err());
     }
 }

@@ -19,7 +19,7 @@ mod upsample;
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::ir::Shape;
+use crate::kind::Shape;
 use crate::registry::{Registry, Source};
 
 /// Register every built-in kind.
@@ -28,7 +28,7 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
         activation::kinds(),
         elementwise::kinds(),
         vec![
-            Arc::new(linear::Linear) as Arc<dyn crate::registry::BlockKind>,
+            Arc::new(linear::Linear) as Arc<dyn crate::kind::BlockKind>,
             Arc::new(conv2d::Conv2d),
             Arc::new(batch_norm::BatchNorm),
             Arc::new(glu::Glu),
@@ -76,8 +76,9 @@ pub(crate) mod testing {
     use std::sync::Arc;
 
     use crate::error::SourceFile;
-    use crate::ir::attrs::{Attr, Attrs};
-    use crate::registry::{Block, Registry};
+    use crate::kind::attrs::{Attr, Attrs};
+    use crate::kind::Block;
+    use crate::registry::Registry;
 
     /// Configure `kind` with attributes written as RON, e.g. `(out: 4)`.
     pub fn configure(kind: &str, attrs: &str) -> crate::Result<Arc<dyn Block>> {

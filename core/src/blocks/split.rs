@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::ops::{Ops, Tensor};
 
 pub(super) struct Split;
 
@@ -95,7 +94,7 @@ impl Block for SplitBlock {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn splits_into_named_ports() {

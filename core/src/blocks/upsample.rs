@@ -3,9 +3,8 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::{Attrs, Inferred, Shape};
-use crate::registry::{Block, BlockKind};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::ops::{Ops, Tensor};
 
 pub(super) struct UpsampleNearest;
 
@@ -40,7 +39,7 @@ impl Block for Upsample {
 #[cfg(test)]
 mod tests {
     use crate::blocks::testing::configure;
-    use crate::ir::Shape;
+    use crate::kind::Shape;
 
     #[test]
     fn scales_spatial_dims() {

@@ -2,12 +2,12 @@
 
 use dfdx::prelude::NoneTape;
 
-use super::ops::Ops;
 use super::weights::{external_name, Naming};
 use super::{NoiseSource, ParamStore, Runner, Val};
 use crate::error::{Error, Result};
 use crate::ir::{Flow, Net};
 use crate::kernels::KernelDevice;
+use crate::ops::Ops;
 
 pub use super::weights::Named;
 

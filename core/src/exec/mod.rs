@@ -4,7 +4,6 @@
 
 pub mod forward;
 pub mod noise;
-pub mod ops;
 pub mod params;
 pub mod runner;
 pub mod value;

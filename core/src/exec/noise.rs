@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use rand::SeedableRng;
 use rand_distr::Distribution;
 
-use super::ops::Noise;
 use crate::error::{Error, Result};
+use crate::ops::Noise;
 
 /// Noise for blocks that sample (the CA's ε).
 pub struct NoiseSource {

@@ -8,7 +8,8 @@ use rand_distr::Distribution;
 
 use super::value::Val;
 use crate::error::{Error, Result};
-use crate::ir::{Init, Net, Role};
+use crate::ir::Net;
+use crate::kind::{Init, Role};
 
 /// One stored tensor.
 #[derive(Clone, Debug)]

@@ -10,12 +10,13 @@ use std::rc::Rc;
 use dfdx::prelude::*;
 
 use super::noise::NoiseSource;
-use super::ops::{Binary, BnStats, Noise, Ops, Tensor as H, Unary};
 use super::params::ParamStore;
 use super::value::Val;
 use crate::error::{Error, Result};
-use crate::ir::{ModeOverride, Net, Producer, Role, ValueId};
+use crate::ir::{ModeOverride, Net, Producer, ValueId};
 use crate::kernels::{self, KernelDevice, KernelError};
+use crate::kind::Role;
+use crate::ops::{Binary, BnStats, Noise, Ops, Tensor as H, Unary};
 
 fn kerr(e: KernelError) -> Error {
     Error::other("exec::kernel", e.to_string())

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use petgraph::algo::{tarjan_scc, toposort};
 use petgraph::graph::DiGraph;
 
-use super::{Flow, Inferred, ModeOverride, Net, Node, Param, Producer, Shape, Value, ValueId};
+use super::{Flow, ModeOverride, Net, Node, Param, Producer, Value, ValueId};
 use crate::dsl::{entries, expr, Key, NodeDef, Parsed};
 use crate::error::{did_you_mean, Error, Result, SourceFile, Span};
-use crate::ir::attrs::{Attr, Attrs};
+use crate::kind::attrs::{Attr, Attrs};
+use crate::kind::{Inferred, Shape};
 use crate::registry::Registry;
 
 /// Options of a build.
@@ -616,7 +617,7 @@ impl Builder<'_> {
                     )
                     .with_help("a parameter has rank 1 to 4 and no zero-sized dimension"));
             }
-            if !(super::Shape(spec.shape.clone())).is_sane() {
+            if !Shape(spec.shape.clone()).is_sane() {
                 return Err(self.err(
                     "graph::too_large",
                     node_span,

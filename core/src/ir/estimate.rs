@@ -1,9 +1,10 @@
 //! What a checked net costs before anything is allocated: parameter counts, FLOPs,
 //! activation memory; and the validation of the training recipe against the nets.
 
-use super::{Flow, Net, Role};
+use super::{Flow, Net};
 use crate::dsl::{Key, StageDef};
 use crate::error::{did_you_mean, Result};
+use crate::kind::Role;
 
 /// Size and cost of one net.
 #[derive(Clone, Debug, PartialEq, Eq)]

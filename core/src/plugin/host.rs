@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use stackflow_plugin_api::abi::{self, HostV1, SinkV1, Status, Str, ERR, OK};
 
 use crate::error::{Error, Result};
-use crate::exec::ops::{Binary, BnStats, Noise, Ops, Tensor, Unary};
+use crate::ops::{Binary, BnStats, Noise, Ops, Tensor, Unary};
 
 /// The context of one plugin call that may run tensor ops.
 pub(crate) struct Call<'a> {

@@ -10,12 +10,12 @@ use stackflow_plugin_api::abi::{self, *};
 use super::host::Call;
 use super::Library;
 use crate::error::{Error, Result, Span};
-use crate::exec::ops::{Ops, Tensor};
-use crate::ir::attrs::{Attr, Attrs};
-use crate::ir::{Inferred, Init, ParamSpec, Role, Shape};
-use crate::registry::{
-    Block, BlockKind, Loss, LossKind, MismatchSampler, NoiseSampler, Outs, SamplerImpl, SamplerKind, Terms,
+use crate::kind::attrs::{Attr, Attrs};
+use crate::kind::{
+    Block, BlockKind, Inferred, Init, Loss, LossKind, MismatchSampler, NoiseSampler, Outs, ParamSpec, Role,
+    SamplerImpl, SamplerKind, Shape, Terms,
 };
+use crate::ops::{Ops, Tensor};
 
 /// Name, doc line and attribute docs of a plugin kind, copied at registration.
 #[derive(Clone, Debug)]

@@ -12,12 +12,13 @@ use rand::{RngCore, SeedableRng};
 use super::adam::{Adam, AdamConfig};
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
-use crate::exec::ops::{Binary, Ops, Tensor, Unary};
 use crate::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use crate::ir::attrs::{Attr, Attrs};
 use crate::ir::{Flow, Net, Producer, ValueId};
 use crate::kernels::KernelDevice;
-use crate::registry::{Loss, MismatchSampler, NoiseSampler, Outs, Registry, SamplerImpl};
+use crate::kind::attrs::{Attr, Attrs};
+use crate::kind::{Loss, MismatchSampler, NoiseSampler, Outs, SamplerImpl};
+use crate::ops::{Binary, Ops, Tensor, Unary};
+use crate::registry::Registry;
 
 /// A stage of the recipe, resolved against the nets and the registry.
 #[derive(Clone)]

@@ -4,9 +4,8 @@
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::exec::ops::{Binary, Ops, Tensor, Unary};
-use crate::ir::Attrs;
-use crate::registry::{Loss, LossKind, Outs, Terms};
+use crate::kind::{Attrs, Loss, LossKind, Outs, Terms};
+use crate::ops::{Binary, Ops, Tensor, Unary};
 
 /// The kind.
 pub struct MatchingAwareBce;

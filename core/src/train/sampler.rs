@@ -7,8 +7,7 @@ use rand::RngCore;
 use rand_distr::Distribution;
 
 use crate::error::Result;
-use crate::ir::Attrs;
-use crate::registry::{MismatchSampler, NoiseSampler, SamplerImpl, SamplerKind};
+use crate::kind::{Attrs, MismatchSampler, NoiseSampler, SamplerImpl, SamplerKind};
 
 /// `core.normal`.
 pub struct Normal;

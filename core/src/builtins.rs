@@ -1,0 +1,14 @@
+//! Every kind compiled into stackflow, registered in one place: the blocks of
+//! [`crate::blocks`] and the losses and samplers of [`crate::train`].
+
+use crate::registry::Registry;
+
+impl Registry {
+    /// A registry with every built-in kind.
+    pub fn with_builtins() -> Self {
+        let mut r = Self::empty();
+        crate::blocks::register_builtins(&mut r).expect("built-in kinds are unique");
+        crate::train::register_builtins(&mut r).expect("built-in kinds are unique");
+        r
+    }
+}
