@@ -42,10 +42,10 @@ fn a_training_iteration_holds_at_most_one_copy_of_the_activations() {
     };
     let mut opt = Optimizers::default();
     // The first iteration creates the Adam moments; measure the second.
-    game::iteration(&flow, &st, &mut store, &mut opt, &batch, 1.0, &mut rng, None, false).unwrap();
+    game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).unwrap();
     mem::reset_peak();
     let base = mem::live().expect("the counting allocator is installed");
-    game::iteration(&flow, &st, &mut store, &mut opt, &batch, 1.0, &mut rng, None, false).unwrap();
+    game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).unwrap();
     let used = mem::peak().unwrap() - base;
 
     // G's activations once, and D's for its three passes (real, fake, fake again in G's step).

@@ -378,7 +378,7 @@ fn a_gan_iteration_runs_with_a_plugin_block_loss_and_samplers() {
     };
     let mut opt = Optimizers::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let report = game::iteration(&flow, &st, &mut store, &mut opt, &batch, 1.0, &mut rng, None, false).unwrap();
+    let report = game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).unwrap();
     for term in ["D", "G", "KL"] {
         assert!(report.term(term).is_some_and(f32::is_finite), "{term}: {:?}", report.terms);
     }

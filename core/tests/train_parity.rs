@@ -75,8 +75,14 @@ fn iteration_one(stage: usize, g: &str, d: &str, prefix: (&str, &str), file: &st
     };
     let mut opt = Optimizers::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let report =
-        game::iteration(&flow, &st, &mut store, &mut opt, &batch, 1.0, &mut rng, Some(&injected), true).unwrap();
+    let report = game::iteration(
+        &flow,
+        &st,
+        (&mut store, &mut opt),
+        game::Step { injected: Some(&injected), keep_grads: true, ..game::Step::on(&batch) },
+        &mut rng,
+    )
+    .unwrap();
     let mut failures = Vec::new();
     for (name, v) in &report.terms {
         let key = format!("iter1.loss.{name}");

@@ -81,8 +81,7 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     for s in stages {
         let dev = stackflow_core::exec::cpu(a.seed);
         let (model, real) = infer::evaluate(&t, dev, s, a.captions, a.per_caption, a.seed)?;
-        let (g, _, _) = t.generator(s)?;
-        all.push(StageScores { stage: s + 1, side: t.image_side(g), model, real });
+        all.push(StageScores { stage: s + 1, side: t.generator(s).side, model, real });
     }
     let warnings = regressions(&all);
     if a.json {

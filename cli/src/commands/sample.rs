@@ -74,7 +74,8 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
     }
     let t = a.run.open(kinds)?;
     let s = t.stage(a.stage)?;
-    let (g, e, _) = t.generator(s)?;
+    let gen = t.generator(s);
+    let e = gen.embed_dim;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
         (Some(path), _) => {
             let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
@@ -97,9 +98,9 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
         }
         (None, None) => return Err(Error::input("cli::missing", "give --captions or --embeddings")),
     };
-    infer::check_image_budget(labels.len().saturating_mul(a.per_caption), t.image_side(g))?;
+    infer::check_image_budget(labels.len().saturating_mul(a.per_caption), gen.side)?;
     let mut store = t.store(dev)?;
-    let (images, side) = infer::generate_many(&t.flow, g, &mut store, &embeds, a.per_caption, a.seed)?;
+    let (images, side) = infer::generate_many(&t.flow, s, &mut store, &embeds, a.per_caption, a.seed)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|err| Error::io(&a.out_dir, err))?;
     for (i, img) in images.iter().enumerate() {
         write_png(&a.out_dir.join(format!("{}-{}.png", i / a.per_caption, i % a.per_caption)), img, side)?;
@@ -116,8 +117,9 @@ pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
     }
     let t = a.run.open(kinds)?;
     let s = t.stage(a.stage)?;
-    let (g, e, _) = t.generator(s)?;
-    infer::check_image_budget(a.steps, t.image_side(g))?;
+    let gen = t.generator(s);
+    let e = gen.embed_dim;
+    infer::check_image_budget(a.steps, gen.side)?;
     let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
     let (from, to) = ends.split_at(e);
     let embeds: Vec<f32> = (0..a.steps)
@@ -131,9 +133,9 @@ pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
     let mut images = Vec::new();
     let mut side = 0;
     for i in 0..a.steps {
-        let (img, s) = infer::generate_many(&t.flow, g, &mut store, &embeds[i * e..(i + 1) * e], 1, a.seed)?;
+        let (img, img_side) = infer::generate_many(&t.flow, s, &mut store, &embeds[i * e..(i + 1) * e], 1, a.seed)?;
         images.extend(img);
-        side = s;
+        side = img_side;
     }
     let caption = vec![format!("{} -> {}", a.from, a.to)];
     write_grid_png(&a.out, &images, side, a.steps, Some(&caption))?;

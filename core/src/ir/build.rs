@@ -48,8 +48,8 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
         let b = Builder { p: &parsed, reg: registry, vars: &vars };
         nets.push(b.net(name)?);
     }
-    let flow = Flow { parsed: parsed.clone(), vars, nets };
-    crate::ir::estimate::check_recipe(&flow)?;
+    let mut flow = Flow { parsed: parsed.clone(), vars, nets, stages: Vec::new() };
+    flow.stages = super::recipe::lower(&flow)?;
     Ok(flow)
 }
 

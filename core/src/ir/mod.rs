@@ -4,12 +4,14 @@
 
 pub mod build;
 pub mod estimate;
+pub mod recipe;
 
 use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
 pub use build::{build, BuildOptions};
+pub use recipe::{DiscriminatorPorts, GeneratorPorts, Stage};
 
 use crate::dsl::Parsed;
 use crate::error::Span;
@@ -162,6 +164,8 @@ pub struct Flow {
     pub vars: BTreeMap<String, i64>,
     /// Nets by name, in file order.
     pub nets: Vec<Net>,
+    /// The recipe's stages on these nets, in recipe order.
+    pub stages: Vec<Stage>,
 }
 
 impl Flow {

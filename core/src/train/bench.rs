@@ -83,7 +83,7 @@ pub fn bench<D: KernelDevice>(
     mem::reset_peak();
     for i in 0..warmup + iters {
         let t = Instant::now();
-        game::generate(flow, st.g, &mut store, &data.emb, &z, false, 0)?;
+        game::generate(flow, st.index, &mut store, (&data.emb, &z), false, 0)?;
         if i >= warmup {
             sample_all.push(t.elapsed().as_secs_f64() * 1e3);
         }
@@ -95,7 +95,7 @@ pub fn bench<D: KernelDevice>(
     mem::reset_peak();
     for i in 0..warmup + iters {
         let t = Instant::now();
-        game::iteration(flow, st, &mut store, &mut opt, &data, 1.0, &mut rng, None, false)?;
+        game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
         if i >= warmup {
             train_all.push(t.elapsed().as_secs_f64() * 1e3);
         }

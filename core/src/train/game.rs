@@ -13,7 +13,7 @@ use super::adam::{Adam, AdamConfig};
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
 use crate::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
-use crate::ir::{Flow, Net, Producer, ValueId};
+use crate::ir::{DiscriminatorPorts, Flow, GeneratorPorts, Net, Producer, ValueId};
 use crate::kernels::KernelDevice;
 use crate::kind::attrs::{Attr, Attrs};
 use crate::kind::{Loss, MismatchSampler, NoiseSampler, Outs, SamplerImpl};
@@ -45,10 +45,12 @@ pub struct StageSetup {
     pub opt_g: AdamConfig,
     /// D's optimiser.
     pub opt_d: AdamConfig,
-    /// D outputs the loss reads.
-    pub d_outputs: Vec<String>,
+    /// The generator's and discriminator's ports.
+    pub ports: (GeneratorPorts, DiscriminatorPorts),
+    /// D outputs the loss reads, by name and value.
+    pub d_outputs: Vec<(String, ValueId)>,
     /// Those of them that depend on the condition (computed for mismatched pairs).
-    pub d_cond_outputs: Vec<String>,
+    pub d_cond_outputs: Vec<(String, ValueId)>,
     /// Noise width.
     pub z_dim: usize,
     /// Text embedding width.
@@ -108,29 +110,12 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
             format!("`{}` is not a mismatch sampler", st.mismatch),
         ));
     };
-    let g = flow
-        .nets
-        .iter()
-        .position(|n| n.name == st.generator)
-        .ok_or_else(|| p.error("graph::unknown_net", &at("generator"), "no such net"))?;
-    let d = flow
-        .nets
-        .iter()
-        .position(|n| n.name == st.discriminator)
-        .ok_or_else(|| p.error("graph::unknown_net", &at("discriminator"), "no such net"))?;
+    let stage = &flow.stages[index];
+    let (g, d, gp, dp) = (stage.g, stage.d, stage.g_ports, stage.d_ports);
     let (gn, dn) = (&flow.nets[g], &flow.nets[d]);
-    for input in ["emb", "z"] {
-        if gn.input(input).is_none() {
-            return Err(p.error(
-                "graph::missing_input",
-                &at("generator"),
-                format!("generator `{}` has no input `{input}`", gn.name),
-            ));
-        }
-    }
     let mut d_outputs = Vec::new();
     for o in loss.needs() {
-        if dn.output(&o).is_none() {
+        let Some(v) = dn.output(&o) else {
             return Err(p
                 .error(
                     "graph::missing_output",
@@ -142,16 +127,14 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
                     dn.name,
                     dn.outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
                 )));
-        }
-        d_outputs.push(o);
+        };
+        d_outputs.push((o, v));
     }
-    d_outputs.extend(loss.optional().into_iter().filter(|o| dn.output(o).is_some()));
-    let d_cond_outputs = match dn.input("cond") {
-        Some(cond) => d_outputs.iter().filter(|o| depends_on(dn, dn.output(o).unwrap_or(0), cond)).cloned().collect(),
+    d_outputs.extend(loss.optional().into_iter().filter_map(|o| dn.output(&o).map(|v| (o, v))));
+    let d_cond_outputs = match dp.cond {
+        Some(cond) => d_outputs.iter().filter(|(_, v)| depends_on(dn, *v, cond)).cloned().collect(),
         None => d_outputs.clone(),
     };
-    let shape_of = |n: &Net, v: ValueId| n.values[v].shape.dims().to_vec();
-    let img = shape_of(gn, gn.output("fake_img").unwrap_or(0));
     Ok(StageSetup {
         index,
         name: st.name.clone(),
@@ -164,11 +147,12 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         d_condition: st.d_condition,
         opt_g: adam_of(&st.optimizer),
         opt_d: adam_of(st.d_optimizer.as_ref().unwrap_or(&st.optimizer)),
+        ports: (gp, dp),
         d_outputs,
         d_cond_outputs,
-        z_dim: shape_of(gn, gn.input("z").unwrap_or(0)).iter().product(),
-        embed_dim: shape_of(gn, gn.input("emb").unwrap_or(0)).iter().product(),
-        image_size: img.last().copied().unwrap_or(0),
+        z_dim: gp.z_dim(gn),
+        embed_dim: gp.embed_dim(gn),
+        image_size: gp.image_side(gn),
     })
 }
 
@@ -255,60 +239,64 @@ fn read_scalar(ops: &mut dyn Ops, t: Tensor) -> Result<f32> {
     Ok(ops.read(t)?.first().copied().unwrap_or(f32::NAN))
 }
 
-fn named(net: &Net, names: &[String]) -> Result<Vec<ValueId>> {
-    names
-        .iter()
-        .map(|n| {
-            net.output(n)
-                .ok_or_else(|| Error::other("train::output", format!("net `{}` has no output `{n}`", net.name)))
-        })
-        .collect()
+/// D's inputs for one pair kind: the image (or its code, when D exposes one and it was
+/// computed already) and the condition.
+#[derive(Clone, Copy)]
+enum Seen {
+    /// The image, through the whole of D.
+    Image(Tensor),
+    /// The image code, through D's heads only.
+    Code(Tensor),
 }
 
-/// Run the D heads for one pair kind; uses the `code` split when D exposes it.
-#[allow(clippy::too_many_arguments)]
+/// Run D's heads for one pair kind and name the outputs the loss reads.
 fn d_pass<D: KernelDevice, T: dfdx::prelude::Tape<f32, D>>(
     r: &mut Runner<D, T>,
-    dn: &Net,
+    (dn, dp): (&Net, &DiscriminatorPorts),
     store: &mut ParamStore<D>,
-    code: Option<Tensor>,
-    img: Tensor,
-    cond: Option<Tensor>,
-    outputs: &[String],
+    (seen, cond): (Seen, Tensor),
+    outputs: &[(String, ValueId)],
 ) -> Result<Outs> {
-    let wanted = named(dn, outputs)?;
-    let mut feeds = Vec::new();
-    match (code, dn.output("code")) {
-        (Some(c), Some(v)) => feeds.push((v, c)),
-        _ => feeds.push((dn.input("img").unwrap_or(0), img)),
+    let mut feeds = vec![match (seen, dp.code) {
+        (Seen::Code(c), Some(v)) => (v, c),
+        (Seen::Image(img), _) => (dp.img, img),
+        (Seen::Code(_), None) => {
+            return Err(Error::other("train::d_code", format!("discriminator `{}` has no `code` output", dn.name)))
+        }
+    }];
+    if let Some(v) = dp.cond {
+        feeds.push((v, cond));
     }
-    if let (Some(c), Some(v)) = (cond, dn.input("cond")) {
-        feeds.push((v, c));
-    }
+    let wanted: Vec<ValueId> = outputs.iter().map(|(_, v)| *v).collect();
     let hs = r.run_net(dn, store, &feeds, &wanted)?;
-    Ok(outputs.iter().cloned().zip(hs).collect())
+    Ok(outputs.iter().map(|(n, _)| n.clone()).zip(hs).collect())
 }
 
-/// Apply Adam to `net`'s trainable parameters from the gradients of the last backward.
-#[allow(clippy::too_many_arguments)]
-fn step<D: KernelDevice>(
-    store: &mut ParamStore<D>,
-    net: &Net,
-    params: &[(usize, Val<D>)],
-    grads: &mut dfdx::prelude::Gradients<f32, D>,
-    adam: &mut Adam,
-    cfg: &AdamConfig,
+/// One optimiser step: the net, its trainable parameters with the values the backward
+/// pass saw, its Adam state and settings, and the learning rate of this iteration.
+struct AdamStep<'a, D: KernelDevice> {
+    net: &'a Net,
+    params: &'a [(usize, Val<D>)],
+    adam: &'a mut Adam,
+    cfg: &'a AdamConfig,
     lr: f64,
-    keep: Option<(char, &mut Vec<KeptGrad>)>,
+}
+
+/// Apply Adam to the net's trainable parameters from the gradients of the last backward;
+/// `keep` collects every gradient consumed, tagged `'D'` or `'G'`.
+fn adam_step<D: KernelDevice>(
+    store: &mut ParamStore<D>,
+    s: AdamStep<'_, D>,
+    grads: &mut dfdx::prelude::Gradients<f32, D>,
+    mut keep: Option<(char, &mut Vec<KeptGrad>)>,
 ) -> Result<()> {
-    adam.begin_step();
-    let mut kept = keep;
-    for (p, v) in params {
+    s.adam.begin_step();
+    for (p, v) in s.params {
         let g = grad_of(grads, v);
-        let path = &net.params[*p].path;
+        let path = &s.net.params[*p].path;
         let mut data = v.to_vec();
-        adam.update(cfg, lr, path, &mut data, &g);
-        if let Some((tag, out)) = kept.as_mut() {
+        s.adam.update(s.cfg, s.lr, path, &mut data, &g);
+        if let Some((tag, out)) = keep.as_mut() {
             out.push((*tag, path.clone(), g));
         }
         let nv = Val::from_host(&store.dev, data, &v.dims())?;
@@ -317,120 +305,168 @@ fn step<D: KernelDevice>(
     Ok(())
 }
 
-/// One training iteration. `lr_scale` multiplies both learning rates (the schedule);
-/// `keep_grads` copies every gradient Adam consumed into the report.
-#[allow(clippy::too_many_arguments)]
-pub fn iteration<D: KernelDevice>(
+/// The parameters stage `st` trains in `net` (its G or D), with their current values.
+fn trainable<D: KernelDevice>(
+    flow: &Flow,
+    st: &StageSetup,
+    store: &ParamStore<D>,
+    net: &Net,
+) -> Result<Vec<(usize, Val<D>)>> {
+    let stage = &flow.stages[st.index];
+    net.trainable_params()
+        .into_iter()
+        .filter(|&p| !stage.freezes(&net.params[p].path))
+        .map(|p| {
+            store
+                .get(&net.params[p].path)
+                .map(|e| (p, e.value.clone()))
+                .ok_or_else(|| Error::other("train::param", format!("parameter `{}` is missing", net.params[p].path)))
+        })
+        .collect()
+}
+
+/// What one iteration trains on.
+pub struct Step<'a> {
+    /// The batch.
+    pub batch: &'a Batch,
+    /// Multiplies both learning rates (the schedule).
+    pub lr_scale: f64,
+    /// Noise given from outside instead of drawn (parity tests).
+    pub injected: Option<&'a Injected>,
+    /// Copy every gradient Adam consumed into the report.
+    pub keep_grads: bool,
+}
+
+impl<'a> Step<'a> {
+    /// A plain step on `batch` at the recipe's learning rates.
+    pub fn on(batch: &'a Batch) -> Self {
+        Self { batch, lr_scale: 1.0, injected: None, keep_grads: false }
+    }
+}
+
+/// G's forward pass, kept on its own tape for the G step: the tape and the handles of the
+/// text embedding, the fakes, μ and log σ².
+struct GForward<'n, D: KernelDevice> {
+    tape: Runner<'n, D, OwnedTape<f32, D>>,
+    emb: Tensor,
+    fake: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+}
+
+fn g_forward<'n, D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
     store: &mut ParamStore<D>,
-    opt: &mut Optimizers,
-    batch: &Batch,
-    lr_scale: f64,
-    rng: &mut StdRng,
-    injected: Option<&Injected>,
-    keep_grads: bool,
-) -> Result<Report> {
-    let (gn, dn) = (&flow.nets[st.g], &flow.nets[st.d]);
-    let b = batch.len();
+    step: &Step<'_>,
+    (rng, noise): (&mut StdRng, &'n mut NoiseSource),
+) -> Result<GForward<'n, D>> {
+    let (gn, gp) = (&flow.nets[st.g], &st.ports.0);
+    let b = step.batch.len();
     let dev = store.dev.clone();
-    let mut report = Report::default();
-    let mut noise = NoiseSource::seeded(rng.next_u64());
-    let z = match injected.and_then(|i| i.z.clone()) {
+    let z = match step.injected.and_then(|i| i.z.clone()) {
         Some(z) => z,
         None => st.noise.sample(rng, b, st.z_dim)?,
     };
-    for (path, eps) in injected.map(|i| i.eps.as_slice()).unwrap_or(&[]) {
+    let mut tape: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, noise);
+    let emb = tape.push(Val::from_host(&dev, step.batch.emb.clone(), &[b, st.embed_dim])?);
+    let zh = tape.push(Val::from_host(&dev, z, &[b, st.z_dim])?);
+    let outs = tape.run_net(gn, store, &[(gp.emb, emb), (gp.z, zh)], &[gp.fake_img, gp.mu, gp.logvar])?;
+    Ok(GForward { tape, emb, fake: outs[0], mu: outs[1], logvar: outs[2] })
+}
+
+/// The D step on a separate tape: (real, text), (real, mismatched text) and (fake, text),
+/// with the fakes and the condition entering as constants.
+fn d_step<D: KernelDevice>(
+    flow: &Flow,
+    st: &StageSetup,
+    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    step: &Step<'_>,
+    (fake_host, mu_host): (Vec<f32>, Vec<f32>),
+    (rng, report): (&mut StdRng, &mut Report),
+) -> Result<()> {
+    let (dn, dp) = (&flow.nets[st.d], &st.ports.1);
+    let batch = step.batch;
+    let (b, s) = (batch.len(), st.image_size);
+    let dev = store.dev.clone();
+    let mut dnoise = NoiseSource::seeded(0);
+    let mut dr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut dnoise);
+    let real = dr.push(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
+    let fake = dr.push(Val::from_host(&dev, fake_host, &[b, 3, s, s])?);
+    let cond = match st.d_condition {
+        crate::dsl::DCondition::Mu => {
+            let cond_dim = mu_host.len() / b.max(1);
+            dr.push(Val::from_host(&dev, mu_host, &[b, cond_dim])?)
+        }
+        crate::dsl::DCondition::Embedding => dr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?),
+    };
+    let d_params = trainable(flow, st, store, dn)?;
+    // With a `code` output, the image encoder runs once per image batch.
+    let (real_seen, fake_seen) = match dp.code {
+        Some(c) => {
+            let rc = dr.run_net(dn, store, &[(dp.img, real)], &[c])?[0];
+            let fc = dr.run_net(dn, store, &[(dp.img, fake)], &[c])?[0];
+            (Seen::Code(rc), Seen::Code(fc))
+        }
+        None => (Seen::Image(real), Seen::Image(fake)),
+    };
+    let real_outs = d_pass(&mut dr, (dn, dp), store, (real_seen, cond), &st.d_outputs)?;
+    let pairs = st.mismatch.pairs(rng, &batch.tags)?;
+    if pairs.is_empty() {
+        return Err(Error::other("train::mismatch", "the mismatch sampler returned no pairs"));
+    }
+    let (imgs, texts): (Vec<usize>, Vec<usize>) = pairs.into_iter().unzip();
+    let wrong_seen = match real_seen {
+        Seen::Code(c) => Seen::Code(dr.select_rows(c, &imgs)?),
+        Seen::Image(i) => Seen::Image(dr.select_rows(i, &imgs)?),
+    };
+    let wrong_cond = dr.select_rows(cond, &texts)?;
+    let wrong_outs = d_pass(&mut dr, (dn, dp), store, (wrong_seen, wrong_cond), &st.d_cond_outputs)?;
+    let fake_outs = d_pass(&mut dr, (dn, dp), store, (fake_seen, cond), &st.d_outputs)?;
+    for (kind, outs) in [("real", &real_outs), ("wrong", &wrong_outs), ("fake", &fake_outs)] {
+        for (n, h) in outs {
+            let short = n.trim_end_matches("_prob");
+            report.probs.push((format!("{short}_{kind}"), dr.read(*h)?));
+        }
+    }
+    let terms = st.loss.d_loss(&mut dr, &real_outs, &wrong_outs, &fake_outs)?;
+    report.terms.push(("D".into(), read_scalar(&mut dr, terms.total)?));
+    for (n, t) in &terms.parts {
+        report.terms.push((n.clone(), read_scalar(&mut dr, *t)?));
+    }
+    check_finite(report, "D")?;
+    let mut grads = dr.backward(terms.total)?;
+    let lr = st.opt_d.lr * step.lr_scale;
+    let adam = AdamStep { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr };
+    adam_step(store, adam, &mut grads, step.keep_grads.then_some(('D', &mut report.grads)))
+}
+
+/// One training iteration: G forward, the D step, then the G step through the updated D
+/// with the KL term.
+pub fn iteration<D: KernelDevice>(
+    flow: &Flow,
+    st: &StageSetup,
+    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    step: Step<'_>,
+    rng: &mut StdRng,
+) -> Result<Report> {
+    let (gn, dn) = (&flow.nets[st.g], &flow.nets[st.d]);
+    let mut report = Report::default();
+    let mut noise = NoiseSource::seeded(rng.next_u64());
+    for (path, eps) in step.injected.map(|i| i.eps.as_slice()).unwrap_or(&[]) {
         noise.give(path.clone(), eps.clone());
     }
-    let s = st.image_size;
-
-    // G forward, kept on its own tape for the G step.
-    let mut gr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut noise);
-    let emb = gr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?);
-    let zh = gr.push(Val::from_host(&dev, z, &[b, st.z_dim])?);
-    let want = named(gn, &["fake_img".into(), "mu".into(), "logvar".into()])?;
-    let feeds = [(gn.input("emb").unwrap_or(0), emb), (gn.input("z").unwrap_or(0), zh)];
-    let g_params: Vec<(usize, Val<D>)> = gn
-        .trainable_params()
-        .into_iter()
-        .map(|p| (p, store.get(&gn.params[p].path).map(|e| e.value.clone())))
-        .map(|(p, v)| v.map(|v| (p, v)).ok_or_else(|| Error::other("train::param", "G parameter missing")))
-        .collect::<Result<_>>()?;
-    let outs = gr.run_net(gn, store, &feeds, &want)?;
-    let (fake, mu, logvar) = (outs[0], outs[1], outs[2]);
-    let fake_host = gr.read(fake)?;
-    let mu_host = gr.read(mu)?;
-    let cond_dim = mu_host.len() / b.max(1);
-
-    // D step on a separate tape: fakes and condition enter as constants (detached).
-    {
-        let mut dnoise = NoiseSource::seeded(0);
-        let mut dr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut dnoise);
-        let real = dr.push(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
-        let fake_c = dr.push(Val::from_host(&dev, fake_host.clone(), &[b, 3, s, s])?);
-        let cond = match st.d_condition {
-            crate::dsl::DCondition::Mu => dr.push(Val::from_host(&dev, mu_host.clone(), &[b, cond_dim])?),
-            crate::dsl::DCondition::Embedding => dr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?),
-        };
-        let d_params: Vec<(usize, Val<D>)> = dn
-            .trainable_params()
-            .into_iter()
-            .map(|p| {
-                store
-                    .get(&dn.params[p].path)
-                    .map(|e| (p, e.value.clone()))
-                    .ok_or_else(|| Error::other("train::param", "D parameter missing"))
-            })
-            .collect::<Result<_>>()?;
-        let split = dn.output("code").is_some();
-        let (real_code, fake_code) = if split {
-            let c = dn.output("code").unwrap_or(0);
-            let img = dn.input("img").unwrap_or(0);
-            let rc = dr.run_net(dn, store, &[(img, real)], &[c])?[0];
-            let fc = dr.run_net(dn, store, &[(img, fake_c)], &[c])?[0];
-            (Some(rc), Some(fc))
-        } else {
-            (None, None)
-        };
-        let real_outs = d_pass(&mut dr, dn, store, real_code, real, Some(cond), &st.d_outputs)?;
-        let pairs = st.mismatch.pairs(rng, &batch.tags)?;
-        if pairs.is_empty() {
-            return Err(Error::other("train::mismatch", "the mismatch sampler returned no pairs"));
-        }
-        let (imgs, texts): (Vec<usize>, Vec<usize>) = pairs.into_iter().unzip();
-        let wrong_src = real_code.unwrap_or(real);
-        let wrong_img = dr.select_rows(wrong_src, &imgs)?;
-        let wrong_cond = dr.select_rows(cond, &texts)?;
-        let wrong_outs = if split {
-            d_pass(&mut dr, dn, store, Some(wrong_img), real, Some(wrong_cond), &st.d_cond_outputs)?
-        } else {
-            d_pass(&mut dr, dn, store, None, wrong_img, Some(wrong_cond), &st.d_cond_outputs)?
-        };
-        let fake_outs = d_pass(&mut dr, dn, store, fake_code, fake_c, Some(cond), &st.d_outputs)?;
-        for (kind, outs) in [("real", &real_outs), ("wrong", &wrong_outs), ("fake", &fake_outs)] {
-            for (n, h) in outs {
-                let short = n.trim_end_matches("_prob");
-                report.probs.push((format!("{short}_{kind}"), dr.read(*h)?));
-            }
-        }
-        let terms = st.loss.d_loss(&mut dr, &real_outs, &wrong_outs, &fake_outs)?;
-        report.terms.push(("D".into(), read_scalar(&mut dr, terms.total)?));
-        for (n, t) in &terms.parts {
-            report.terms.push((n.clone(), read_scalar(&mut dr, *t)?));
-        }
-        check_finite(&report, "D")?;
-        let mut grads = dr.backward(terms.total)?;
-        let keep = keep_grads.then_some(('D', &mut report.grads));
-        step(store, dn, &d_params, &mut grads, &mut opt.d, &st.opt_d, st.opt_d.lr * lr_scale, keep)?;
-    }
+    let g_params = trainable(flow, st, store, gn)?;
+    let GForward { tape: mut gr, emb, fake, mu, logvar } = g_forward(flow, st, store, &step, (rng, &mut noise))?;
+    let hosts = (gr.read(fake)?, gr.read(mu)?);
+    d_step(flow, st, (store, opt), &step, hosts, (rng, &mut report))?;
 
     // G step through the updated D, on G's tape.
     let cond = match st.d_condition {
         crate::dsl::DCondition::Mu => gr.detach(mu)?,
         crate::dsl::DCondition::Embedding => emb,
     };
-    let fake_outs = d_pass(&mut gr, dn, store, None, fake, Some(cond), &st.d_outputs)?;
+    let fake_outs = d_pass(&mut gr, (dn, &st.ports.1), store, (Seen::Image(fake), cond), &st.d_outputs)?;
     for (n, h) in &fake_outs {
         report.probs.push((format!("g_{}_fake", n.trim_end_matches("_prob")), gr.read(*h)?));
     }
@@ -447,8 +483,9 @@ pub fn iteration<D: KernelDevice>(
     check_finite(&report, "G")?;
     let mut grads = gr.backward(total)?;
     drop(gr);
-    let keep = keep_grads.then_some(('G', &mut report.grads));
-    step(store, gn, &g_params, &mut grads, &mut opt.g, &st.opt_g, st.opt_g.lr * lr_scale, keep)?;
+    let lr = st.opt_g.lr * step.lr_scale;
+    let adam = AdamStep { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr };
+    adam_step(store, adam, &mut grads, step.keep_grads.then_some(('G', &mut report.grads)))?;
     Ok(report)
 }
 
@@ -474,31 +511,26 @@ fn check_finite(r: &Report, phase: &str) -> Result<()> {
     Ok(())
 }
 
-/// Generate a sample batch with `g` in eval mode (used for sample grids).
+/// Generate images with the generator of stage `stage` (eval-mode BatchNorm unless
+/// `training`), for text embeddings `emb` and noise `z` (rows of the batch).
 pub fn generate<D: KernelDevice>(
     flow: &Flow,
-    g: usize,
+    stage: usize,
     store: &mut ParamStore<D>,
-    emb: &[f32],
-    z: &[f32],
+    (emb, z): (&[f32], &[f32]),
     training: bool,
     seed: u64,
 ) -> Result<Vec<f32>> {
-    let gn = &flow.nets[g];
-    let e = gn.values[gn.input("emb").unwrap_or(0)].shape.numel();
-    let zd = gn.values[gn.input("z").unwrap_or(0)].shape.numel();
+    let st = &flow.stages[stage];
+    let (gn, gp) = (&flow.nets[st.g], &st.g_ports);
+    let (e, zd) = (gp.embed_dim(gn), gp.z_dim(gn));
     let b = emb.len() / e.max(1);
     let mut noise = NoiseSource::seeded(seed);
     let dev = store.dev.clone();
     let mut r: Runner<D, NoneTape> = Runner::new(dev.clone(), training, &mut noise);
     let eh = r.push(Val::from_host(&dev, emb.to_vec(), &[b, e])?);
     let zh = r.push(Val::from_host(&dev, z.to_vec(), &[b, zd])?);
-    let out = r.run_net(
-        gn,
-        store,
-        &[(gn.input("emb").unwrap_or(0), eh), (gn.input("z").unwrap_or(0), zh)],
-        &named(gn, &["fake_img".into()])?,
-    )?;
+    let out = r.run_net(gn, store, &[(gp.emb, eh), (gp.z, zh)], &[gp.fake_img])?;
     r.read(out[0])
 }
 

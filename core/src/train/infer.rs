@@ -111,53 +111,50 @@ impl Trained {
         Ok(store)
     }
 
-    /// The side of the images generator net `g` makes (0 if it has no `fake_img`).
-    pub fn image_side(&self, g: usize) -> usize {
-        let net = &self.flow.nets[g];
-        net.output("fake_img").and_then(|v| net.values[v].shape.dims().last().copied()).unwrap_or(0)
-    }
-
-    /// Index of the generator net of stage `s` and its text width.
-    pub fn generator(&self, s: usize) -> Result<(usize, usize, usize)> {
-        let name = &self.flow.parsed.doc.train[s].generator;
-        let g = self
-            .flow
-            .nets
-            .iter()
-            .position(|n| &n.name == name)
-            .ok_or_else(|| Error::other("run::net", format!("no net `{name}`")))?;
-        let net = &self.flow.nets[g];
-        let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(0);
-        let z = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
-        Ok((g, e, z))
+    /// What the generator of stage `s` (a checked index, see [`Trained::stage`]) reads and
+    /// makes.
+    pub fn generator(&self, s: usize) -> GeneratorShape {
+        let st = &self.flow.stages[s];
+        let (net, ports) = (&self.flow.nets[st.g], &st.g_ports);
+        GeneratorShape { embed_dim: ports.embed_dim(net), z_dim: ports.z_dim(net), side: ports.image_side(net) }
     }
 }
 
-/// Generate `per` images for each text embedding (rows of `embeds`) with generator `g`:
-/// returns images (CHW in [-1, 1]) in caption-major order and their side.
+/// What a stage's generator reads and makes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GeneratorShape {
+    /// Width of a text embedding.
+    pub embed_dim: usize,
+    /// Width of a noise vector.
+    pub z_dim: usize,
+    /// Side of the square images.
+    pub side: usize,
+}
+
+/// Generate `per` images for each text embedding (rows of `embeds`) with the generator of
+/// stage `stage`: returns images (CHW in [-1, 1]) in caption-major order and their side.
 pub fn generate_many<D: KernelDevice>(
     flow: &Flow,
-    g: usize,
+    stage: usize,
     store: &mut ParamStore<D>,
     embeds: &[f32],
     per: usize,
     seed: u64,
 ) -> Result<(Vec<Vec<f32>>, usize)> {
-    let net = &flow.nets[g];
-    let e = net.input("emb").map(|v| net.values[v].shape.numel()).unwrap_or(1);
-    let z_dim = net.input("z").map(|v| net.values[v].shape.numel()).unwrap_or(0);
+    let st = &flow.stages[stage];
+    let (net, ports) = (&flow.nets[st.g], &st.g_ports);
+    let (e, z_dim, side) = (ports.embed_dim(net), ports.z_dim(net), ports.image_side(net));
     let n = embeds.len() / e.max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let normal = rand_distr::StandardNormal;
     let mut out = Vec::new();
-    let side = net.output("fake_img").map(|v| *net.values[v].shape.dims().last().unwrap_or(&0)).unwrap_or(0);
     // Batches of up to 16 per call; eval-mode BatchNorm makes batching irrelevant to results.
     let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, per)).collect();
     for chunk in rows.chunks(16) {
         let emb: Vec<f32> = chunk.iter().flat_map(|&i| embeds[i * e..(i + 1) * e].iter().copied()).collect();
         let z: Vec<f32> =
             (0..chunk.len() * z_dim).map(|_| rand_distr::Distribution::<f32>::sample(&normal, &mut rng)).collect();
-        let imgs = game::generate(flow, g, store, &emb, &z, false, seed)?;
+        let imgs = game::generate(flow, stage, store, (&emb, &z), false, seed)?;
         let each = imgs.len() / chunk.len();
         out.extend(imgs.chunks(each).map(<[f32]>::to_vec));
     }
@@ -221,7 +218,7 @@ pub fn evaluate<D: KernelDevice>(
     per: usize,
     seed: u64,
 ) -> Result<(Scores, Scores)> {
-    let (g, e, _) = t.generator(s)?;
+    let GeneratorShape { embed_dim: e, side, .. } = t.generator(s);
     let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
         return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
     };
@@ -232,7 +229,6 @@ pub fn evaluate<D: KernelDevice>(
     };
     // Held out: a different generator seed than training.
     let ds = data::SyntheticShapes::new(captions, data_seed.wrapping_add(0x0E7A_1000), e);
-    let side = t.image_side(g);
     check_image_budget(captions.saturating_mul(per.saturating_add(1)), side)?;
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut embeds = Vec::new();
@@ -245,7 +241,7 @@ pub fn evaluate<D: KernelDevice>(
         reals.push(smp.images[0].clone());
     }
     let mut store = t.store(dev)?;
-    let (images, side) = generate_many(&t.flow, g, &mut store, &embeds, per, seed)?;
+    let (images, side) = generate_many(&t.flow, s, &mut store, &embeds, per, seed)?;
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 

@@ -405,7 +405,7 @@ impl Trainer<'_> {
         (emb, z, captions): (&[f32], &[f32], &[String]),
         path: &Path,
     ) -> Result<()> {
-        let fakes = game::generate(self.flow, st.g, store, emb, z, false, self.seed)?;
+        let fakes = game::generate(self.flow, st.index, store, (emb, z), false, self.seed)?;
         let n = captions.len();
         let per = fakes.len() / n.max(1);
         let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
@@ -436,8 +436,14 @@ impl Trainer<'_> {
         let t0 = Instant::now();
         let (b, _) = load_batch(ds, idx, st.image_size, self.seed ^ pos.step.wrapping_mul(31))?;
         let mut rng = game::step_rng(self.seed ^ ((pos.stage as u64) << 56), pos.step);
-        let report = game::iteration(self.flow, st, store, opt, &b, scale, &mut rng, None, false)
-            .map_err(|e| e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step)))?;
+        let report = game::iteration(
+            self.flow,
+            st,
+            (store, opt),
+            game::Step { lr_scale: scale, ..game::Step::on(&b) },
+            &mut rng,
+        )
+        .map_err(|e| e.context(format!("stage `{}`, epoch {}, iteration {}", st.name, pos.epoch, pos.step)))?;
         pos.step += 1;
         self.total += 1;
         let get = |n: &str| report.term(n).unwrap_or(f32::NAN);

@@ -1,0 +1,77 @@
+//! The recipe lowered onto the nets: a stage's `frozen` list keeps the named nets'
+//! parameters out of training wherever its G or D embeds them.
+
+use std::sync::Arc;
+
+use dfdx::prelude::Cpu;
+use rand::{Rng, SeedableRng};
+use stackflow_core::error::SourceFile;
+use stackflow_core::exec::ParamStore;
+use stackflow_core::ir::{self, BuildOptions};
+use stackflow_core::registry::Registry;
+use stackflow_core::train::game::{self, Batch, Optimizers};
+use stackflow_core::{dsl, Result};
+
+/// tests/graphs/tiny2.ron with g2 embedding g1 unfrozen, and the stage's own `frozen` list
+/// replaced by `frozen`.
+fn flow(frozen: &str) -> Result<ir::Flow> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/graphs/tiny2.ron");
+    let text = std::fs::read_to_string(path).expect("tests/graphs/tiny2.ron is readable");
+    let text = text
+        .replace(r#"("stage1", "g1", (frozen: true), ["emb", "z"])"#, r#"("stage1", "g1", (), ["emb", "z"])"#)
+        .replace(r#"frozen: ["g1"]"#, &format!("frozen: {frozen}"));
+    assert!(!text.contains("frozen: true"), "the embedding node changed: update this test");
+    let parsed = dsl::parse(SourceFile::new("tiny2-unfrozen.ron", text))?;
+    ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default())
+}
+
+/// Which of g1's parameters one stage-2 iteration changes.
+fn g1_params_changed(frozen: &str) -> Vec<bool> {
+    let flow = flow(frozen).expect("the variant builds");
+    let st = game::setup(&flow, &Registry::with_builtins(), 1).expect("stage 2 sets up");
+    let mut store = ParamStore::new(Cpu::default());
+    for net in &flow.nets {
+        store.init_net(net, 3).expect("parameters initialise");
+    }
+    let g1 = flow.net("g1").expect("g1");
+    let before: Vec<Vec<f32>> =
+        g1.trainable_params().iter().map(|&p| store.get(&g1.params[p].path).unwrap().value.to_vec()).collect();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (b, s) = (4, st.image_size);
+    let batch = Batch {
+        real: (0..b * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        emb: (0..b * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        tags: vec![Vec::new(); b],
+    };
+    let mut opt = Optimizers::default();
+    game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).expect("one iteration");
+    g1.trainable_params()
+        .iter()
+        .zip(before)
+        .map(|(&p, old)| store.get(&g1.params[p].path).unwrap().value.to_vec() != old)
+        .collect()
+}
+
+#[test]
+fn a_stage_does_not_train_the_nets_it_freezes() {
+    let changed = g1_params_changed(r#"["g1"]"#);
+    assert!(!changed.is_empty());
+    assert!(changed.iter().all(|c| !c), "frozen: [\"g1\"] left g1 trainable: {changed:?}");
+    // Without the list, the same iteration trains g1 through g2 (the test can fail).
+    let changed = g1_params_changed("[]");
+    assert!(changed.iter().any(|c| *c), "g1 did not train even unfrozen");
+}
+
+#[test]
+fn a_generator_without_its_ports_is_refused_when_the_flow_is_built() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/graphs/tiny2.ron");
+    // Every generator's noise input renamed: wired fine, but not what the game feeds.
+    let text = std::fs::read_to_string(path)
+        .unwrap()
+        .replace("z: [\"z_dim\"]", "noise: [\"z_dim\"]")
+        .replace("\"z\"", "\"noise\"");
+    let parsed = dsl::parse(SourceFile::new("tiny2-no-z.ron", text)).unwrap();
+    let err = ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default()).unwrap_err();
+    assert_eq!(err.code_str(), "graph::missing_input", "{err:?}");
+    assert!(err.message().contains("no input `z`"), "{}", err.message());
+}
