@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use dfdx::prelude::*;
-use stackflow_core::kernels::{batch_norm, conv2d, leaky_relu, upsample_nearest, Conv2dGeom, T1, T4};
+use stackflow_core::kernels::{batch_norm, conv2d, leaky_relu, upsample_nearest, BatchNormMode, Conv2dGeom, T1, T4};
 
 type Tp = OwnedTape<f32, Cpu>;
 
@@ -150,13 +150,22 @@ fn elementwise(dev: &Cpu, shape: (usize, usize, usize, usize), on: &dyn Fn(&str)
         let mut rv: T1<Cpu> = dev.ones_like(&(c,));
         let t = time(|| {
             let (g, b) = (gamma.clone(), beta.clone());
-            batch_norm(x.clone(), g, b, &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
+            batch_norm(x.clone(), g, b, &mut rm, &mut rv, BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 })
+                .unwrap();
         });
         report("bn fwd", t, 2.0 * bytes);
         let mut tb = Timing::NONE;
         for _ in 0..reps() + 1 {
             let (g, b) = (gamma.retaped(), beta.retaped());
-            let y = batch_norm::<Cpu, Tp>(x.leaky_trace(), g, b, &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
+            let y = batch_norm::<Cpu, Tp>(
+                x.leaky_trace(),
+                g,
+                b,
+                &mut rm,
+                &mut rv,
+                BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+            )
+            .unwrap();
             let loss = y.try_sum::<Rank0, _>().unwrap();
             tb = tb.min(measure(|| drop(loss.backward())).0);
         }

@@ -5,6 +5,7 @@
 pub mod forward;
 pub mod noise;
 pub mod params;
+pub mod plan;
 pub mod runner;
 pub mod value;
 pub mod weights;

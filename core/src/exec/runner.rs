@@ -11,9 +11,10 @@ use dfdx::prelude::*;
 
 use super::noise::NoiseSource;
 use super::params::ParamStore;
+use super::plan::NetPlan;
 use super::value::Val;
 use crate::error::{Error, Result};
-use crate::ir::{ModeOverride, Net, Producer, ValueId};
+use crate::ir::{ModeOverride, Net, ValueId};
 use crate::kernels::{self, KernelDevice, KernelError};
 use crate::kind::Role;
 use crate::ops::{Binary, BnStats, Noise, Ops, Tensor as H, Unary};
@@ -28,6 +29,16 @@ fn shape_err(op: &str, msg: impl std::fmt::Display) -> Error {
 
 /// Frees one tensor's gradient slot during backward.
 type GradRelease<D> = Box<dyn FnOnce(&mut Gradients<f32, D>) -> std::result::Result<(), <D as HasErr>::Err>>;
+
+/// The state of one net run: the handle of each live value, reads left per value,
+/// handles the run must not free, and the parameters it pushed.
+struct NetRun {
+    slot: HashMap<ValueId, H>,
+    reads: Vec<usize>,
+    keep: std::collections::HashSet<H>,
+    params: HashMap<usize, H>,
+    touched_buffers: Vec<(usize, H)>,
+}
 
 /// Runs nets and records one tape (`OwnedTape`) or none (`NoneTape`).
 pub struct Runner<'n, D: KernelDevice, T> {
@@ -149,9 +160,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         feeds: &[(ValueId, H)],
         wanted: &[ValueId],
     ) -> Result<Vec<H>> {
-        let mut slot: HashMap<ValueId, H> = feeds.iter().copied().collect();
         for &(v, h) in feeds {
-            let want: Vec<usize> = net.values[v].shape.dims().to_vec();
+            let want = net.values[v].shape.dims();
             let got = self.val(h)?.dims();
             if got.len() != want.len() + 1 || got[1..] != want[..] {
                 return Err(Error::input(
@@ -165,105 +175,27 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 ));
             }
         }
-        let needed = needed_nodes(net, &slot, wanted)?;
-        // Reads left per value, so the runner lets go of each value after its last reader;
-        // the caller's feeds and the wanted values are kept.
-        let mut reads = vec![0usize; net.values.len()];
-        for (i, node) in net.nodes.iter().enumerate() {
-            if needed[i] {
-                node.inputs.iter().for_each(|&v| reads[v] += 1);
-            }
-        }
-        let mut keep: std::collections::HashSet<H> = feeds.iter().map(|&(_, h)| h).collect();
-        let mut params: HashMap<usize, H> = HashMap::new();
-        let mut touched_buffers: Vec<(usize, H)> = Vec::new();
-        for (i, node) in net.nodes.iter().enumerate() {
-            if !needed[i] {
-                continue;
-            }
-            let inputs = node
-                .inputs
-                .iter()
-                .map(|v| {
-                    slot.get(v).copied().ok_or_else(|| {
-                        Error::input(
-                            "exec::missing_input",
-                            format!("net `{}` needs `{}`", net.name, net.values[*v].name),
-                        )
-                    })
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let mut ph = Vec::new();
-            for &p in &node.params {
-                let h = match params.get(&p) {
-                    Some(h) => *h,
-                    None => {
-                        let path = &net.params[p].path;
-                        let e = store.get(path).ok_or_else(|| {
-                            Error::other("exec::param", format!("parameter `{path}` is not instantiated"))
-                        })?;
-                        let h = self.push(e.value.clone());
-                        params.insert(p, h);
-                        if e.role == Role::Buffer {
-                            touched_buffers.push((p, h));
-                        }
-                        h
-                    }
-                };
-                ph.push(h);
-            }
-            self.record = !node.frozen;
-            self.node_training = match node.mode {
-                ModeOverride::Follow => self.net_training,
-                ModeOverride::Train => true,
-                ModeOverride::Eval => false,
-            };
-            self.node_path = node.path.clone();
-            let releases = self.release_grads_later();
-            let start = self.vals.len();
-            let outs = node
-                .block
-                .forward(self, &inputs, &ph)
-                .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
-            self.record = true;
-            // Every tensor the node made: its gradient is spent once the node's backward
-            // ran; the runner keeps only the outputs (backward ops hold what they need).
-            for i in start..self.vals.len() {
-                let h = H(i as u32);
-                if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains_key(&h.0)) {
-                    releases.borrow_mut().push(r);
-                }
-                if !outs.contains(&h) {
-                    self.release(h);
-                }
-            }
-            if outs.len() != node.outputs.len() {
-                return Err(Error::other(
-                    "exec::ports",
-                    format!("node `{}` returned {} outputs for {} ports", node.path, outs.len(), node.outputs.len()),
-                ));
-            }
-            for (&v, h) in node.outputs.iter().zip(outs) {
-                let got = self.val(h)?.dims();
-                let want = net.values[v].shape.dims();
-                if got.len() != want.len() + 1 || got[1..] != want[..] {
-                    return Err(Error::other(
-                        "exec::shape",
-                        format!(
-                            "node `{}` ({}) produced {got:?}, its inferred shape is {want:?}",
-                            node.path, node.kind
-                        ),
-                    ));
-                }
-                slot.insert(v, h);
-            }
-            for &v in &node.inputs {
-                reads[v] -= 1;
-                if reads[v] == 0 && !wanted.contains(&v) {
-                    self.release_value(&mut slot, v, &keep);
+        let fed: Vec<ValueId> = feeds.iter().map(|&(v, _)| v).collect();
+        let plan = NetPlan::new(net, &fed, wanted)?;
+        let mut run = NetRun {
+            slot: feeds.iter().copied().collect(),
+            reads: plan.reads.clone(),
+            // The caller's feeds and the wanted values are kept; the rest is let go of after
+            // its last reader.
+            keep: feeds.iter().map(|&(_, h)| h).collect(),
+            params: HashMap::new(),
+            touched_buffers: Vec::new(),
+        };
+        for &i in &plan.nodes {
+            self.run_node(net, i, store, &mut run)?;
+            for &v in &net.nodes[i].inputs {
+                run.reads[v] -= 1;
+                if run.reads[v] == 0 && !wanted.contains(&v) {
+                    self.release_value(&mut run.slot, v, &run.keep);
                 }
             }
         }
+        let NetRun { mut slot, mut keep, touched_buffers, .. } = run;
         keep.extend(wanted.iter().filter_map(|v| slot.get(v).copied()));
         let dead: Vec<ValueId> = slot.keys().copied().filter(|v| !wanted.contains(v)).collect();
         for v in dead {
@@ -280,6 +212,82 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 })
             })
             .collect()
+    }
+
+    /// The handle of parameter `p` of `net` in this run, pushed from `store` on first use.
+    fn param(&mut self, net: &Net, p: usize, store: &ParamStore<D>, run: &mut NetRun) -> Result<H> {
+        if let Some(h) = run.params.get(&p) {
+            return Ok(*h);
+        }
+        let path = &net.params[p].path;
+        let e = store
+            .get(path)
+            .ok_or_else(|| Error::other("exec::param", format!("parameter `{path}` is not instantiated")))?;
+        let h = self.push(e.value.clone());
+        run.params.insert(p, h);
+        if e.role == Role::Buffer {
+            run.touched_buffers.push((p, h));
+        }
+        Ok(h)
+    }
+
+    /// Run node `i` of `net`: its block's forward in the node's mode, every tensor it made
+    /// but did not return released, its outputs checked against the inferred shapes.
+    fn run_node(&mut self, net: &Net, i: usize, store: &ParamStore<D>, run: &mut NetRun) -> Result<()> {
+        let node = &net.nodes[i];
+        let inputs = node
+            .inputs
+            .iter()
+            .map(|v| {
+                run.slot.get(v).copied().ok_or_else(|| {
+                    Error::input("exec::missing_input", format!("net `{}` needs `{}`", net.name, net.values[*v].name))
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let ph = node.params.iter().map(|&p| self.param(net, p, store, run)).collect::<Result<Vec<_>>>()?;
+        self.record = !node.frozen;
+        self.node_training = match node.mode {
+            ModeOverride::Follow => self.net_training,
+            ModeOverride::Train => true,
+            ModeOverride::Eval => false,
+        };
+        self.node_path = node.path.clone();
+        let releases = self.release_grads_later();
+        let start = self.vals.len();
+        let outs = node
+            .block
+            .forward(self, &inputs, &ph)
+            .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
+        self.record = true;
+        // Every tensor the node made: its gradient is spent once the node's backward ran;
+        // the runner keeps only the outputs (backward ops hold what they need).
+        for i in start..self.vals.len() {
+            let h = H(i as u32);
+            if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains_key(&h.0)) {
+                releases.borrow_mut().push(r);
+            }
+            if !outs.contains(&h) {
+                self.release(h);
+            }
+        }
+        if outs.len() != node.outputs.len() {
+            return Err(Error::other(
+                "exec::ports",
+                format!("node `{}` returned {} outputs for {} ports", node.path, outs.len(), node.outputs.len()),
+            ));
+        }
+        for (&v, h) in node.outputs.iter().zip(outs) {
+            let got = self.val(h)?.dims();
+            let want = net.values[v].shape.dims();
+            if got.len() != want.len() + 1 || got[1..] != want[..] {
+                return Err(Error::other(
+                    "exec::shape",
+                    format!("node `{}` ({}) produced {got:?}, its inferred shape is {want:?}", node.path, node.kind),
+                ));
+            }
+            run.slot.insert(v, h);
+        }
+        Ok(())
     }
 
     /// Forget value `v` of a net run; its tensor is released unless another live value,
@@ -330,34 +338,6 @@ pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Ve
         Val::R3(t) => host!(t),
         Val::R4(t) => host!(t),
     }
-}
-
-/// Which nodes must run to produce `wanted` given the already `known` values.
-fn needed_nodes(net: &Net, known: &HashMap<ValueId, H>, wanted: &[ValueId]) -> Result<Vec<bool>> {
-    let mut need = vec![false; net.nodes.len()];
-    let mut stack: Vec<ValueId> = wanted.to_vec();
-    let mut seen = vec![false; net.values.len()];
-    while let Some(v) = stack.pop() {
-        if seen[v] || known.contains_key(&v) {
-            continue;
-        }
-        seen[v] = true;
-        match net.values[v].producer {
-            Producer::Input(_) => {
-                return Err(Error::input(
-                    "exec::missing_input",
-                    format!("net `{}` needs input `{}`", net.name, net.values[v].name),
-                ));
-            }
-            Producer::Node { node, .. } => {
-                if !need[node] {
-                    need[node] = true;
-                    stack.extend(net.nodes[node].inputs.iter().copied());
-                }
-            }
-        }
-    }
-    Ok(need)
 }
 
 macro_rules! unary_all {
@@ -510,8 +490,15 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             return Err(shape_err("batch_norm", "statistics must be vectors"));
         };
         let train = self.node_training;
-        let y =
-            kernels::batch_norm(x4, self.tr(&g), self.tr(&b), &mut m, &mut v, train, momentum, eps).map_err(kerr)?;
+        let y = kernels::batch_norm(
+            x4,
+            self.tr(&g),
+            self.tr(&b),
+            &mut m,
+            &mut v,
+            kernels::BatchNormMode { train, momentum, eps },
+        )
+        .map_err(kerr)?;
         self.vals[stats.mean.0 as usize] = Some(Val::R1(m));
         self.vals[stats.var.0 as usize] = Some(Val::R1(v));
         if train {

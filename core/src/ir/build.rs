@@ -53,6 +53,15 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
     Ok(flow)
 }
 
+/// One use of a template: its name and definition, the node's attributes, and the id its
+/// nodes are prefixed with (`res.0` for the first copy of a `repeat`).
+struct TemplateUse<'a> {
+    kind: &'a str,
+    def: &'a crate::dsl::BlockDef,
+    attrs: Vec<Attr>,
+    id: &'a str,
+}
+
 fn check_unique_keys(p: &Parsed, path: &[Key]) -> Result<()> {
     let Some(t) = p.spans.get(path) else { return Ok(()) };
     let mut seen: HashSet<&str> = HashSet::new();
@@ -687,7 +696,7 @@ impl Builder<'_> {
         let node = &frame.nodes[i];
         let mut attrs = self.attrs(frame, i)?;
         let Some(pos) = attrs.iter().position(|a| a.name == "repeat") else {
-            return self.template_once(nb, frame, i, inputs, kind, t, attrs, &node.0);
+            return self.template_once(nb, frame, i, inputs, TemplateUse { kind, def: t, attrs, id: &node.0 });
         };
         // `repeat: n` chains n copies (`id.0` → `id.1` → …) of a one-in, one-out template.
         let rep = attrs.remove(pos);
@@ -712,24 +721,23 @@ impl Builder<'_> {
         let mut cur = inputs.to_vec();
         let mut ports = Vec::new();
         for k in 0..n {
-            ports = self.template_once(nb, frame, i, &cur, kind, t, attrs.clone(), &format!("{}.{k}", node.0))?;
+            let id = format!("{}.{k}", node.0);
+            ports =
+                self.template_once(nb, frame, i, &cur, TemplateUse { kind, def: t, attrs: attrs.clone(), id: &id })?;
             cur = vec![ports[0].1];
         }
         Ok(ports)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn template_once(
         &self,
         nb: &mut NetBuild,
         frame: &Frame,
         i: usize,
         inputs: &[ValueId],
-        kind: &str,
-        t: &crate::dsl::BlockDef,
-        attrs: Vec<Attr>,
-        id: &str,
+        used: TemplateUse<'_>,
     ) -> Result<Ports> {
+        let TemplateUse { kind, def: t, attrs, id } = used;
         let node = &frame.nodes[i];
         let node_span = self.span(frame, &[Key::Index(i)]);
         if inputs.len() != t.inputs.len() {

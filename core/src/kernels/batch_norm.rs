@@ -42,16 +42,13 @@ pub trait BatchNormKernel: Device<f32> {
 /// `μ, σ²` are the batch mean and biased variance over `(B,H,W)` and the running statistics
 /// are updated in place; otherwise they are `running_mean`, `running_var`. Gradients flow to
 /// `x`, `gamma` and `beta` (through the batch statistics in training mode).
-#[allow(clippy::too_many_arguments)]
 pub fn batch_norm<D: BatchNormKernel, T: Tape<f32, D>>(
     x: T4<D, T>,
     gamma: T1<D, T>,
     beta: T1<D, T>,
     running_mean: &mut T1<D>,
     running_var: &mut T1<D>,
-    train: bool,
-    momentum: f32,
-    eps: f32,
+    mode: BatchNormMode,
 ) -> Result<T4<D, T>, KernelError> {
     let shape = *x.shape();
     let (b, c, h, w) = shape;
@@ -71,7 +68,7 @@ pub fn batch_norm<D: BatchNormKernel, T: Tape<f32, D>>(
             ));
         }
     }
-    if train && b * h * w < 2 {
+    if mode.train && b * h * w < 2 {
         return Err(KernelError::arg(
             OP,
             format!(
@@ -80,7 +77,6 @@ pub fn batch_norm<D: BatchNormKernel, T: Tape<f32, D>>(
             ),
         ));
     }
-    let mode = BatchNormMode { train, momentum, eps };
     D::batch_norm(x, gamma, beta, running_mean, running_var, mode)
 }
 
@@ -324,7 +320,7 @@ mod tests {
         rv: &mut T1<Cpu>,
         m: BatchNormMode,
     ) -> T4<Cpu, OwnedTape<f32, Cpu>> {
-        batch_norm(x, g, b, rm, rv, m.train, m.momentum, m.eps).unwrap()
+        batch_norm(x, g, b, rm, rv, m).unwrap()
     }
 
     fn slow(
@@ -397,7 +393,15 @@ mod tests {
                 let y = if use_composite {
                     composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_TRAIN).unwrap()
                 } else {
-                    batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, true, 0.1, 1e-5).unwrap()
+                    batch_norm(
+                        x.clone(),
+                        gamma.clone(),
+                        beta.clone(),
+                        &mut rm,
+                        &mut rv,
+                        BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+                    )
+                    .unwrap()
                 };
                 let name = format!("{shape:?} composite={use_composite}");
                 assert_close(&y.as_vec(), &want, 1e-5, &format!("y {name}"));
@@ -423,7 +427,15 @@ mod tests {
             let y = if use_composite {
                 composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_EVAL).unwrap()
             } else {
-                batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, false, 0.1, 1e-5).unwrap()
+                batch_norm(
+                    x.clone(),
+                    gamma.clone(),
+                    beta.clone(),
+                    &mut rm,
+                    &mut rv,
+                    BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 },
+                )
+                .unwrap()
             };
             assert_close(&y.as_vec(), &want, 1e-5, "eval y");
             assert_eq!(rm.as_vec(), rm0);
@@ -447,7 +459,7 @@ mod tests {
 
         let loss = |x: T4<Cpu>, g: T1<Cpu>, b: T1<Cpu>| {
             let (mut rm, mut rv) = (rm.clone(), rv.clone());
-            let y = batch_norm(x, g, b, &mut rm, &mut rv, mode.train, mode.momentum, mode.eps);
+            let y = batch_norm(x, g, b, &mut rm, &mut rv, mode);
             dot(&y.unwrap().as_vec(), &r)
         };
         let t1 = |v: &[f32]| from_vec(&dev, v, (c,));
@@ -481,11 +493,25 @@ mod tests {
         let r = rand_vec(shape.num_elements(), 4);
         let (mut rm, mut rv) = (rand_t1(&dev, 2, 5), from_vec(&dev, &[1.0, 1.0], (2,)));
         let tx = x.leaky_trace();
-        let y = batch_norm(tx.with_empty_tape(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, true, 0.1, 1e-5)
-            .unwrap();
+        let y = batch_norm(
+            tx.with_empty_tape(),
+            gamma.retaped(),
+            beta.retaped(),
+            &mut rm,
+            &mut rv,
+            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+        )
+        .unwrap();
         let both = weighted_sum_backward(y.try_add(tx).unwrap(), &r);
-        let y =
-            batch_norm(x.leaky_trace(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, true, 0.1, 1e-5).unwrap();
+        let y = batch_norm(
+            x.leaky_trace(),
+            gamma.retaped(),
+            beta.retaped(),
+            &mut rm,
+            &mut rv,
+            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+        )
+        .unwrap();
         let one = weighted_sum_backward(y, &r);
         let want: Vec<f64> = one.get(&x).as_vec().iter().zip(&r).map(|(g, r)| (*g + *r) as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-6, "fan-out");
@@ -499,14 +525,43 @@ mod tests {
         let bad = rand_t1(&dev, 4, 3);
         let mut rm = rand_t1(&dev, 3, 4);
         let mut rv = rand_t1(&dev, 3, 5);
-        let e = batch_norm(x.clone(), bad, ok.clone(), &mut rm, &mut rv, true, 0.1, 1e-5);
+        let e = batch_norm(
+            x.clone(),
+            bad,
+            ok.clone(),
+            &mut rm,
+            &mut rv,
+            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+        );
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let mut rv_bad = rand_t1(&dev, 2, 5);
-        let e = batch_norm(x, ok.clone(), ok.clone(), &mut rm, &mut rv_bad, false, 0.1, 1e-5);
+        let e = batch_norm(
+            x,
+            ok.clone(),
+            ok.clone(),
+            &mut rm,
+            &mut rv_bad,
+            BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 },
+        );
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let single = rand_t4(&dev, (1, 3, 1, 1), 6);
-        let e = batch_norm(single.clone(), ok.clone(), ok.clone(), &mut rm, &mut rv, true, 0.1, 1e-5);
+        let e = batch_norm(
+            single.clone(),
+            ok.clone(),
+            ok.clone(),
+            &mut rm,
+            &mut rv,
+            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
+        );
         assert!(matches!(e, Err(KernelError::Argument { .. })));
-        assert!(batch_norm(single, ok.clone(), ok, &mut rm, &mut rv, false, 0.1, 1e-5).is_ok());
+        assert!(batch_norm(
+            single,
+            ok.clone(),
+            ok,
+            &mut rm,
+            &mut rv,
+            BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 }
+        )
+        .is_ok());
     }
 }

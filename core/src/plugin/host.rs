@@ -292,6 +292,7 @@ unsafe extern "C" fn h_conv2d(
     })
 }
 
+// The signature is `HostV1::batch_norm` of the versioned C ABI: fixed, not ours to regroup.
 #[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn h_batch_norm(
     ctx: *mut c_void,
