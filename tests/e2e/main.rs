@@ -8,4 +8,5 @@ mod forward;
 mod plugins;
 mod reliability;
 mod run;
+mod snapshots;
 mod support;

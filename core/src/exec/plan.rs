@@ -62,8 +62,8 @@ mod tests {
     fn tiny_d1() -> Net {
         let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/graphs/tiny.ron")).unwrap();
         let parsed = crate::dsl::parse(SourceFile::new("tiny.ron", text)).unwrap();
-        let flow =
-            crate::ir::build(Arc::new(parsed), &Registry::with_builtins(), &crate::ir::BuildOptions::default()).unwrap();
+        let flow = crate::ir::build(Arc::new(parsed), &Registry::with_builtins(), &crate::ir::BuildOptions::default())
+            .unwrap();
         flow.net("d1").unwrap().clone()
     }
 
