@@ -11,7 +11,7 @@ use super::{Flow, ModeOverride, Net, Node, Param, Producer, Value, ValueId};
 use crate::dsl::{entries, expr, Key, NodeDef, Parsed};
 use crate::error::{did_you_mean, Error, Result, SourceFile, Span};
 use crate::kind::attrs::{Attr, Attrs};
-use crate::kind::{Inferred, Shape};
+use crate::kind::{Inferred, ParamSpec, Shape};
 use crate::registry::Registry;
 
 /// Options of a build.
@@ -51,6 +51,14 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
     let mut flow = Flow { parsed: parsed.clone(), vars, nets, stages: Vec::new() };
     flow.stages = super::recipe::lower(&flow)?;
     Ok(flow)
+}
+
+/// The node being wired, as its diagnostics name it.
+struct Wiring<'a> {
+    path: &'a str,
+    kind: &'a str,
+    span: Span,
+    frame: &'a Frame<'a>,
 }
 
 /// One use of a template: its name and definition, the node's attributes, and the id its
@@ -590,73 +598,10 @@ impl Builder<'_> {
             ))
         })?;
         let port_names = block.ports();
-        if inferred.outputs.len() != port_names.len() {
-            return Err(self.err(
-                "graph::shape",
-                node_span,
-                format!(
-                    "node `{path}` ({kind}) inferred {} outputs for {} ports",
-                    inferred.outputs.len(),
-                    port_names.len()
-                ),
-                frame,
-            ));
-        }
-        for s in &inferred.outputs {
-            if !s.is_sane() || s.rank() == 0 || s.0.contains(&0) {
-                return Err(self.err(
-                    "graph::too_large",
-                    node_span,
-                    format!("node `{path}` ({kind}) would produce a tensor of shape {s} per sample"),
-                    frame,
-                ));
-            }
-        }
+        let at = Wiring { path: &path, kind, span: node_span, frame };
+        self.check_outputs(&at, &inferred, port_names.len())?;
         let node_index = nb.nodes.len();
-        let mut params = Vec::new();
-        for spec in inferred.params.iter() {
-            let ppath = format!("{}{}.{}", frame.param_prefix, node.0, spec.name);
-            if spec.shape.is_empty() || spec.shape.len() > 4 || spec.shape.contains(&0) {
-                return Err(self
-                    .err(
-                        "graph::bad_param",
-                        node_span,
-                        format!("node `{path}` ({kind}) declares parameter `{ppath}` of shape {:?}", spec.shape),
-                        frame,
-                    )
-                    .with_help("a parameter has rank 1 to 4 and no zero-sized dimension"));
-            }
-            if !Shape(spec.shape.clone()).is_sane() {
-                return Err(self.err(
-                    "graph::too_large",
-                    node_span,
-                    format!("parameter `{ppath}` of shape {:?} is too large", spec.shape),
-                    frame,
-                ));
-            }
-            let idx = match nb.param_index.get(&ppath) {
-                Some(&j) => {
-                    if nb.params[j].spec.shape != spec.shape {
-                        return Err(self.err(
-                            "graph::shape",
-                            node_span,
-                            format!(
-                                "parameter `{ppath}` is used with shapes {:?} and {:?}",
-                                nb.params[j].spec.shape, spec.shape
-                            ),
-                            frame,
-                        ));
-                    }
-                    j
-                }
-                None => {
-                    nb.params.push(Param { path: ppath.clone(), spec: spec.clone() });
-                    nb.param_index.insert(ppath, nb.params.len() - 1);
-                    nb.params.len() - 1
-                }
-            };
-            params.push(idx);
-        }
+        let params = self.add_params(nb, &at, &node.0, &inferred.params)?;
         let mut ports = Vec::new();
         let mut outputs = Vec::new();
         for (p, (pname, shape)) in port_names.iter().zip(inferred.outputs.iter()).enumerate() {
@@ -682,6 +627,79 @@ impl Builder<'_> {
             flops: inferred.flops,
         });
         Ok(ports)
+    }
+
+    /// A block's inferred outputs: one per port, each a sane, non-empty shape.
+    fn check_outputs(&self, at: &Wiring<'_>, inferred: &Inferred, ports: usize) -> Result<()> {
+        let (path, kind) = (at.path, at.kind);
+        if inferred.outputs.len() != ports {
+            return Err(self.err(
+                "graph::shape",
+                at.span,
+                format!("node `{path}` ({kind}) inferred {} outputs for {ports} ports", inferred.outputs.len()),
+                at.frame,
+            ));
+        }
+        for s in &inferred.outputs {
+            if !s.is_sane() || s.rank() == 0 || s.0.contains(&0) {
+                return Err(self.err(
+                    "graph::too_large",
+                    at.span,
+                    format!("node `{path}` ({kind}) would produce a tensor of shape {s} per sample"),
+                    at.frame,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Lay out the parameters a node declares (local id `id`): each a new flow parameter,
+    /// or the one of the same path (a shared embedded net) when the shapes agree.
+    fn add_params(&self, nb: &mut NetBuild, at: &Wiring<'_>, id: &str, specs: &[ParamSpec]) -> Result<Vec<usize>> {
+        let (path, kind, frame) = (at.path, at.kind, at.frame);
+        let mut params = Vec::new();
+        for spec in specs {
+            let ppath = format!("{}{id}.{}", frame.param_prefix, spec.name);
+            if spec.shape.is_empty() || spec.shape.len() > 4 || spec.shape.contains(&0) {
+                return Err(self
+                    .err(
+                        "graph::bad_param",
+                        at.span,
+                        format!("node `{path}` ({kind}) declares parameter `{ppath}` of shape {:?}", spec.shape),
+                        frame,
+                    )
+                    .with_help("a parameter has rank 1 to 4 and no zero-sized dimension"));
+            }
+            if !Shape(spec.shape.clone()).is_sane() {
+                return Err(self.err(
+                    "graph::too_large",
+                    at.span,
+                    format!("parameter `{ppath}` of shape {:?} is too large", spec.shape),
+                    frame,
+                ));
+            }
+            let idx = match nb.param_index.get(&ppath) {
+                Some(&j) if nb.params[j].spec.shape != spec.shape => {
+                    return Err(self.err(
+                        "graph::shape",
+                        at.span,
+                        format!(
+                            "parameter `{ppath}` is used with shapes {:?} and {:?}",
+                            nb.params[j].spec.shape, spec.shape
+                        ),
+                        frame,
+                    ));
+                }
+                Some(&j) => j,
+                None => {
+                    nb.params.push(Param { path: ppath.clone(), spec: spec.clone() });
+                    nb.param_index.insert(ppath, nb.params.len() - 1);
+                    nb.params.len() - 1
+                }
+            };
+            params.push(idx);
+        }
+        Ok(params)
     }
 
     fn template(

@@ -126,6 +126,48 @@ pub fn load(registry: &mut Registry, path: &Path) -> Result<PluginInfo> {
 /// Open (or find already open) the library at `path`, with every check.
 fn open(path: &Path) -> Result<&'static Loaded> {
     let shown = path.display().to_string();
+    check_file(path, &shown)?;
+    let canonical = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
+    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = loaded.iter().find(|l| l.lib.canonical == canonical) {
+        return Ok(l);
+    }
+    // SAFETY: loading runs the library's initialisers; the user named this file as a plugin.
+    let library = unsafe { libloading::Library::new(&canonical) }.map_err(|e| {
+        Error::input("plugin::load_failed", format!("cannot load `{shown}` as a shared library: {e}"))
+            .with_help("a plugin is a `cdylib` built with stackflow-plugin-api for this platform (e.g. target/debug/libstackflow_gan_losses.so)")
+    })?;
+    let (decl, abi_version) = declaration(&library, &shown)?;
+    // SAFETY: the strings are the plugin's static data.
+    let (name, version) = unsafe { (decl.name.to_string_lossy(), decl.version.to_string_lossy()) };
+    let (pending, host) = register(decl, &name, &shown)?;
+    let lib: &'static Library = Box::leak(Box::new(Library {
+        path: path.to_path_buf(),
+        canonical,
+        name,
+        version,
+        abi_version,
+        api_version: decl.api_version,
+        host,
+    }));
+    let entry: &'static Loaded = Box::leak(Box::new(Loaded {
+        lib,
+        blocks: pending.blocks.into_iter().map(|(doc, desc)| Arc::new(PluginBlockKind { lib, doc, desc })).collect(),
+        losses: pending.losses.into_iter().map(|(doc, desc)| Arc::new(PluginLossKind { lib, doc, desc })).collect(),
+        samplers: pending
+            .samplers
+            .into_iter()
+            .map(|(doc, desc)| Arc::new(PluginSamplerKind { lib, doc, desc }))
+            .collect(),
+    }));
+    // Never unload: plugin code may be referenced by kinds and instances until exit.
+    std::mem::forget(library);
+    loaded.push(entry);
+    Ok(entry)
+}
+
+/// The path names a readable file.
+fn check_file(path: &Path, shown: &str) -> Result<()> {
     let meta = std::fs::metadata(path).map_err(|e| {
         let (code, what) = match e.kind() {
             std::io::ErrorKind::NotFound => ("plugin::not_found", "does not exist"),
@@ -140,16 +182,12 @@ fn open(path: &Path) -> Result<&'static Loaded> {
             Error::input("plugin::not_a_file", format!("plugin path `{shown}` is not a file")).with_help(hint_paths())
         );
     }
-    let canonical = std::fs::canonicalize(path).map_err(|e| Error::io(path, e))?;
-    let mut loaded = LOADED.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(l) = loaded.iter().find(|l| l.lib.canonical == canonical) {
-        return Ok(l);
-    }
-    // SAFETY: loading runs the library's initialisers; the user named this file as a plugin.
-    let library = unsafe { libloading::Library::new(&canonical) }.map_err(|e| {
-        Error::input("plugin::load_failed", format!("cannot load `{shown}` as a shared library: {e}"))
-            .with_help("a plugin is a `cdylib` built with stackflow-plugin-api for this platform (e.g. target/debug/libstackflow_gan_losses.so)")
-    })?;
+    Ok(())
+}
+
+/// The library's declaration, after checking its symbol, ABI version, `register` pointer
+/// and API revision; with the ABI version it declares.
+fn declaration(library: &libloading::Library, shown: &str) -> Result<(&'static PluginV1, u32)> {
     // SAFETY: only the symbol's address is taken here.
     let sym = unsafe { library.get::<*const u32>(abi::SYMBOL) }.map_err(|_| {
         Error::input(
@@ -176,7 +214,8 @@ fn open(path: &Path) -> Result<&'static Loaded> {
     if unsafe { has_null_fn(ptr as *const u8, &[std::mem::offset_of!(PluginV1, register)]) } {
         return Err(Error::input("plugin::bad_declaration", format!("`{shown}` declares a null `register` function")));
     }
-    // SAFETY: as above, and every function pointer is non-null.
+    // SAFETY: as above, and every function pointer is non-null; `open` never unloads the
+    // library, so the declaration lives as long as the process.
     let decl: &PluginV1 = unsafe { &*(ptr as *const PluginV1) };
     if decl.api_version > abi::API_VERSION {
         return Err(Error::input(
@@ -189,9 +228,13 @@ fn open(path: &Path) -> Result<&'static Loaded> {
         )
         .with_help("use a newer stackflow, or build the plugin against an older stackflow-plugin-api"));
     }
-    // SAFETY: the strings are the plugin's static data.
-    let (name, version) = unsafe { (decl.name.to_string_lossy(), decl.version.to_string_lossy()) };
-    let tag: &'static host::PluginTag = Box::leak(Box::new(host::PluginTag { name: name.clone() }));
+    Ok((decl, abi_version))
+}
+
+/// Run the plugin's `register`: the kinds it describes, checked, and the host table its
+/// kinds call back into.
+fn register(decl: &'static PluginV1, name: &str, shown: &str) -> Result<(Pending, &'static HostV1)> {
+    let tag: &'static host::PluginTag = Box::leak(Box::new(host::PluginTag { name: name.to_string() }));
     let host = host::table(tag);
     let mut pending = Pending::default();
     let reg = RegistrarV1 {
@@ -218,29 +261,7 @@ fn open(path: &Path) -> Result<&'static Loaded> {
             RESERVED_NAMESPACES.join(", ")
         )));
     }
-    let lib: &'static Library = Box::leak(Box::new(Library {
-        path: path.to_path_buf(),
-        canonical,
-        name,
-        version,
-        abi_version,
-        api_version: decl.api_version,
-        host,
-    }));
-    let entry: &'static Loaded = Box::leak(Box::new(Loaded {
-        lib,
-        blocks: pending.blocks.into_iter().map(|(doc, desc)| Arc::new(PluginBlockKind { lib, doc, desc })).collect(),
-        losses: pending.losses.into_iter().map(|(doc, desc)| Arc::new(PluginLossKind { lib, doc, desc })).collect(),
-        samplers: pending
-            .samplers
-            .into_iter()
-            .map(|(doc, desc)| Arc::new(PluginSamplerKind { lib, doc, desc }))
-            .collect(),
-    }));
-    // Never unload: plugin code may be referenced by kinds and instances until exit.
-    std::mem::forget(library);
-    loaded.push(entry);
-    Ok(entry)
+    Ok((pending, host))
 }
 
 /// Kinds described during `register`, before the library is accepted.
