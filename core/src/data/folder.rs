@@ -65,32 +65,7 @@ impl FolderDataset {
 
         let list = split_dir.join("filenames.txt");
         let names = read_names(&list)?;
-        let images_dir = root.join("images");
-        let mut images = Vec::with_capacity(names.len());
-        let mut missing = Vec::new();
-        for name in &names {
-            match find_image(&images_dir, name) {
-                Some(p) => images.push(p),
-                None => missing.push(name.as_str()),
-            }
-        }
-        if let Some(first) = missing.first() {
-            let shown = images_dir.join(format!("{first}.jpg"));
-            return Err(Error::input(
-                "data::missing_file",
-                format!(
-                    "{} of the {} images listed in `{}` are missing, the first `{}`",
-                    missing.len(),
-                    names.len(),
-                    list.display(),
-                    shown.display()
-                ),
-            )
-            .with_help(format!(
-                "each name `n` in the list must have an image `images/n` or `images/n.{{{}}}`",
-                EXTENSIONS.join(",")
-            )));
-        }
+        let images = find_images(&root.join("images"), &names, &list)?;
 
         let npy = split_dir.join("embeddings.npy");
         let (embeddings, per_image, dim) = read_embeddings(&npy, names.len(), &list)?;
@@ -107,22 +82,7 @@ impl FolderDataset {
             )));
         }
 
-        let captions = Some(split_dir.join("captions")).filter(|p| p.is_dir());
-        if let Some(dir) = &captions {
-            let missing: Vec<&String> = names.iter().filter(|n| !dir.join(format!("{n}.txt")).is_file()).collect();
-            if let Some(first) = missing.first() {
-                return Err(Error::input(
-                    "data::missing_file",
-                    format!(
-                        "{} of the {} caption files are missing, the first `{}`",
-                        missing.len(),
-                        names.len(),
-                        dir.join(format!("{first}.txt")).display()
-                    ),
-                )
-                .with_help("with a `captions` folder, every image `n` needs `captions/n.txt`; remove the folder to caption samples by name"));
-            }
-        }
+        let captions = captions_dir(&split_dir, &names)?;
         let boxes = match Some(root.join("bounding_boxes.txt")).filter(|p| p.is_file()) {
             Some(path) => {
                 let table = read_boxes(&path)?;
@@ -314,6 +274,57 @@ fn read_text(path: &Path) -> Result<String> {
 
 /// The names in `filenames.txt`: one per line, surrounding blanks and empty lines
 /// ignored; every name must stay inside the root.
+/// The image file of every listed name, or which are missing.
+fn find_images(images_dir: &Path, names: &[String], list: &Path) -> Result<Vec<PathBuf>> {
+    let mut images = Vec::with_capacity(names.len());
+    let mut missing = Vec::new();
+    for name in names {
+        match find_image(images_dir, name) {
+            Some(p) => images.push(p),
+            None => missing.push(name.as_str()),
+        }
+    }
+    if let Some(first) = missing.first() {
+        let shown = images_dir.join(format!("{first}.jpg"));
+        return Err(Error::input(
+            "data::missing_file",
+            format!(
+                "{} of the {} images listed in `{}` are missing, the first `{}`",
+                missing.len(),
+                names.len(),
+                list.display(),
+                shown.display()
+            ),
+        )
+        .with_help(format!(
+            "each name `n` in the list must have an image `images/n` or `images/n.{{{}}}`",
+            EXTENSIONS.join(",")
+        )));
+    }
+    Ok(images)
+}
+
+/// The split's `captions` folder, if it has one, with a caption file for every name.
+fn captions_dir(split_dir: &Path, names: &[String]) -> Result<Option<PathBuf>> {
+    let captions = Some(split_dir.join("captions")).filter(|p| p.is_dir());
+    if let Some(dir) = &captions {
+        let missing: Vec<&String> = names.iter().filter(|n| !dir.join(format!("{n}.txt")).is_file()).collect();
+        if let Some(first) = missing.first() {
+            return Err(Error::input(
+                "data::missing_file",
+                format!(
+                    "{} of the {} caption files are missing, the first `{}`",
+                    missing.len(),
+                    names.len(),
+                    dir.join(format!("{first}.txt")).display()
+                ),
+            )
+            .with_help("with a `captions` folder, every image `n` needs `captions/n.txt`; remove the folder to caption samples by name"));
+        }
+    }
+    Ok(captions)
+}
+
 fn read_names(list: &Path) -> Result<Vec<String>> {
     let text = read_text(list)?;
     let mut names = Vec::new();

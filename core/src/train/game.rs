@@ -112,29 +112,8 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
     };
     let stage = &flow.stages[index];
     let (g, d, gp, dp) = (stage.g, stage.d, stage.g_ports, stage.d_ports);
-    let (gn, dn) = (&flow.nets[g], &flow.nets[d]);
-    let mut d_outputs = Vec::new();
-    for o in loss.needs() {
-        let Some(v) = dn.output(&o) else {
-            return Err(p
-                .error(
-                    "graph::missing_output",
-                    &at("discriminator"),
-                    format!("loss `{}` needs discriminator output `{o}`, which `{}` does not have", st.loss, dn.name),
-                )
-                .with_help(format!(
-                    "`{}` outputs: {}",
-                    dn.name,
-                    dn.outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
-                )));
-        };
-        d_outputs.push((o, v));
-    }
-    d_outputs.extend(loss.optional().into_iter().filter_map(|o| dn.output(&o).map(|v| (o, v))));
-    let d_cond_outputs = match dp.cond {
-        Some(cond) => d_outputs.iter().filter(|(_, v)| depends_on(dn, *v, cond)).cloned().collect(),
-        None => d_outputs.clone(),
-    };
+    let gn = &flow.nets[g];
+    let (d_outputs, d_cond_outputs) = d_outputs(flow, index, loss.as_ref())?;
     Ok(StageSetup {
         index,
         name: st.name.clone(),
@@ -154,6 +133,39 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         embed_dim: gp.embed_dim(gn),
         image_size: gp.image_side(gn),
     })
+}
+
+/// The discriminator outputs `loss` reads (required and optional ones D has), by name
+/// and value; and those of them that depend on the condition.
+type NamedOutputs = Vec<(String, ValueId)>;
+
+fn d_outputs(flow: &Flow, index: usize, loss: &dyn Loss) -> Result<(NamedOutputs, NamedOutputs)> {
+    let (p, st, stage) = (&flow.parsed, &flow.parsed.doc.train[index], &flow.stages[index]);
+    let at = |field: &str| vec![Key::from("train"), Key::Index(index), Key::from(field)];
+    let dn = &flow.nets[stage.d];
+    let mut d_outputs = Vec::new();
+    for o in loss.needs() {
+        let Some(v) = dn.output(&o) else {
+            return Err(p
+                .error(
+                    "graph::missing_output",
+                    &at("discriminator"),
+                    format!("loss `{}` needs discriminator output `{o}`, which `{}` does not have", st.loss, dn.name),
+                )
+                .with_help(format!(
+                    "`{}` outputs: {}",
+                    dn.name,
+                    dn.outputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ")
+                )));
+        };
+        d_outputs.push((o, v));
+    }
+    d_outputs.extend(loss.optional().into_iter().filter_map(|o| dn.output(&o).map(|v| (o, v))));
+    let d_cond_outputs = match stage.d_ports.cond {
+        Some(cond) => d_outputs.iter().filter(|(_, v)| depends_on(dn, *v, cond)).cloned().collect(),
+        None => d_outputs.clone(),
+    };
+    Ok((d_outputs, d_cond_outputs))
 }
 
 /// Whether value `v` of `net` depends on value `src`.
