@@ -189,3 +189,34 @@ fn eval_scores_every_stage_side_by_side_and_sample_picks_a_stage() {
         assert_eq!(image_size(&out_dir.join("0-0.png")), (side, side));
     }
 }
+
+#[test]
+fn set_reaches_recipe_fields_and_resume_keeps_them() {
+    // 64 samples at batch 8: 2 epochs are 16 iterations; `--set stage1.epochs=3` makes 24.
+    let d = fresh("set-recipe");
+    let d_s = d.to_str().unwrap();
+    let out = run(&["--out", d_s, "--set", "stage1.epochs=3", "--set", "stage1.lr=1e-4", "--max-steps", "20"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let head = std::fs::read_to_string(d.join("graph.ron")).unwrap();
+    assert!(head.starts_with("// --set stage1.epochs=3"), "graph.ron records the flags: {head:.80}");
+    let out = run(&["--resume", d_s]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let metrics = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();
+    let last: serde_json::Value = serde_json::from_str(metrics.lines().last().unwrap()).unwrap();
+    assert_eq!(last["step"], 24, "three epochs of 8 iterations");
+    assert_eq!(last["lr_g"], 1e-4);
+
+    // Mistakes are diagnostics that point into the flag, or into the graph for what the
+    // value then breaks.
+    let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage1.epoch=3"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("cli::unknown_field") && out.stderr.contains("did you mean `epochs`?"),
+        "{}",
+        out.stderr
+    );
+    let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage2.epochs=3"]);
+    assert!(out.code == 1 && out.stderr.contains("cli::unknown_stage"), "{}", out.stderr);
+    let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage1.discriminator=d9"]);
+    assert!(out.code == 1 && out.stderr.contains("graph::unknown_net"), "{}", out.stderr);
+}

@@ -23,7 +23,8 @@ use stackflow_core::{dsl, plugin, Error, Result};
 pub struct GraphArgs {
     /// The RON graph file.
     pub file: PathBuf,
-    /// Override a variable: `--set gf_dim=16` (repeatable; the value may be an expression).
+    /// Override a variable, `--set gf_dim=16` (the value may be an expression), or a stage
+    /// field, `--set stage1.epochs=4` (repeatable; see docs/graph-format.md).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
     /// Refuse nets whose estimated memory exceeds this, e.g. `8GiB`, `512MiB`.

@@ -17,7 +17,8 @@ use crate::registry::Registry;
 /// Options of a build.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
-    /// `--set name=expr` overrides, as typed.
+    /// `--set` flags as typed: `name=expr` for a variable, `stage.field=value` for the
+    /// recipe ([`super::set`]).
     pub overrides: Vec<String>,
 }
 
@@ -28,6 +29,10 @@ const MAX_NODES: usize = 100_000;
 
 /// Check a parsed flow: evaluate variables, then expand, wire and shape-check every net.
 pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> Result<Flow> {
+    let parsed = match super::set::apply(&parsed, &opts.overrides)? {
+        Some(changed) => Arc::new(changed),
+        None => parsed,
+    };
     check_unique_keys(&parsed, &["nets".into()])?;
     check_unique_keys(&parsed, &["blocks".into()])?;
     check_unique_keys(&parsed, &["vars".into()])?;
@@ -98,6 +103,10 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
     let mut over: HashMap<String, (String, usize)> = HashMap::new();
     let mut offset = 0;
     for o in overrides {
+        if super::set::is_recipe(o) {
+            offset += o.len() + 1;
+            continue;
+        }
         let Some((k, v)) = o.split_once('=') else {
             return Err(set_src
                 .error("cli::bad_set", (offset, o.len()).into(), format!("`--set {o}` is not `name=value`"))

@@ -5,6 +5,7 @@
 pub mod build;
 pub mod estimate;
 pub mod recipe;
+pub mod set;
 
 use std::collections::BTreeMap;
 use std::fmt;
