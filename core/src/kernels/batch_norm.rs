@@ -301,6 +301,9 @@ pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const TRAIN: BatchNormMode = BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 };
+    const EVAL: BatchNormMode = BatchNormMode { train: false, ..TRAIN };
     use crate::kernels::testutil::*;
 
     type Fwd = fn(
@@ -334,7 +337,7 @@ mod tests {
         composite(x, g, b, rm, rv, m).unwrap()
     }
 
-    const MODE_TRAIN: BatchNormMode = BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 };
+    const MODE_TRAIN: BatchNormMode = TRAIN;
     const MODE_EVAL: BatchNormMode = BatchNormMode { train: false, ..MODE_TRAIN };
 
     /// Plain f64 batch norm: `(y, batch mean, biased batch var)`.
@@ -393,15 +396,7 @@ mod tests {
                 let y = if use_composite {
                     composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_TRAIN).unwrap()
                 } else {
-                    batch_norm(
-                        x.clone(),
-                        gamma.clone(),
-                        beta.clone(),
-                        &mut rm,
-                        &mut rv,
-                        BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
-                    )
-                    .unwrap()
+                    batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, TRAIN).unwrap()
                 };
                 let name = format!("{shape:?} composite={use_composite}");
                 assert_close(&y.as_vec(), &want, 1e-5, &format!("y {name}"));
@@ -427,15 +422,7 @@ mod tests {
             let y = if use_composite {
                 composite(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, MODE_EVAL).unwrap()
             } else {
-                batch_norm(
-                    x.clone(),
-                    gamma.clone(),
-                    beta.clone(),
-                    &mut rm,
-                    &mut rv,
-                    BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 },
-                )
-                .unwrap()
+                batch_norm(x.clone(), gamma.clone(), beta.clone(), &mut rm, &mut rv, EVAL).unwrap()
             };
             assert_close(&y.as_vec(), &want, 1e-5, "eval y");
             assert_eq!(rm.as_vec(), rm0);
@@ -493,25 +480,9 @@ mod tests {
         let r = rand_vec(shape.num_elements(), 4);
         let (mut rm, mut rv) = (rand_t1(&dev, 2, 5), from_vec(&dev, &[1.0, 1.0], (2,)));
         let tx = x.leaky_trace();
-        let y = batch_norm(
-            tx.with_empty_tape(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm,
-            &mut rv,
-            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
-        )
-        .unwrap();
+        let y = batch_norm(tx.with_empty_tape(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, TRAIN).unwrap();
         let both = weighted_sum_backward(y.try_add(tx).unwrap(), &r);
-        let y = batch_norm(
-            x.leaky_trace(),
-            gamma.retaped(),
-            beta.retaped(),
-            &mut rm,
-            &mut rv,
-            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
-        )
-        .unwrap();
+        let y = batch_norm(x.leaky_trace(), gamma.retaped(), beta.retaped(), &mut rm, &mut rv, TRAIN).unwrap();
         let one = weighted_sum_backward(y, &r);
         let want: Vec<f64> = one.get(&x).as_vec().iter().zip(&r).map(|(g, r)| (*g + *r) as f64).collect();
         assert_close(&both.get(&x).as_vec(), &want, 1e-6, "fan-out");
@@ -525,43 +496,14 @@ mod tests {
         let bad = rand_t1(&dev, 4, 3);
         let mut rm = rand_t1(&dev, 3, 4);
         let mut rv = rand_t1(&dev, 3, 5);
-        let e = batch_norm(
-            x.clone(),
-            bad,
-            ok.clone(),
-            &mut rm,
-            &mut rv,
-            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
-        );
+        let e = batch_norm(x.clone(), bad, ok.clone(), &mut rm, &mut rv, TRAIN);
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let mut rv_bad = rand_t1(&dev, 2, 5);
-        let e = batch_norm(
-            x,
-            ok.clone(),
-            ok.clone(),
-            &mut rm,
-            &mut rv_bad,
-            BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 },
-        );
+        let e = batch_norm(x, ok.clone(), ok.clone(), &mut rm, &mut rv_bad, EVAL);
         assert!(matches!(e, Err(KernelError::Shape { .. })));
         let single = rand_t4(&dev, (1, 3, 1, 1), 6);
-        let e = batch_norm(
-            single.clone(),
-            ok.clone(),
-            ok.clone(),
-            &mut rm,
-            &mut rv,
-            BatchNormMode { train: true, momentum: 0.1, eps: 1e-5 },
-        );
+        let e = batch_norm(single.clone(), ok.clone(), ok.clone(), &mut rm, &mut rv, TRAIN);
         assert!(matches!(e, Err(KernelError::Argument { .. })));
-        assert!(batch_norm(
-            single,
-            ok.clone(),
-            ok,
-            &mut rm,
-            &mut rv,
-            BatchNormMode { train: false, momentum: 0.1, eps: 1e-5 }
-        )
-        .is_ok());
+        assert!(batch_norm(single, ok.clone(), ok, &mut rm, &mut rv, EVAL).is_ok());
     }
 }

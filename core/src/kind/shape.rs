@@ -50,26 +50,9 @@ impl fmt::Display for Shape {
     }
 }
 
-/// How a parameter is initialised.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Init {
-    /// All zeros.
-    Zeros,
-    /// All ones.
-    Ones,
-    /// Normal(mean, std).
-    Normal {
-        /// Mean.
-        mean: f32,
-        /// Standard deviation.
-        std: f32,
-    },
-    /// Uniform(-bound, bound) (PyTorch's default for conv biases).
-    Uniform {
-        /// Half-width.
-        bound: f32,
-    },
-}
+/// How a parameter is initialised: the plugin API's type, so built-in and plugin blocks
+/// declare parameters alike.
+pub use stackflow_plugin_api::Init;
 
 /// Whether a tensor is trained or a statistic (BatchNorm running mean/var).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
