@@ -220,3 +220,45 @@ fn set_reaches_recipe_fields_and_resume_keeps_them() {
     let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage1.discriminator=d9"]);
     assert!(out.code == 1 && out.stderr.contains("graph::unknown_net"), "{}", out.stderr);
 }
+
+#[test]
+fn ema_ends_the_stage_as_the_average_and_resumes_exactly() {
+    let a = fresh("ema-a");
+    let a_s = a.to_str().unwrap();
+    let out = run(&["--out", a_s, "--set", "stage1.ema=0.5"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let ta = weights::read_all(&ckpts(&a).pop().unwrap()).unwrap();
+    let averaged: Vec<&String> = ta.keys().filter(|n| n.starts_with("ema.g.")).collect();
+    assert!(averaged.iter().any(|n| n.starts_with("ema.g.g1.")), "the checkpoint keeps G's average");
+    assert!(!averaged.iter().any(|n| n.starts_with("ema.g.d1.")), "only G is averaged");
+    for n in &averaged {
+        let param = format!("param.{}", &n["ema.g.".len()..]);
+        assert!(ta[&param].1 == ta[*n].1, "{param}: the finished stage's G is its average");
+    }
+
+    // Without the average, the same run ends elsewhere.
+    let plain = fresh("ema-plain");
+    let out = run(&["--out", plain.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tp = weights::read_all(&ckpts(&plain).pop().unwrap()).unwrap();
+    assert!(averaged.iter().any(|n| {
+        let param = format!("param.{}", &n["ema.g.".len()..]);
+        tp[&param].1 != ta[&param].1
+    }));
+
+    // Interrupted and resumed, the average continues where it was: the same bytes.
+    let b = fresh("ema-b");
+    let b_s = b.to_str().unwrap();
+    let out = run(&["--out", b_s, "--set", "stage1.ema=0.5", "--max-steps", "5"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = run(&["--resume", b_s]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let tb = weights::read_all(&ckpts(&b).pop().unwrap()).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    for (name, (_, va)) in &ta {
+        assert!(va == &tb[name].1, "{name} differs between the resumed and the uninterrupted run");
+    }
+
+    let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage1.ema=1"]);
+    assert!(out.code == 1 && out.stderr.contains("a decay between 0 and 1"), "{}", out.stderr);
+}

@@ -155,6 +155,10 @@ pub struct StageDef {
     /// Checkpoints within an epoch, besides the one at each epoch's end.
     #[serde(default)]
     pub checkpoint_every: Option<CheckpointEvery>,
+    /// An exponential moving average of G's weights with this decay per G step
+    /// (`Some(0.999)`); the stage's G ends as the average.
+    #[serde(default)]
+    pub ema: Option<f64>,
 }
 
 /// How often a stage writes a checkpoint within an epoch.

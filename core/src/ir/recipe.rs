@@ -163,6 +163,9 @@ fn check_numbers(flow: &Flow, st: &StageDef, at: &dyn Fn(&str) -> Vec<Key>) -> R
             ));
         }
     }
+    if st.ema.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
+        return Err(p.error("graph::bad_value", &at("ema"), "ema must be a decay between 0 and 1, e.g. `Some(0.999)`"));
+    }
     if st.epochs == 0 {
         return Err(p.error("graph::bad_value", &at("epochs"), "epochs must be at least 1"));
     }

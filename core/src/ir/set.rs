@@ -19,6 +19,7 @@ pub const FIELDS: &[(&str, &str)] = &[
     ("kl_weight", "a number ≥ 0"),
     ("lr", "a number > 0: G's learning rate (and D's, unless the stage has `d_optimizer`)"),
     ("d_lr", "a number > 0: D's learning rate"),
+    ("ema", "a decay between 0 and 1: keep a moving average of G's weights"),
 ];
 
 /// Whether a `--set` flag addresses the recipe (`stage.field=value`) rather than a variable.
@@ -96,6 +97,10 @@ fn set_one(stages: &mut [StageDef], flag: &str, offset: usize, src: &SourceFile)
         "epochs" => st.epochs = whole(1)?,
         "batch" => st.batch = whole(2)?,
         "kl_weight" => st.kl_weight = number(false)?,
+        "ema" => {
+            let decay = value.parse::<f64>().ok().filter(|d| *d > 0.0 && *d < 1.0);
+            st.ema = Some(decay.ok_or_else(|| bad("a decay between 0 and 1"))?);
+        }
         "lr" => set_lr(&mut st.optimizer, number(true)?),
         "d_lr" => {
             let lr = number(true)?;

@@ -104,6 +104,9 @@ pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizer
             owned.push((format!("adam.{tag}.v.{k}"), bytes_of(v), vec![v.len()]));
         }
     }
+    for (k, avg) in &opt.ema.shadow {
+        owned.push((format!("ema.g.{k}"), bytes_of(avg), vec![avg.len()]));
+    }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_json = serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
     let sum = checksum(&meta_json, owned.iter().map(|(n, b, s)| (n.as_str(), s.as_slice(), b.as_slice())));
@@ -197,6 +200,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
         let data: Vec<f32> = v.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
         if let Some(p) = n.strip_prefix("param.") {
             params.push((p.to_string(), v.shape().to_vec(), data));
+        } else if let Some(p) = n.strip_prefix("ema.g.") {
+            opt.ema.shadow.insert(p.to_string(), data);
         } else if let Some(rest) = n.strip_prefix("adam.") {
             let (adam, rest): (&mut Adam, &str) = match rest.split_once('.') {
                 Some(("g", r)) => (&mut opt.g, r),

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use super::adam::{Adam, AdamConfig};
+use super::ema::Ema;
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
 use crate::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
@@ -57,6 +58,8 @@ pub struct StageSetup {
     pub embed_dim: usize,
     /// Image side of this stage.
     pub image_size: usize,
+    /// Decay of the moving average of G's weights, if the stage keeps one.
+    pub ema: Option<f32>,
 }
 
 fn adam_of(o: &Optimizer) -> AdamConfig {
@@ -132,6 +135,7 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         z_dim: gp.z_dim(gn),
         embed_dim: gp.embed_dim(gn),
         image_size: gp.image_side(gn),
+        ema: st.ema.map(|d| d as f32),
     })
 }
 
@@ -245,6 +249,8 @@ pub struct Optimizers {
     pub g: Adam,
     /// D's Adam.
     pub d: Adam,
+    /// The moving average of G's weights (empty unless the stage keeps one).
+    pub ema: Ema,
 }
 
 fn read_scalar(ops: &mut dyn Ops, t: Tensor) -> Result<f32> {
@@ -498,6 +504,13 @@ pub fn iteration<D: KernelDevice>(
     let lr = st.opt_g.lr * step.lr_scale;
     let adam = AdamStep { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr };
     adam_step(store, adam, &mut grads, step.keep_grads.then_some(('G', &mut report.grads)))?;
+    if let Some(decay) = st.ema {
+        for (p, _) in &g_params {
+            let path = &gn.params[*p].path;
+            let value = store.get(path).map(|e| e.value.to_vec()).unwrap_or_default();
+            opt.ema.update(decay, path, &value);
+        }
+    }
     Ok(report)
 }
 

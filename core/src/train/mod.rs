@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod bench;
 pub mod checkpoint;
+pub mod ema;
 pub mod game;
 pub mod infer;
 pub mod loss;

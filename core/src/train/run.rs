@@ -372,6 +372,10 @@ impl Trainer<'_> {
             });
             if halt.is_none() {
                 pos.epoch += 1;
+                if pos.epoch >= def.epochs && st.ema.is_some() {
+                    // The stage's G ends as its moving average (the last grid shows it).
+                    opt.ema.apply(store)?;
+                }
                 let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
                 self.write_grid(st, store, (&grid_batch.emb, &grid_z, &grid_captions), &path)?;
             }
