@@ -202,8 +202,14 @@ fn wrap(text: &str, width: usize, max_lines: usize) -> Vec<String> {
     lines
 }
 
-/// Draws lines of ASCII text with the 8×8 font, top-left at (x0, y0), clipped to the canvas.
+/// Draws lines of ASCII text with the 8×8 font in the grids' light ink, top-left at
+/// (x0, y0), clipped to the canvas.
 pub(crate) fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u32) {
+    draw_lines_in(canvas, lines, (x0, y0), INK);
+}
+
+/// [`draw_lines`] in the colour `ink`.
+pub(crate) fn draw_lines_in(canvas: &mut RgbImage, lines: &[String], (x0, y0): (u32, u32), ink: [u8; 3]) {
     for (l, line) in lines.iter().enumerate() {
         for (i, ch) in line.bytes().enumerate() {
             let glyph = BASIC_LEGACY[usize::from(ch & 0x7f)];
@@ -213,7 +219,7 @@ pub(crate) fn draw_lines(canvas: &mut RgbImage, lines: &[String], x0: u32, y0: u
                         let x = x0 + i as u32 * 8 + gx;
                         let y = y0 + l as u32 * LINE + gy as u32;
                         if x < canvas.width() && y < canvas.height() {
-                            canvas.put_pixel(x, y, image::Rgb(INK));
+                            canvas.put_pixel(x, y, image::Rgb(ink));
                         }
                     }
                 }

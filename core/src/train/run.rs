@@ -144,7 +144,6 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         started: Instant::now(),
         total: 0,
         last_ckpt: None,
-        plot_series: ["D", "G", "KL"].iter().map(|n| (n.to_string(), Vec::new())).collect(),
     };
     while pos.stage < stages.len() {
         if let Some(summary) = t.stage(&stages[pos.stage], &mut store, &mut opt, &mut pos)? {
@@ -307,7 +306,6 @@ struct Trainer<'a> {
     started: Instant,
     total: u64,
     last_ckpt: Option<PathBuf>,
-    plot_series: Vec<(String, Vec<(f64, f64)>)>,
 }
 
 impl Trainer<'_> {
@@ -382,7 +380,8 @@ impl Trainer<'_> {
             pos.stage_done = pos.epoch >= def.epochs;
             self.checkpoint(store, opt, pos)?;
             last_save = (Instant::now(), pos.step);
-            plot::write_loss_plot(&self.opts.dir.join("losses.png"), &self.plot_series)?;
+            let panels = plot::panels_from_metrics(&self.metrics_path, &["D", "G", "KL"])?;
+            plot::write_loss_plot(&self.opts.dir.join("losses.png"), &panels)?;
             if let Some(h) = halt {
                 let (msg, signal) = match h {
                     Halt::MaxSteps => ("stopped at --max-steps".to_string(), None),
@@ -451,10 +450,6 @@ impl Trainer<'_> {
         pos.step += 1;
         self.total += 1;
         let get = |n: &str| report.term(n).unwrap_or(f32::NAN);
-        for (name, pts) in self.plot_series.iter_mut() {
-            let key = if name == "G" { "G_total" } else { name.as_str() };
-            pts.push((pos.step as f64, report.term(key).unwrap_or(f32::NAN) as f64));
-        }
         if pos.step.is_multiple_of(self.opts.log_every) || pos.step.is_multiple_of(ipe) {
             let mut line = serde_json::json!({
                 "stage": st.name, "epoch": pos.epoch, "step": pos.step,
