@@ -27,6 +27,7 @@ fn train_resume_sample_eval() {
         "losses.png",
         "samples/stage1-epoch0001.png",
         "samples/stage1-epoch0002.png",
+        "samples/stage1-real.png",
     ] {
         assert!(a.join(f).exists(), "run directory lacks {f}");
     }

@@ -335,6 +335,14 @@ impl Trainer<'_> {
         // Fixed captions and noise for the per-epoch sample grids.
         let grid_idx: Vec<usize> = (0..GRID.min(ds.len())).collect();
         let (grid_batch, grid_captions) = load_batch(ds.as_ref(), &grid_idx, st.image_size, self.seed)?;
+        // The real images of the grid's captions, once, to read the fakes' grids against.
+        let real_grid = self.opts.dir.join("samples").join(format!("{}-real.png", st.name));
+        if !real_grid.exists() {
+            let n = grid_captions.len().max(1);
+            let per = grid_batch.real.len() / n;
+            let reals: Vec<Vec<f32>> = grid_batch.real.chunks(per.max(1)).map(<[f32]>::to_vec).collect();
+            data::write_grid_png(&real_grid, &reals, st.image_size, 1, Some(&grid_captions))?;
+        }
         let mut grid_rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
         let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
         let every = self.opts.checkpoint_every.or(def.checkpoint_every);
@@ -415,13 +423,19 @@ impl Trainer<'_> {
         data::write_grid_png(path, &imgs, st.image_size, 1, Some(captions))
     }
 
+    /// The stage's progress bar, from iteration `at` to the stage's end or to where
+    /// `--max-steps` stops this invocation (so the ETA is the wait until this command ends).
     fn progress(&self, st: &StageSetup, total_steps: u64, at: u64) -> ProgressBar {
-        let pb = if self.opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(total_steps) };
+        let end = match self.opts.max_steps {
+            Some(m) => total_steps.min(at.saturating_add(m.saturating_sub(self.total))),
+            None => total_steps,
+        };
+        let pb = if self.opts.quiet { ProgressBar::hidden() } else { ProgressBar::new(end) };
         pb.set_style(
             ProgressStyle::with_template("{prefix} [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} it {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-        pb.set_prefix(st.name.clone());
+        pb.set_prefix(format!("stage {}/{} ({})", st.index + 1, self.flow.stages.len(), st.name));
         pb.set_position(at);
         pb
     }
