@@ -83,6 +83,8 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
             if caps.is_empty() {
                 return Err(Error::input("sample::empty", format!("`{}` has no captions", path.display())));
             }
+            // Before the encoder runs over a file of any length.
+            infer::check_image_budget(caps.len().saturating_mul(a.per_caption), gen.side)?;
             (infer::embed_captions(&caps, e), caps)
         }
         (None, Some(path)) => {
