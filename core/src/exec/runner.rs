@@ -176,17 +176,17 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             }
         }
         let fed: Vec<ValueId> = feeds.iter().map(|&(v, _)| v).collect();
-        let plan = NetPlan::new(net, &fed, wanted)?;
+        let NetPlan { nodes, reads } = NetPlan::new(net, &fed, wanted)?;
         let mut run = NetRun {
             slot: feeds.iter().copied().collect(),
-            reads: plan.reads.clone(),
+            reads,
             // The caller's feeds and the wanted values are kept; the rest is let go of after
             // its last reader.
             keep: feeds.iter().map(|&(_, h)| h).collect(),
             params: HashMap::new(),
             touched_buffers: Vec::new(),
         };
-        for &i in &plan.nodes {
+        for i in nodes {
             self.run_node(net, i, store, &mut run)?;
             for &v in &net.nodes[i].inputs {
                 run.reads[v] -= 1;

@@ -291,13 +291,15 @@ fn d_pass<D: KernelDevice, T: dfdx::prelude::Tape<f32, D>>(
 }
 
 /// One optimiser step: the net, its trainable parameters with the values the backward
-/// pass saw, its Adam state and settings, and the learning rate of this iteration.
+/// pass saw, its Adam state and settings, the learning rate of this iteration, and the
+/// moving average the updated values move (G's, when the stage keeps one).
 struct AdamStep<'a, D: KernelDevice> {
     net: &'a Net,
     params: &'a [(usize, Val<D>)],
     adam: &'a mut Adam,
     cfg: &'a AdamConfig,
     lr: f64,
+    ema: Option<(&'a mut Ema, f32)>,
 }
 
 /// Apply Adam to the net's trainable parameters from the gradients of the last backward;
@@ -308,12 +310,16 @@ fn adam_step<D: KernelDevice>(
     grads: &mut dfdx::prelude::Gradients<f32, D>,
     mut keep: Option<(char, &mut Vec<KeptGrad>)>,
 ) -> Result<()> {
-    s.adam.begin_step();
-    for (p, v) in s.params {
+    let AdamStep { net, params, adam, cfg, lr, mut ema } = s;
+    adam.begin_step();
+    for (p, v) in params {
         let g = grad_of(grads, v);
-        let path = &s.net.params[*p].path;
+        let path = &net.params[*p].path;
         let mut data = v.to_vec();
-        s.adam.update(s.cfg, s.lr, path, &mut data, &g);
+        adam.update(cfg, lr, path, &mut data, &g);
+        if let Some((avg, decay)) = ema.as_mut() {
+            avg.update(*decay, path, &data);
+        }
         if let Some((tag, out)) = keep.as_mut() {
             out.push((*tag, path.clone(), g));
         }
@@ -455,7 +461,7 @@ fn d_step<D: KernelDevice>(
     check_finite(report, "D")?;
     let mut grads = dr.backward(terms.total)?;
     let lr = st.opt_d.lr * step.lr_scale;
-    let adam = AdamStep { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr };
+    let adam = AdamStep { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr, ema: None };
     adam_step(store, adam, &mut grads, step.keep_grads.then_some(('D', &mut report.grads)))
 }
 
@@ -502,15 +508,9 @@ pub fn iteration<D: KernelDevice>(
     let mut grads = gr.backward(total)?;
     drop(gr);
     let lr = st.opt_g.lr * step.lr_scale;
-    let adam = AdamStep { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr };
+    let ema = st.ema.map(|decay| (&mut opt.ema, decay));
+    let adam = AdamStep { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr, ema };
     adam_step(store, adam, &mut grads, step.keep_grads.then_some(('G', &mut report.grads)))?;
-    if let Some(decay) = st.ema {
-        for (p, _) in &g_params {
-            let path = &gn.params[*p].path;
-            let value = store.get(path).map(|e| e.value.to_vec()).unwrap_or_default();
-            opt.ema.update(decay, path, &value);
-        }
-    }
     Ok(report)
 }
 

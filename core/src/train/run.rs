@@ -275,6 +275,13 @@ fn trim_metrics(path: &Path, flow: &Flow, pos: &Position) -> Result<()> {
     Ok(())
 }
 
+/// A grid of a batch of images (flat, one per caption) with its captions beside them.
+fn write_batch_grid(path: &Path, batch: &[f32], side: usize, captions: &[String]) -> Result<()> {
+    let per = (batch.len() / captions.len().max(1)).max(1);
+    let imgs: Vec<Vec<f32>> = batch.chunks(per).map(<[f32]>::to_vec).collect();
+    data::write_grid_png(path, &imgs, side, 1, Some(captions))
+}
+
 /// What the iterations of one epoch share.
 #[derive(Clone, Copy)]
 struct Epoch<'a> {
@@ -338,10 +345,7 @@ impl Trainer<'_> {
         // The real images of the grid's captions, once, to read the fakes' grids against.
         let real_grid = self.opts.dir.join("samples").join(format!("{}-real.png", st.name));
         if !real_grid.exists() {
-            let n = grid_captions.len().max(1);
-            let per = grid_batch.real.len() / n;
-            let reals: Vec<Vec<f32>> = grid_batch.real.chunks(per.max(1)).map(<[f32]>::to_vec).collect();
-            data::write_grid_png(&real_grid, &reals, st.image_size, 1, Some(&grid_captions))?;
+            write_batch_grid(&real_grid, &grid_batch.real, st.image_size, &grid_captions)?;
         }
         let mut grid_rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
         let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
@@ -417,10 +421,7 @@ impl Trainer<'_> {
         path: &Path,
     ) -> Result<()> {
         let fakes = game::generate(self.flow, st.index, store, (emb, z), false, self.seed)?;
-        let n = captions.len();
-        let per = fakes.len() / n.max(1);
-        let imgs: Vec<Vec<f32>> = (0..n).map(|i| fakes[i * per..(i + 1) * per].to_vec()).collect();
-        data::write_grid_png(path, &imgs, st.image_size, 1, Some(captions))
+        write_batch_grid(path, &fakes, st.image_size, captions)
     }
 
     /// The stage's progress bar, from iteration `at` to the stage's end or to where
