@@ -4,24 +4,74 @@
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode, SourceSpan};
+use miette::{Diagnostic, LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
 
 /// A byte range in a source file.
 pub type Span = SourceSpan;
 
 /// A named text the user gave us (a graph file, a `--set` flag, a plugin's attribute string).
+///
+/// A flow composed of several files (`extends`, `include`) is one source whose text is
+/// the files one after another: a span is a position in that joined text, and
+/// diagnostics name and number the lines of the file the span falls in.
 #[derive(Clone, Debug)]
 pub struct SourceFile {
     /// What the user calls it: a path, or `--set` for command-line values.
     pub name: String,
-    /// The full text.
+    /// The full text (of every file, for a joined source).
     pub text: Arc<str>,
+    /// For a joined source, each file's name and where its text starts.
+    files: Option<Arc<[(String, usize)]>>,
 }
 
 impl SourceFile {
     /// A source from a name and its text.
     pub fn new(name: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        Self { name: name.into(), text: text.into() }
+        Self { name: name.into(), text: text.into(), files: None }
+    }
+
+    /// One source of several files, named after the first; the returned offsets are where
+    /// each file's text starts in the joined text.
+    pub fn joined(files: &[SourceFile]) -> (Self, Vec<usize>) {
+        let mut text = String::new();
+        let mut parts = Vec::new();
+        for f in files {
+            parts.push((f.name.clone(), text.len()));
+            text.push_str(&f.text);
+            text.push('\n');
+        }
+        let starts = parts.iter().map(|(_, s)| *s).collect();
+        let name = files.first().map_or_else(String::new, |f| f.name.clone());
+        (Self { name, text: text.into(), files: Some(parts.into()) }, starts)
+    }
+
+    /// The files of this source: name, start offset and text.
+    pub fn files(&self) -> Vec<(&str, usize, &str)> {
+        match &self.files {
+            None => vec![(self.name.as_str(), 0, &*self.text)],
+            Some(parts) => parts
+                .iter()
+                .enumerate()
+                .map(|(i, (name, start))| {
+                    let end = parts.get(i + 1).map_or(self.text.len(), |p| p.1);
+                    (name.as_str(), *start, &self.text[*start..end])
+                })
+                .collect(),
+        }
+    }
+
+    /// The file an offset falls in: its name, start offset and text.
+    pub fn file_at(&self, offset: usize) -> (&str, usize, &str) {
+        let files = self.files();
+        let i = files.iter().rposition(|(_, start, _)| *start <= offset).unwrap_or(0);
+        files[i]
+    }
+
+    /// `file:line` of an offset (1-based line), as `info` shows where things come from.
+    pub fn place(&self, offset: usize) -> String {
+        let (name, start, text) = self.file_at(offset);
+        let at = (offset - start).min(text.len());
+        format!("{name}:{}", text.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count() + 1)
     }
 
     /// A spanned input error in this file.
@@ -66,10 +116,11 @@ struct Inner {
     class: ErrorClass,
     code: &'static str,
     message: String,
-    source_code: Option<NamedSource<Arc<str>>>,
+    source_code: Option<SourceFile>,
     labels: Vec<LabeledSpan>,
     help: Option<String>,
     cause: Option<Box<dyn std::error::Error + Send + Sync>>,
+    related: Vec<Error>,
 }
 
 /// Result with stackflow's [`Error`].
@@ -95,6 +146,7 @@ impl Error {
             labels: Vec::new(),
             help: None,
             cause: None,
+            related: Vec::new(),
         }))
     }
 
@@ -109,7 +161,7 @@ impl Error {
 
     /// Attach the source file the spans refer to.
     pub fn with_source(mut self, src: &SourceFile) -> Self {
-        self.0.source_code = Some(NamedSource::new(src.name.clone(), src.text.clone()));
+        self.0.source_code = Some(src.clone());
         self
     }
 
@@ -129,6 +181,17 @@ impl Error {
     pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
         self.0.cause = Some(Box::new(cause));
         self
+    }
+
+    /// Add a diagnostic shown after this one, e.g. the other file of a clash.
+    pub fn with_related(mut self, other: Error) -> Self {
+        self.0.related.push(other);
+        self
+    }
+
+    /// The related diagnostics.
+    pub fn related_errors(&self) -> &[Error] {
+        &self.0.related
     }
 
     /// Prefix the message with context, e.g. the node path.
@@ -165,9 +228,10 @@ impl Error {
         self.0.help.as_deref()
     }
 
-    /// The name of the file this error points into, if any.
+    /// The name of the file this error points into (where its first label is), if any.
     pub fn file_name(&self) -> Option<&str> {
-        self.0.source_code.as_ref().map(|s| s.name())
+        let src = self.0.source_code.as_ref()?;
+        Some(self.0.labels.first().map_or(src.name.as_str(), |l| src.file_at(l.offset()).0))
     }
 
     /// The labelled spans.
@@ -196,9 +260,10 @@ const MAX_DRAWN_LINE: usize = 4096;
 impl Error {
     /// Line and column (1-based) of the first label when its line is too long to draw.
     fn undrawable_at(&self) -> Option<(usize, usize)> {
-        let text = self.0.source_code.as_ref()?.inner();
+        let src = self.0.source_code.as_ref()?;
         for l in &self.0.labels {
-            let mut at = l.offset().min(text.len());
+            let (_, start, text) = src.file_at(l.offset());
+            let mut at = (l.offset() - start).min(text.len());
             while !text.is_char_boundary(at) {
                 at -= 1;
             }
@@ -229,6 +294,31 @@ impl std::error::Error for Error {
     }
 }
 
+impl SourceCode for SourceFile {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let (name, start, text) = self.file_at(span.offset());
+        if span.offset() + span.len() > start + text.len() {
+            return Err(MietteError::OutOfBounds);
+        }
+        let local = SourceSpan::new((span.offset() - start).into(), span.len());
+        let c = text.read_span(&local, context_lines_before, context_lines_after)?;
+        let global = SourceSpan::new((c.span().offset() + start).into(), c.span().len());
+        Ok(Box::new(MietteSpanContents::new_named(
+            name.to_string(),
+            c.data(),
+            global,
+            c.line(),
+            c.column(),
+            c.line_count(),
+        )))
+    }
+}
+
 impl Diagnostic for Error {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
         Some(Box::new(self.0.code))
@@ -243,6 +333,14 @@ impl Diagnostic for Error {
             return None;
         }
         self.0.source_code.as_ref().map(|s| s as &dyn SourceCode)
+    }
+
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn Diagnostic> + 'a>> {
+        if self.0.related.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.0.related.iter().map(|e| e as &dyn Diagnostic)))
+        }
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {

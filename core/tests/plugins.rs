@@ -356,11 +356,12 @@ fn samplers_draw_from_the_host_generator() {
 fn a_gan_iteration_runs_with_a_plugin_block_loss_and_samplers() {
     use stackflow_core::train::game::{self, Batch, Optimizers};
     let r = registry();
-    let text = std::fs::read_to_string(root().join("graphs/variants/d1_attention.ron"))
-        .unwrap()
-        .replace("loss: \"stackgan.matching_aware_bce\",", "loss: \"gan_losses.hinge\", noise: \"samplers.truncated_normal\", mismatch: \"samplers.class_aware\", mismatch_params: (tag: 1),");
-    assert!(text.contains("gan_losses.hinge"));
-    let parsed = dsl::parse(SourceFile::new("d1_attention.ron", text)).unwrap();
+    // The attention variant, with the plugins' loss and samplers laid over its stage 1.
+    let stage = "Stage(name: \"stage1\", loss: \"gan_losses.hinge\", noise: \"samplers.truncated_normal\", mismatch: \"samplers.class_aware\", mismatch_params: (tag: 1))";
+    let text = format!("Flow(extends: \"d1_attention.ron\", train: [{stage}])");
+    let file = root().join("graphs/variants/with-plugin-recipe.ron");
+    let parsed = dsl::parse(SourceFile::new(file.display().to_string(), text)).unwrap();
+    assert_eq!(parsed.doc.train[0].loss, "gan_losses.hinge");
     let opts = BuildOptions { overrides: vec!["gf_dim=4".into(), "df_dim=8".into()] };
     let flow = ir::build(Arc::new(parsed), &r, &opts).unwrap();
     let st = game::setup(&flow, &r, 0).unwrap();

@@ -43,8 +43,9 @@ fn check_examples(info: &str, expected: i32) -> usize {
         .collect();
     for ex in &examples {
         let label = if expected == 0 { "ok" } else { "bad" };
-        let file =
-            std::env::temp_dir().join(format!("stackflow-docs-{}-{label}-line{}.ron", std::process::id(), ex.line));
+        // An example that extends a shipped graph is checked where the variants live.
+        let dir = if ex.text.contains("extends:") { root().join("graphs/variants") } else { std::env::temp_dir() };
+        let file = dir.join(format!(".stackflow-docs-{}-{label}-line{}.ron", std::process::id(), ex.line));
         std::fs::write(&file, &ex.text).expect("temp file is writable");
         let out = stackflow(&["check", file.to_str().expect("temp path is UTF-8")]);
         let _ = std::fs::remove_file(&file);

@@ -3,6 +3,7 @@
 mod bad_graphs;
 mod bench;
 mod check;
+mod compose;
 mod docs;
 mod forward;
 mod plugins;

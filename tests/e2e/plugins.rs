@@ -49,6 +49,14 @@ fn temp_graph(name: &str, text: &str) -> PathBuf {
     p
 }
 
+/// A variant graph's text, its `extends` made absolute so that a copy works anywhere.
+fn variant_text(name: &str) -> String {
+    let base = root().join("graphs/quickstart.ron");
+    std::fs::read_to_string(root().join(format!("graphs/variants/{name}.ron")))
+        .unwrap()
+        .replace("extends: \"../quickstart.ron\"", &format!("extends: {:?}", base.display().to_string()))
+}
+
 #[test]
 fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let gan = lib("stackflow_gan_losses");
@@ -75,12 +83,16 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
 #[test]
 fn every_variant_checks_with_its_plugin_and_names_it_without() {
     let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
-    let cases: [(&str, Option<&String>); 5] = [
+    let cases: [(&str, Option<&String>); 9] = [
+        ("d1_concat", None),
         ("d1_projection", None),
         ("d1_uncond", None),
         ("d1_patch", None),
         ("d1_hinge", Some(&gan)),
         ("d1_attention", Some(&attn)),
+        ("d2_concat", None),
+        ("d2_patch", None),
+        ("d2_uncond", None),
     ];
     for (name, plugin) in cases {
         let file = format!("graphs/variants/{name}.ron");
@@ -93,30 +105,25 @@ fn every_variant_checks_with_its_plugin_and_names_it_without() {
             assert!(flat(&out.stderr).contains("--plugin"), "the help says how to load a plugin:\n{}", out.stderr);
         }
     }
-    // The swapped line is all that differs from quickstart's d1 (plus the head template).
-    let quick = std::fs::read_to_string(root().join("graphs/quickstart.ron")).unwrap();
-    for name in ["d1_projection", "d1_uncond", "d1_patch", "d1_hinge", "d1_attention"] {
-        let v = std::fs::read_to_string(root().join(format!("graphs/variants/{name}.ron"))).unwrap();
-        let g1 = |s: &str| s[s.find("\"g1\": Net(").unwrap()..s.find("\"d1\": Net(").unwrap()].to_string();
-        assert_eq!(g1(&v), g1(&quick), "{name}: the generator is quickstart's");
-        assert!(v.contains("// ← variant"), "{name} marks its variant line");
-    }
 }
 
 #[test]
 fn variant_discriminators_run_forward() {
-    let x = temp_graph("inputs", "");
-    let inputs = x.with_extension("safetensors");
-    write_safetensors(
-        &inputs,
-        &[
-            ("img", vec![2, 3, 64, 64], (0..2 * 3 * 64 * 64).map(|i| ((i % 17) as f32 / 8.0) - 1.0).collect()),
-            ("cond", vec![2, 16], (0..32).map(|i| i as f32 / 32.0).collect()),
-        ],
-    );
-    for (name, plugin) in
-        [("d1_attention", Some(lib("stackflow_example_block"))), ("d1_patch", None), ("d1_projection", None)]
-    {
+    // D reads the text embedding (64 wide) through its own projection, or G's CA mean μ
+    // (16 wide) in d1_projection.
+    for (name, plugin, cond) in [
+        ("d1_attention", Some(lib("stackflow_example_block")), 64),
+        ("d1_patch", None, 64),
+        ("d1_projection", None, 16),
+    ] {
+        let inputs = temp_graph(&format!("{name}-inputs"), "").with_extension("safetensors");
+        write_safetensors(
+            &inputs,
+            &[
+                ("img", vec![2, 3, 64, 64], (0..2 * 3 * 64 * 64).map(|i| ((i % 17) as f32 / 8.0) - 1.0).collect()),
+                ("cond", vec![2, cond], (0..2 * cond).map(|i| i as f32 / (2 * cond) as f32).collect()),
+            ],
+        );
         let output = inputs.with_file_name(format!("{name}-out-{}.safetensors", std::process::id()));
         let args = [
             "forward",
@@ -135,8 +142,8 @@ fn variant_discriminators_run_forward() {
         assert_eq!(shape[0], 2, "{name}");
         assert!(probs.iter().all(|p| (0.0..=1.0).contains(p)), "{name}: {probs:?}");
         let _ = std::fs::remove_file(&output);
+        let _ = std::fs::remove_file(&inputs);
     }
-    let _ = std::fs::remove_file(&inputs);
 }
 
 fn write_safetensors(path: &Path, tensors: &[(&str, Vec<usize>, Vec<f32>)]) {
@@ -270,14 +277,12 @@ fn misbehaving_plugins_are_diagnostics_naming_plugin_and_kind() {
 
 #[test]
 fn plugin_shape_errors_point_at_the_node() {
-    let text = std::fs::read_to_string(root().join("graphs/variants/d1_attention.ron"))
-        .unwrap()
-        .replace("[\"e3\"]), // ← variant", "[\"cond\"]), // ← variant");
+    let text = variant_text("d1_attention").replace("(reduction: 8), [\"e3\"]", "(reduction: 8), [\"cond\"]");
     let g = temp_graph("attn-shape", &text);
     let out = with_plugins(&["check", g.to_str().unwrap()], &[lib("stackflow_example_block")]);
     refused(&out, "graph::shape");
     assert!(
-        flat(&out.stderr).contains("node `attn` (example.self_attention): expects a feature map [C, H, W], got [16]"),
+        flat(&out.stderr).contains("node `attn` (example.self_attention): expects a feature map [C, H, W], got [64]"),
         "{}",
         out.stderr
     );
@@ -292,7 +297,7 @@ fn plugin_shape_errors_point_at_the_node() {
 #[test]
 fn plugins_load_from_the_graph_file_and_the_environment() {
     // `plugins: [...]` in the graph file, relative to the file.
-    let text = std::fs::read_to_string(root().join("graphs/variants/d1_hinge.ron")).unwrap();
+    let text = variant_text("d1_hinge");
     let g = temp_graph(
         "hinge-listed",
         &text.replacen("Flow(\n", &format!("Flow(\n    plugins: [\"../{}\"],\n", dll_name("stackflow_gan_losses")), 1),
@@ -313,10 +318,10 @@ fn plugins_load_from_the_graph_file_and_the_environment() {
 
 #[test]
 fn plugin_samplers_are_checked_in_the_recipe() {
-    let text = std::fs::read_to_string(root().join("graphs/variants/d1_hinge.ron")).unwrap();
+    let text = variant_text("d1_hinge");
     let with = |mismatch: &str| {
         text.replace(
-            "loss: \"gan_losses.hinge\", loss_params: (input: \"prob\"),",
+            "loss: \"gan_losses.hinge\", loss_params: (input: \"prob\")",
             &format!("noise: \"samplers.truncated_normal\", {mismatch}"),
         )
     };
@@ -328,7 +333,7 @@ fn plugin_samplers_are_checked_in_the_recipe() {
     let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
     refused(&out, "graph::unknown_attribute");
     assert!(flat(&out.stderr).contains("tags"), "{}", out.stderr);
-    let g = temp_graph("samplers-role", &with("mismatch: \"samplers.truncated_normal\","));
+    let g = temp_graph("samplers-role", &with("mismatch: \"samplers.truncated_normal\", mismatch_params: (),"));
     let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
     refused(&out, "is not a mismatch sampler");
 }

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use stackflow_core::dsl::Parsed;
 use stackflow_core::ir::{Net, Producer};
 use stackflow_core::registry::Registry;
 use stackflow_core::Result;
@@ -40,7 +41,7 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     let mut out = String::new();
     for net in nets {
         match a.format {
-            Format::Text => text(net, &mut out),
+            Format::Text => text(net, &flow.parsed, &mut out),
             Format::Dot => dot(net, &mut out),
         }
     }
@@ -48,8 +49,10 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     Ok(())
 }
 
-fn text(net: &Net, out: &mut String) {
-    let _ = writeln!(out, "net {}", net.name);
+/// One line per node, each with the file and line that wrote it (a template's nodes
+/// point into the template, wherever it was included from).
+fn text(net: &Net, parsed: &Parsed, out: &mut String) {
+    let _ = writeln!(out, "net {}  ({})", net.name, parsed.place(&["nets".into(), net.name.as_str().into()]));
     for (name, v) in &net.inputs {
         let _ = writeln!(out, "  input  {name} {}", net.values[*v].shape);
     }
@@ -57,7 +60,15 @@ fn text(net: &Net, out: &mut String) {
         let ins: Vec<&str> = n.inputs.iter().map(|&v| net.values[v].name.as_str()).collect();
         let outs: Vec<String> = n.outputs.iter().map(|&v| net.values[v].shape.to_string()).collect();
         let frozen = if n.frozen { " (frozen)" } else { "" };
-        let _ = writeln!(out, "  {:<28} {:<24} ({}) -> {}{frozen}", n.path, n.kind, ins.join(", "), outs.join(", "));
+        let at = parsed.src.place(n.span.offset());
+        let _ = writeln!(
+            out,
+            "  {:<28} {:<24} ({}) -> {}{frozen}  @ {at}",
+            n.path,
+            n.kind,
+            ins.join(", "),
+            outs.join(", ")
+        );
     }
     for (name, v) in &net.outputs {
         let _ = writeln!(out, "  output {name} = {} {}", net.values[*v].name, net.values[*v].shape);

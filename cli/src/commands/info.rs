@@ -34,9 +34,11 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
         estimate::check_memory(&flow, net, 1, false, a.graph.max_memory)?;
         let s = estimate::stats(net);
         let train_mem = estimate::memory_bytes(net, a.batch, true);
+        let written_at = flow.parsed.place(&["nets".into(), net.name.as_str().into()]);
         if a.json {
             json.push(serde_json::json!({
                 "net": net.name,
+                "written_at": written_at,
                 "trainable_params": s.trainable,
                 "frozen_params": s.frozen,
                 "buffers": s.buffers,
@@ -51,6 +53,7 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
             v.iter().map(|(n, id)| format!("{n} {}", net.values[*id].shape)).collect::<Vec<_>>().join(", ")
         };
         println!("net {}", net.name);
+        println!("  written at:  {written_at}");
         println!("  inputs:      {}", io(&net.inputs));
         println!("  outputs:     {}", io(&net.outputs));
         println!("  nodes:       {}", net.nodes.len());
@@ -75,6 +78,11 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     }
     if a.json {
         println!("{}", serde_json::Value::Array(json));
+    } else if a.net.is_none() && !flow.parsed.doc.blocks.is_empty() {
+        println!("templates");
+        for name in flow.parsed.doc.blocks.keys() {
+            println!("  {name:<16} {}", flow.parsed.place(&["blocks".into(), name.as_str().into()]));
+        }
     }
     Ok(())
 }

@@ -27,6 +27,10 @@ pub struct GraphArgs {
     /// field, `--set stage1.epochs=4` (repeatable; see docs/graph-format.md).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
+    /// Take a net from another graph file, `--use d1=graphs/variants/d1_patch.ron`, with
+    /// the templates it uses (repeatable; the recipe stays this file's).
+    #[arg(long = "use", value_name = "NET=FILE")]
+    pub uses: Vec<String>,
     /// Refuse nets whose estimated memory exceeds this, e.g. `8GiB`, `512MiB`.
     #[arg(long, value_name = "SIZE", default_value = "16GiB", value_parser = parse_size)]
     pub max_memory: u64,
@@ -44,7 +48,18 @@ impl GraphArgs {
     /// Parse the graph, add the plugins it and the flags name to the kinds of `base`, and
     /// check it.
     pub fn build_with_registry(&self, base: &Registry) -> Result<(Flow, Registry)> {
-        let parsed = dsl::load(&self.file)?;
+        let mut parsed = dsl::load(&self.file)?;
+        let flags = stackflow_core::error::SourceFile::new("--use", self.uses.join(" "));
+        let mut at = 0;
+        for flag in &self.uses {
+            let Some((net, file)) = flag.split_once('=') else {
+                return Err(flags
+                    .error("cli::bad_use", (at, flag.len().max(1)).into(), format!("`--use {flag}` is not `NET=FILE`"))
+                    .with_help("e.g. `--use d1=graphs/variants/d1_patch.ron`"));
+            };
+            parsed = dsl::compose::use_net(&parsed, net.trim(), std::path::Path::new(file.trim()), &flags, at)?;
+            at += flag.len() + 1;
+        }
         let mut registry = base.clone();
         for lib in plugin::requested(Some(&self.file), &parsed.doc.plugins, &self.plugins) {
             plugin::load(&mut registry, &lib)?;

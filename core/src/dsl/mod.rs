@@ -1,47 +1,96 @@
 //! The graph file as written: RON parsed into plain serde types (`Doc`), with the source
 //! text and a span tree kept so that every later error can point at its cause.
 
+pub mod compose;
 pub mod expr;
+pub mod recipe;
 pub mod spans;
+pub mod write;
 
 use std::path::Path;
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SourceFile, Span};
+pub use recipe::{CheckpointEvery, DCondition, DataDef, LrDecay, Optimizer, StageDef, StagePatch};
 pub use spans::{Key, SpanTree};
 
 /// Graph files larger than this are refused before parsing.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
-/// A parsed graph file: the whole StackGAN (nets, templates, training recipe).
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename = "Flow")]
+/// A flow with every `extends` and `include` applied: the whole StackGAN (nets,
+/// templates, training recipe) as the compiler sees it.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename = "Flow")]
 pub struct Doc {
     /// The flow's name (used for run directories).
     pub name: String,
     /// Named integer variables: numbers or expressions over earlier variables.
+    pub vars: ron::Value,
+    /// Plugin libraries to load, relative to the (first) graph file.
+    pub plugins: Vec<String>,
+    /// Reusable parameterised sub-graphs.
+    pub blocks: IndexMap<String, BlockDef>,
+    /// The networks.
+    pub nets: IndexMap<String, NetDef>,
+    /// Weight-name maps for other implementations' checkpoints: format → net → map.
+    pub weight_maps: IndexMap<String, IndexMap<String, WeightMapDef>>,
+    /// The training recipe: stages run in order.
+    pub train: Vec<StageDef>,
+}
+
+/// A graph file as written: a flow that may extend another file and include libraries.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "Flow")]
+pub struct FlowFile {
+    /// The flow's name; inherited from the file extended when left out.
+    #[serde(default, deserialize_with = "present")]
+    pub name: Option<String>,
+    /// A graph file this one starts from, relative to this file.
+    #[serde(default, deserialize_with = "present")]
+    pub extends: Option<String>,
+    /// Library files whose blocks and nets this file uses, relative to this file.
+    #[serde(default)]
+    pub include: Vec<String>,
+    /// Named integer variables: numbers or expressions over earlier variables.
     #[serde(default = "unit")]
     pub vars: ron::Value,
-    /// Plugin libraries to load, relative to the graph file.
+    /// Plugin libraries to load, relative to this file.
     #[serde(default)]
     pub plugins: Vec<String>,
     /// Reusable parameterised sub-graphs.
     #[serde(default)]
     pub blocks: IndexMap<String, BlockDef>,
     /// The networks.
+    #[serde(default)]
     pub nets: IndexMap<String, NetDef>,
     /// Weight-name maps for other implementations' checkpoints: format → net → map.
     #[serde(default)]
     pub weight_maps: IndexMap<String, IndexMap<String, WeightMapDef>>,
-    /// The training recipe: stages run in order.
+    /// The training recipe, stage by stage (field by field over an extended file's stage).
     #[serde(default)]
-    pub train: Vec<StageDef>,
+    pub train: Vec<StagePatch>,
+}
+
+/// A library file (`Library(blocks: {…}, nets: {…})`): templates and nets to `include`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename = "Library")]
+pub struct LibraryFile {
+    /// Reusable parameterised sub-graphs.
+    #[serde(default)]
+    pub blocks: IndexMap<String, BlockDef>,
+    /// Networks.
+    #[serde(default)]
+    pub nets: IndexMap<String, NetDef>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// A block template: nodes wired to named inputs, parameterised by `params`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename = "Block")]
 pub struct BlockDef {
     /// One-line description shown by `stackflow plugins list` and `info`.
@@ -69,7 +118,7 @@ fn default_block_inputs() -> Vec<String> {
 }
 
 /// A network: typed inputs, nodes, named outputs.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename = "Net")]
 pub struct NetDef {
     /// Input names and per-sample shapes (batch dimension implicit).
@@ -81,7 +130,7 @@ pub struct NetDef {
 }
 
 /// One node: `(id, kind, attributes, inputs)`.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct NodeDef(
     pub String,
     pub String,
@@ -90,7 +139,7 @@ pub struct NodeDef(
 );
 
 /// How one net's parameter paths map to another implementation's tensor names.
-#[derive(Clone, Debug, Deserialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, rename = "WeightMap")]
 pub struct WeightMapDef {
     /// Ordered prefix rewrites such as `("g1.up1.conv.", "upsample1.1.")`; `*` matches
@@ -102,179 +151,15 @@ pub struct WeightMapDef {
     pub embedded: IndexMap<String, String>,
 }
 
-/// One training stage: a GAN game between a generator and a discriminator net.
-#[derive(Clone, Debug, Deserialize)]
-#[serde(deny_unknown_fields, rename = "Stage")]
-pub struct StageDef {
-    /// Stage name (`stage1`).
-    pub name: String,
-    /// The net playing G; needs outputs `fake_img`, `mu`, `logvar`.
-    pub generator: String,
-    /// The net playing D; needs input `img` and the outputs the loss asks for.
-    pub discriminator: String,
-    /// Nets whose parameters are not trained in this stage.
-    #[serde(default)]
-    pub frozen: Vec<String>,
-    /// The GAN loss kind.
-    #[serde(default = "default_loss")]
-    pub loss: String,
-    /// Attributes of the loss.
-    #[serde(default = "unit")]
-    pub loss_params: ron::Value,
-    /// The noise sampler kind.
-    #[serde(default = "default_noise")]
-    pub noise: String,
-    /// The mismatched-text sampler kind.
-    #[serde(default = "default_mismatch")]
-    pub mismatch: String,
-    /// Attributes of the mismatch sampler.
-    #[serde(default = "unit")]
-    pub mismatch_params: ron::Value,
-    /// What D's `cond` input receives: G's detached CA mean (StackGAN-Pytorch) or the
-    /// text embedding itself, for a D with its own text projection (the TF original).
-    #[serde(default)]
-    pub d_condition: DCondition,
-    /// Weight of the CA KL term in the G loss.
-    #[serde(default = "default_kl")]
-    pub kl_weight: f64,
-    /// Optimiser of both nets (unless `d_optimizer` is given).
-    #[serde(default)]
-    pub optimizer: Optimizer,
-    /// Optimiser of D, if it differs.
-    #[serde(default)]
-    pub d_optimizer: Option<Optimizer>,
-    /// Learning-rate schedule.
-    #[serde(default)]
-    pub lr_decay: LrDecay,
-    /// Number of epochs.
-    pub epochs: u64,
-    /// Batch size.
-    pub batch: u64,
-    /// Where images and captions come from.
-    pub data: DataDef,
-    /// Checkpoints within an epoch, besides the one at each epoch's end.
-    #[serde(default)]
-    pub checkpoint_every: Option<CheckpointEvery>,
-    /// An exponential moving average of G's weights with this decay per G step
-    /// (`Some(0.999)`); the stage's G ends as the average.
-    #[serde(default)]
-    pub ema: Option<f64>,
-}
-
-/// How often a stage writes a checkpoint within an epoch.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
-pub enum CheckpointEvery {
-    /// Every this many iterations.
-    Steps(u64),
-    /// Every this many minutes of training.
-    Minutes(u64),
-}
-
-fn default_loss() -> String {
-    "stackgan.matching_aware_bce".into()
-}
-fn default_noise() -> String {
-    "core.normal".into()
-}
-fn default_mismatch() -> String {
-    "stackgan.batch_shift".into()
-}
-fn default_kl() -> f64 {
-    2.0
-}
-
-/// The source of the discriminator's condition.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-pub enum DCondition {
-    /// The generator's CA mean μ, detached.
-    #[default]
-    Mu,
-    /// The text embedding.
-    Embedding,
-}
-
-/// An optimiser and its hyper-parameters.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub enum Optimizer {
-    /// Adam as in PyTorch.
-    Adam {
-        /// Learning rate.
-        lr: f64,
-        /// (β1, β2).
-        #[serde(default = "default_betas")]
-        betas: (f64, f64),
-        /// ε added to the denominator.
-        #[serde(default = "default_eps")]
-        eps: f64,
-    },
-}
-
-fn default_betas() -> (f64, f64) {
-    (0.5, 0.999)
-}
-fn default_eps() -> f64 {
-    1e-8
-}
-
-impl Default for Optimizer {
-    fn default() -> Self {
-        Optimizer::Adam { lr: 2e-4, betas: default_betas(), eps: default_eps() }
-    }
-}
-
-/// A learning-rate schedule.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub enum LrDecay {
-    /// Constant learning rate.
-    #[default]
-    Constant,
-    /// Halve the learning rate every `every_epochs` epochs.
-    Halve {
-        /// Period in epochs.
-        every_epochs: u64,
-    },
-}
-
-/// A dataset.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub enum DataDef {
-    /// Generated captioned shapes; no files needed.
-    SyntheticShapes {
-        /// Number of images per epoch.
-        #[serde(default = "default_count")]
-        count: u64,
-        /// Generator seed.
-        #[serde(default)]
-        seed: u64,
-    },
-    /// A StackGAN (CUB/Oxford) style folder.
-    Folder {
-        /// The dataset root, relative to the graph file.
-        root: String,
-        /// The split (`train` or `test`).
-        #[serde(default = "default_split")]
-        split: String,
-    },
-}
-
-fn default_count() -> u64 {
-    2048
-}
-fn default_split() -> String {
-    "train".into()
-}
-
-/// A graph file: its source, parsed document and span tree.
+/// A flow ready to compile: its sources, resolved document and span tree.
 #[derive(Clone, Debug)]
 pub struct Parsed {
-    /// The text and its name.
+    /// The text and its name; for a flow of several files, every file joined
+    /// ([`SourceFile::joined`]), named after the file given.
     pub src: SourceFile,
-    /// The typed document.
+    /// The resolved document.
     pub doc: Doc,
-    /// Spans of every value.
+    /// Spans of every value of `doc`, into `src`, in whichever file it was written.
     pub spans: SpanTree,
 }
 
@@ -288,10 +173,42 @@ impl Parsed {
     pub fn error(&self, code: &'static str, path: &[Key], message: impl Into<String>) -> Error {
         self.src.error(code, self.span(path), message)
     }
+
+    /// `file:line` where the value at `path` is written.
+    pub fn place(&self, path: &[Key]) -> String {
+        self.src.place(self.span(path).offset())
+    }
+
+    /// Whether the flow was read from more than one file.
+    pub fn is_composed(&self) -> bool {
+        self.src.files().len() > 1
+    }
+
+    /// The flow as one self-contained graph file: the text as given for a single file,
+    /// else the resolved document written out ([`write::flow_text`]). Run directories keep
+    /// this text, and graph hashes cover it.
+    pub fn resolved_text(&self) -> Result<std::borrow::Cow<'_, str>> {
+        Ok(if self.is_composed() {
+            std::borrow::Cow::Owned(write::flow_text(&self.doc, &self.src)?)
+        } else {
+            std::borrow::Cow::Borrowed(&self.src.text)
+        })
+    }
 }
 
-/// Read and parse a graph file.
+/// Read a graph file and every file it extends or includes.
 pub fn load(path: &Path) -> Result<Parsed> {
+    compose::resolve(read_file(path)?, path.parent().unwrap_or(Path::new("")))
+}
+
+/// Parse graph text; files it extends or includes are found next to `src.name`.
+pub fn parse(src: SourceFile) -> Result<Parsed> {
+    let dir = Path::new(&src.name).parent().unwrap_or(Path::new("")).to_path_buf();
+    compose::resolve(src, &dir)
+}
+
+/// The text of a graph or library file, refused when too large or not UTF-8.
+pub fn read_file(path: &Path) -> Result<SourceFile> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
     if meta.len() as usize > MAX_FILE_BYTES {
         return Err(Error::input(
@@ -311,22 +228,21 @@ pub fn load(path: &Path) -> Result<Parsed> {
         ));
     }
     let name = path.display().to_string();
-    let text = match String::from_utf8(bytes) {
-        Ok(t) => t,
+    match String::from_utf8(bytes) {
+        Ok(t) => Ok(SourceFile::new(name, t)),
         Err(e) => {
             let at = e.utf8_error().valid_up_to();
             let lossy = String::from_utf8_lossy(e.as_bytes()).into_owned();
             let src = SourceFile::new(name, lossy);
-            return Err(src
+            Err(src
                 .error("graph::not_utf8", (at, 1).into(), "graph file is not valid UTF-8 text")
-                .with_help("graph files are RON text; is this the right file?"));
+                .with_help("graph files are RON text; is this the right file?"))
         }
-    };
-    parse(SourceFile::new(name, text))
+    }
 }
 
-/// Parse graph text.
-pub fn parse(src: SourceFile) -> Result<Parsed> {
+/// One file's text as `T` (a [`FlowFile`] or [`LibraryFile`]) and its span tree.
+pub fn parse_text<T: serde::de::DeserializeOwned>(src: &SourceFile) -> Result<(T, SpanTree)> {
     if src.text.len() > MAX_FILE_BYTES {
         return Err(src.error("graph::too_large", (0, 0).into(), "graph text is too large"));
     }
@@ -335,12 +251,12 @@ pub fn parse(src: SourceFile) -> Result<Parsed> {
             .error("graph::empty", src.whole(), "graph file is empty")
             .with_help("a graph file starts with `Flow(name: \"…\", nets: { … })`; see docs/graph-format.md"));
     }
-    let doc: Doc = match ron::Options::default().from_str(&src.text) {
+    let doc: T = match ron::Options::default().from_str(&src.text) {
         Ok(d) => d,
-        Err(e) => return Err(ron_error(&src, &e)),
+        Err(e) => return Err(ron_error(src, &e)),
     };
     let spans = SpanTree::scan(&src.text).unwrap_or_default();
-    Ok(Parsed { src, doc, spans })
+    Ok((doc, spans))
 }
 
 fn ron_error(src: &SourceFile, e: &ron::error::SpannedError) -> Error {

@@ -101,6 +101,52 @@ impl SpanTree {
         let r = t.key_range.unwrap_or(t.range);
         Some((r.0, r.1 - r.0).into())
     }
+
+    /// The children, in text order.
+    pub fn children(&self) -> &[(Key, SpanTree)] {
+        &self.children
+    }
+
+    /// This tree with every offset moved by `by` (a file's place in a joined source).
+    pub fn shifted(mut self, by: usize) -> Self {
+        self.shift(by);
+        self
+    }
+
+    fn shift(&mut self, by: usize) {
+        self.range = (self.range.0 + by, self.range.1 + by);
+        self.key_range = self.key_range.map(|(a, b)| (a + by, b + by));
+        for (_, c) in &mut self.children {
+            c.shift(by);
+        }
+    }
+
+    /// The child under `key`, made by `make` first if there is none.
+    pub fn child_or(&mut self, key: Key, make: impl FnOnce() -> SpanTree) -> &mut SpanTree {
+        if self.child(&key).is_none() {
+            self.set_child(key.clone(), make());
+        }
+        let i = self.children.iter().position(|(k, _)| *k == key).unwrap_or(0);
+        &mut self.children[i].1
+    }
+
+    /// The same span without children (a section to fill from several files).
+    pub fn emptied(&self) -> SpanTree {
+        SpanTree { range: self.range, key_range: self.key_range, ..SpanTree::default() }
+    }
+
+    /// Put `tree` under `key`, replacing the child of that key if there is one.
+    pub fn set_child(&mut self, key: Key, tree: SpanTree) {
+        match self.children.iter().position(|(k, _)| *k == key) {
+            Some(i) => self.children[i].1 = tree,
+            None => {
+                if let Key::Name(n) = &key {
+                    self.names.insert(n.clone(), self.children.len());
+                }
+                self.children.push((key, tree));
+            }
+        }
+    }
 }
 
 const MAX_DEPTH: usize = 256;

@@ -1,7 +1,7 @@
 //! From `Doc` to checked nets: variables and `--set` overrides, template expansion, net
 //! embedding, edge resolution, cycle detection, and shape inference as each node is wired.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use petgraph::algo::{tarjan_scc, toposort};
@@ -33,9 +33,6 @@ pub fn build(parsed: Arc<Parsed>, registry: &Registry, opts: &BuildOptions) -> R
         Some(changed) => Arc::new(changed),
         None => parsed,
     };
-    check_unique_keys(&parsed, &["nets".into()])?;
-    check_unique_keys(&parsed, &["blocks".into()])?;
-    check_unique_keys(&parsed, &["vars".into()])?;
     let vars = eval_vars(&parsed, &opts.overrides)?;
     for (name, _) in &parsed.doc.blocks {
         if parsed.doc.nets.contains_key(name) {
@@ -73,22 +70,6 @@ struct TemplateUse<'a> {
     def: &'a crate::dsl::BlockDef,
     attrs: Vec<Attr>,
     id: &'a str,
-}
-
-fn check_unique_keys(p: &Parsed, path: &[Key]) -> Result<()> {
-    let Some(t) = p.spans.get(path) else { return Ok(()) };
-    let mut seen: HashSet<&str> = HashSet::new();
-    let mut i = 0;
-    while let Some(k) = t.nth_key(i) {
-        if let Key::Name(n) = k {
-            if !seen.insert(n.as_str()) {
-                let span = t.nth_span(i).unwrap_or_else(|| t.span());
-                return Err(p.src.error("graph::duplicate_name", span, format!("`{n}` is defined twice")));
-            }
-        }
-        i += 1;
-    }
-    Ok(())
 }
 
 fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> {

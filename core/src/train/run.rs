@@ -107,7 +107,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     if stages.is_empty() {
         return Err(Error::input("run::no_recipe", format!("{} has no `train` stages", flow.parsed.src.name)));
     }
-    let hash = checkpoint::graph_hash(&flow.parsed.src.text, &opts.overrides);
+    let hash = checkpoint::graph_hash(&flow.parsed.resolved_text()?, &opts.overrides);
     let seed = resolve_seed(opts)?;
     let mut store = ParamStore::new(dev);
     for (i, net) in flow.nets.iter().enumerate() {
@@ -237,8 +237,7 @@ fn prepare_dir(flow: &Flow, opts: &RunOptions, hash: &str, seed: u64) -> Result<
             }
         }
     };
-    let text = &flow.parsed.src.text;
-    rundir::write_graph(dir, text, &opts.overrides)?;
+    rundir::write_graph(dir, &flow.parsed.resolved_text()?, &opts.overrides)?;
     let plugins = opts.plugins.iter().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.clone())).collect();
     let info = RunInfo {
         graph: opts.graph_path.clone(),
