@@ -146,6 +146,10 @@ fn a_run_keeps_the_resolved_flow_and_resumes_from_it() {
     // Resume from the graph files as given, and from the run (sample reads graph.ron).
     let out = stackflow(&["run", &child, "--quiet", "--resume", run.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // An edit to any of the files is a different graph.
+    tiny_graph(&work, "base", |t| t.replace("z_dim: 8", "z_dim: 6"));
+    let out = stackflow(&["run", &child, "--quiet", "--resume", run.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("run::graph_changed"), "{}", out.stderr);
     let captions = write(&work, "captions.txt", "a red circle on a blue background\n");
     let out = stackflow(&[
         "sample",

@@ -54,10 +54,10 @@ fn train_resume_sample_eval() {
         assert!(va == &tb[name].1, "{name} differs between the resumed and the uninterrupted run");
     }
 
-    // A different graph is refused.
+    // Other --set values are refused, with both sets shown.
     let out = run(&["--resume", b_s, "--set", "gf_dim=8"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
-    assert!(out.stderr.contains("run::graph_changed"), "{}", out.stderr);
+    assert!(out.stderr.contains("run::set_changed") && out.stderr.contains("not --set gf_dim=8"), "{}", out.stderr);
 
     // Sampling and interpolation.
     let caps = a.join("captions.txt");
@@ -200,6 +200,11 @@ fn set_reaches_recipe_fields_and_resume_keeps_them() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let head = std::fs::read_to_string(d.join("graph.ron")).unwrap();
     assert!(head.starts_with("// --set stage1.epochs=3"), "graph.ron records the flags: {head:.80}");
+    let out = run(&["--resume", d_s, "--set", "stage1.epochs=4"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("run::set_changed"), "{}", out.stderr);
+    assert!(out.stderr.contains("--set stage1.epochs=3 --set stage1.lr=1e-4, not"), "{}", out.stderr);
+    assert!(out.stderr.contains("stage1.epochs=4"), "{}", out.stderr);
     let out = run(&["--resume", d_s]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let metrics = std::fs::read_to_string(d.join("metrics.jsonl")).unwrap();

@@ -93,10 +93,26 @@ fn watch_signals(flag: &Arc<AtomicUsize>) -> Result<()> {
 
 fn run_on<D: KernelDevice>(dev: D, a: Args, kinds: &Registry) -> Result<()> {
     let resume = a.resume.as_deref().map(|p| rundir::resume_from(p, a.out.as_deref())).transpose()?;
-    // On resume, `--set` defaults to the run's own overrides.
+    // On resume, `--set` defaults to the run's own overrides; other values are refused.
     let mut graph = a.graph.clone();
-    if let (Some(r), true) = (&resume, graph.set.is_empty()) {
-        graph.set = r.loaded.meta.overrides.clone();
+    if let Some(r) = &resume {
+        let recorded = &r.loaded.meta.overrides;
+        if graph.set.is_empty() {
+            graph.set = recorded.clone();
+        } else if &graph.set != recorded {
+            let show = |v: &[String]| {
+                if v.is_empty() {
+                    "no --set".to_string()
+                } else {
+                    v.iter().map(|s| format!("--set {s}")).collect::<Vec<_>>().join(" ")
+                }
+            };
+            return Err(Error::input(
+                "run::set_changed",
+                format!("the run was trained with {}, not {}", show(recorded), show(&graph.set)),
+            )
+            .with_help("leave `--set` out to continue with the run's own values (its graph.ron records them)"));
+        }
     }
     let (flow, registry) = graph.build_with_registry(kinds)?;
     for st in &flow.parsed.doc.train {
