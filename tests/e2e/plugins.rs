@@ -333,6 +333,14 @@ fn plugin_samplers_are_checked_in_the_recipe() {
     let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
     refused(&out, "graph::unknown_attribute");
     assert!(flat(&out.stderr).contains("tags"), "{}", out.stderr);
+    // The noise sampler's own attributes.
+    let g = temp_graph("noise-params", &with("noise_params: (truncation: 0.5),"));
+    let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let g = temp_graph("noise-params-bad", &with("noise_params: (truncate: 0.5),"));
+    let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
+    refused(&out, "graph::unknown_attribute");
+    assert!(flat(&out.stderr).contains("truncation"), "{}", out.stderr);
     let g = temp_graph("samplers-role", &with("mismatch: \"samplers.truncated_normal\", mismatch_params: (),"));
     let out = with_plugins(&["check", g.to_str().unwrap()], &plugins);
     refused(&out, "is not a mismatch sampler");

@@ -81,6 +81,8 @@ stage_fields! {
         loss_params: ron::Value = ron::Value::Unit,
         /// The noise sampler kind.
         noise: String = "core.normal".into(),
+        /// Attributes of the noise sampler (`(truncation: 0.5)`).
+        noise_params: ron::Value = ron::Value::Unit,
         /// The mismatched-text sampler kind.
         mismatch: String = "stackgan.batch_shift".into(),
         /// Attributes of the mismatch sampler.

@@ -102,7 +102,7 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         a.finish()?;
         Ok(s)
     };
-    let SamplerImpl::Noise(noise) = sampler("noise", &st.noise, &ron::Value::Unit, "noise")? else {
+    let SamplerImpl::Noise(noise) = sampler("noise", &st.noise, &st.noise_params, "noise_params")? else {
         return Err(p.error("graph::bad_value", &at("noise"), format!("`{}` is not a noise sampler", st.noise)));
     };
     let SamplerImpl::Mismatch(mismatch) = sampler("mismatch", &st.mismatch, &st.mismatch_params, "mismatch_params")?
