@@ -79,6 +79,29 @@ fn train_resume_sample_eval() {
         let img = image_size(&samples.join(f));
         assert!(img.0 >= 16 && img.1 >= 16, "{f}: {img:?}");
     }
+    // The noise is the run's sampler unless named: the same sampler named gives the same
+    // images, a narrower one others; the flags are checked.
+    let sample_with = |dir: &str, noise: &[&str]| {
+        let out_dir = a.join(dir);
+        let mut args = vec!["sample", a_s, "--captions", caps.to_str().unwrap(), "--per-caption", "3"];
+        args.extend_from_slice(&["--out-dir", out_dir.to_str().unwrap()]);
+        args.extend_from_slice(noise);
+        let out = stackflow(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        std::fs::read(out_dir.join("grid.png")).unwrap()
+    };
+    let default = std::fs::read(samples.join("grid.png")).unwrap();
+    assert!(sample_with("named", &["--noise", "core.normal"]) == default);
+    assert!(sample_with("narrow", &["--noise", "core.normal", "--noise-attr", "std=0.25"]) != default);
+    let bad = |noise: &[&str], code: &str| {
+        let mut args = vec!["sample", a_s, "--captions", caps.to_str().unwrap(), "--out-dir", "unused"];
+        args.extend_from_slice(noise);
+        let out = stackflow(&args);
+        assert!(out.code == 1 && out.stderr.contains(code), "{noise:?}: {}", out.stderr);
+    };
+    bad(&["--noise-attr", "std=0.5"], "cli::bad_noise");
+    bad(&["--noise", "core.normal", "--noise-attr", "sd=0.5"], "graph::unknown_attribute");
+    bad(&["--noise", "stackgan.batch_shift"], "cli::bad_noise");
     let strip = a.join("strip.png");
     let out = stackflow(&[
         "interpolate",

@@ -5,13 +5,15 @@ use stackflow_core::registry::Registry;
 use stackflow_core::train::infer::{self, Scores};
 use stackflow_core::{Error, Result};
 
-use super::TrainedArgs;
+use super::{NoiseArgs, TrainedArgs};
 
 /// Arguments of `eval`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub run: TrainedArgs,
+    #[command(flatten)]
+    pub noise: NoiseArgs,
     /// Held-out captions to score.
     #[arg(long, default_value_t = 64)]
     pub captions: usize,
@@ -80,7 +82,8 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     let mut all = Vec::new();
     for s in stages {
         let dev = stackflow_core::exec::cpu(a.seed);
-        let (model, real) = infer::evaluate(&t, dev, s, a.captions, a.per_caption, a.seed)?;
+        let noise = a.noise.sampler(&t, s)?;
+        let (model, real) = infer::evaluate(&t, dev, (s, &*noise), a.captions, a.per_caption, a.seed)?;
         all.push(StageScores { stage: s + 1, side: t.generator(s).side, model, real });
     }
     let warnings = regressions(&all);

@@ -69,6 +69,24 @@ impl GraphArgs {
     }
 }
 
+/// The noise a sampling command draws (default: the sampler the stage trained with).
+#[derive(clap::Args, Debug, Clone)]
+pub struct NoiseArgs {
+    /// A noise sampler kind instead of the run's, e.g. `samplers.truncated_normal`.
+    #[arg(long, value_name = "KIND")]
+    pub noise: Option<String>,
+    /// An attribute of `--noise`, e.g. `--noise-attr truncation=0.5` (repeatable).
+    #[arg(long = "noise-attr", value_name = "NAME=VALUE")]
+    pub noise_attrs: Vec<String>,
+}
+
+impl NoiseArgs {
+    /// The sampler for stage `s` of `t`.
+    pub fn sampler(&self, t: &infer::Trained, s: usize) -> Result<Arc<dyn stackflow_core::kind::NoiseSampler>> {
+        t.noise(s, self.noise.as_deref(), &self.noise_attrs)
+    }
+}
+
 /// A trained run and the plugin libraries it needs.
 #[derive(clap::Args, Debug, Clone)]
 pub struct TrainedArgs {

@@ -8,13 +8,15 @@ use stackflow_core::registry::Registry;
 use stackflow_core::train::infer;
 use stackflow_core::{Error, Result};
 
-use super::{Device, TrainedArgs};
+use super::{Device, NoiseArgs, TrainedArgs};
 
 /// Arguments of `sample`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     #[command(flatten)]
     pub run: TrainedArgs,
+    #[command(flatten)]
+    pub noise: NoiseArgs,
     /// A text file with one caption per line.
     #[arg(long, conflicts_with = "embeddings", required_unless_present = "embeddings")]
     pub captions: Option<PathBuf>,
@@ -43,6 +45,8 @@ pub struct Args {
 pub struct InterpolateArgs {
     #[command(flatten)]
     pub run: TrainedArgs,
+    #[command(flatten)]
+    pub noise: NoiseArgs,
     /// Caption at the left end.
     #[arg(long)]
     pub from: String,
@@ -102,7 +106,8 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
     };
     infer::check_image_budget(labels.len().saturating_mul(a.per_caption), gen.side)?;
     let mut store = t.store(dev)?;
-    let (images, side) = infer::generate_many(&t.flow, s, &mut store, &embeds, a.per_caption, a.seed)?;
+    let noise = a.noise.sampler(&t, s)?;
+    let (images, side) = infer::generate_many(&t.flow, (s, &*noise), &mut store, &embeds, a.per_caption, a.seed)?;
     std::fs::create_dir_all(&a.out_dir).map_err(|err| Error::io(&a.out_dir, err))?;
     for (i, img) in images.iter().enumerate() {
         write_png(&a.out_dir.join(format!("{}-{}.png", i / a.per_caption, i % a.per_caption)), img, side)?;
@@ -131,11 +136,13 @@ pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
         })
         .collect();
     let mut store = t.store(stackflow_core::exec::cpu(a.seed))?;
+    let noise = a.noise.sampler(&t, s)?;
     // The same seed for every image: one noise vector, only the sentence embedding moves.
     let mut images = Vec::new();
     let mut side = 0;
     for i in 0..a.steps {
-        let (img, img_side) = infer::generate_many(&t.flow, s, &mut store, &embeds[i * e..(i + 1) * e], 1, a.seed)?;
+        let (img, img_side) =
+            infer::generate_many(&t.flow, (s, &*noise), &mut store, &embeds[i * e..(i + 1) * e], 1, a.seed)?;
         images.extend(img);
         side = img_side;
     }

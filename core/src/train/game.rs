@@ -67,45 +67,76 @@ fn adam_of(o: &Optimizer) -> AdamConfig {
     AdamConfig { lr: *lr, betas: *betas, eps: *eps }
 }
 
+/// The attributes a recipe field gives (`loss_params`, `mismatch_params`, …), spanned.
+fn recipe_attrs(flow: &Flow, index: usize, field: &str, v: &ron::Value) -> Result<Vec<Attr>> {
+    let p = &flow.parsed;
+    let at = vec![Key::from("train"), Key::Index(index), Key::from(field)];
+    let items = entries(v)
+        .ok_or_else(|| p.error("graph::bad_value", &at, format!("`{field}` must be a map such as `(share: 0.5)`")))?;
+    Ok(items
+        .into_iter()
+        .map(|(name, value)| {
+            let path = [at.clone(), vec![Key::from(name.as_str())]].concat();
+            Attr { span: p.span(&path), key_span: p.spans.key_span(&path), name, value }
+        })
+        .collect())
+}
+
+/// The sampler a stage names in `field` (kind `kind`), configured with `params` (written
+/// in `params_field`).
+fn recipe_sampler(
+    flow: &Flow,
+    registry: &Registry,
+    index: usize,
+    [field, kind, params_field]: [&str; 3],
+    params: &ron::Value,
+) -> Result<SamplerImpl> {
+    let p = &flow.parsed;
+    let at = vec![Key::from("train"), Key::Index(index), Key::from(field)];
+    let k = registry.samplers().get(kind).ok_or_else(|| {
+        p.error("graph::unknown_kind", &at, format!("unknown sampler `{kind}`"))
+            .with_help(registry.samplers().suggest(kind))
+    })?;
+    let mut a = Attrs::new(recipe_attrs(flow, index, params_field, params)?, &flow.vars, &p.src, p.span(&at), kind);
+    let s = k.configure(&mut a)?;
+    a.finish()?;
+    Ok(s)
+}
+
+/// The noise sampler of stage `index`, with its `noise_params`.
+pub fn stage_noise(flow: &Flow, registry: &Registry, index: usize) -> Result<Arc<dyn NoiseSampler>> {
+    let st = &flow.parsed.doc.train[index];
+    match recipe_sampler(flow, registry, index, ["noise", &st.noise, "noise_params"], &st.noise_params)? {
+        SamplerImpl::Noise(noise) => Ok(noise),
+        SamplerImpl::Mismatch(_) => Err(flow.parsed.error(
+            "graph::bad_value",
+            &["train".into(), Key::Index(index), "noise".into()],
+            format!("`{}` is not a noise sampler", st.noise),
+        )),
+    }
+}
+
 /// Resolve stage `index` of the recipe: kinds, attributes and the ports the game needs.
 pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetup> {
     let p = &flow.parsed;
     let st = &p.doc.train[index];
     let at = |field: &str| vec![Key::from("train"), Key::Index(index), Key::from(field)];
-    let attrs_of = |field: &str, v: &ron::Value| -> Result<Vec<Attr>> {
-        let items = entries(v).ok_or_else(|| {
-            p.error("graph::bad_value", &at(field), format!("`{field}` must be a map such as `(share: 0.5)`"))
-        })?;
-        Ok(items
-            .into_iter()
-            .map(|(name, value)| {
-                let path = [at(field), vec![Key::from(name.as_str())]].concat();
-                Attr { span: p.span(&path), key_span: p.spans.key_span(&path), name, value }
-            })
-            .collect())
-    };
     let loss_kind = registry.losses().get(&st.loss).ok_or_else(|| {
         p.error("graph::unknown_kind", &at("loss"), format!("unknown loss `{}`", st.loss))
             .with_help(registry.losses().suggest(&st.loss))
     })?;
-    let mut a =
-        Attrs::new(attrs_of("loss_params", &st.loss_params)?, &flow.vars, &p.src, p.span(&at("loss")), &st.loss);
+    let mut a = Attrs::new(
+        recipe_attrs(flow, index, "loss_params", &st.loss_params)?,
+        &flow.vars,
+        &p.src,
+        p.span(&at("loss")),
+        &st.loss,
+    );
     let loss = loss_kind.configure(&mut a)?;
     a.finish()?;
-    let sampler = |field: &str, kind: &str, params: &ron::Value, params_field: &str| -> Result<SamplerImpl> {
-        let k = registry.samplers().get(kind).ok_or_else(|| {
-            p.error("graph::unknown_kind", &at(field), format!("unknown sampler `{kind}`"))
-                .with_help(registry.samplers().suggest(kind))
-        })?;
-        let mut a = Attrs::new(attrs_of(params_field, params)?, &flow.vars, &p.src, p.span(&at(field)), kind);
-        let s = k.configure(&mut a)?;
-        a.finish()?;
-        Ok(s)
-    };
-    let SamplerImpl::Noise(noise) = sampler("noise", &st.noise, &st.noise_params, "noise_params")? else {
-        return Err(p.error("graph::bad_value", &at("noise"), format!("`{}` is not a noise sampler", st.noise)));
-    };
-    let SamplerImpl::Mismatch(mismatch) = sampler("mismatch", &st.mismatch, &st.mismatch_params, "mismatch_params")?
+    let noise = stage_noise(flow, registry, index)?;
+    let SamplerImpl::Mismatch(mismatch) =
+        recipe_sampler(flow, registry, index, ["mismatch", &st.mismatch, "mismatch_params"], &st.mismatch_params)?
     else {
         return Err(p.error(
             "graph::bad_value",

@@ -11,10 +11,13 @@ use super::game;
 use super::rundir;
 use crate::data::{self, synthetic, Dataset, TextEncoder};
 use crate::dsl::DataDef;
+use crate::error::SourceFile;
 use crate::error::{Error, Result};
 use crate::exec::ParamStore;
 use crate::ir::{self, BuildOptions, Flow};
 use crate::kernels::KernelDevice;
+use crate::kind::attrs::{Attr, Attrs};
+use crate::kind::{NoiseSampler, SamplerImpl};
 use crate::registry::Registry;
 
 /// A checkpoint with the graph that made it, rebuilt.
@@ -27,6 +30,8 @@ pub struct Trained {
     pub loaded: Loaded,
     /// The run's graph with its overrides.
     pub flow: Flow,
+    /// The kinds the graph was built with (the given ones and the graph's plugins).
+    pub registry: Registry,
 }
 
 /// Open a run directory (its newest loadable checkpoint; newer damaged ones are named on
@@ -67,7 +72,7 @@ pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
                 e
             }
         })?;
-    Ok(Trained { dir, checkpoint: ckpt, loaded, flow })
+    Ok(Trained { dir, checkpoint: ckpt, loaded, flow, registry })
 }
 
 /// Refuse to hold more than a few GiB of generated images at once.
@@ -111,6 +116,55 @@ impl Trained {
         Ok(store)
     }
 
+    /// The noise a sampling command draws for stage `s`: the sampler the stage trained
+    /// with (its `noise` and `noise_params`), or `kind` with attributes `attrs`
+    /// (`name=value`, as typed after `--noise-attr`).
+    pub fn noise(&self, s: usize, kind: Option<&str>, attrs: &[String]) -> Result<Arc<dyn NoiseSampler>> {
+        let Some(kind) = kind else {
+            if !attrs.is_empty() {
+                return Err(Error::input("cli::bad_noise", "`--noise-attr` needs `--noise KIND`")
+                    .with_help(format!("the run's sampler is `{}`", self.flow.parsed.doc.train[s].noise)));
+            }
+            return game::stage_noise(&self.flow, &self.registry, s);
+        };
+        let src = SourceFile::new("--noise-attr", attrs.join(" "));
+        let k = self.registry.samplers().get(kind).ok_or_else(|| {
+            Error::input("cli::bad_noise", format!("unknown sampler `{kind}`"))
+                .with_help(self.registry.samplers().suggest(kind))
+        })?;
+        let mut items = Vec::new();
+        let mut offset = 0;
+        for flag in attrs {
+            let Some((name, value)) = flag.split_once('=') else {
+                return Err(src
+                    .error(
+                        "cli::bad_noise",
+                        (offset, flag.len().max(1)).into(),
+                        format!("`{flag}` is not `name=value`"),
+                    )
+                    .with_help("e.g. `--noise-attr truncation=0.5`"));
+            };
+            let parsed = ron::from_str::<ron::Value>(value).unwrap_or_else(|_| ron::Value::String(value.to_string()));
+            items.push(Attr {
+                name: name.trim().to_string(),
+                value: parsed,
+                span: (offset + name.len() + 1, value.len().max(1)).into(),
+                key_span: Some((offset, name.len().max(1)).into()),
+            });
+            offset += flag.len() + 1;
+        }
+        let mut a = Attrs::new(items, &self.flow.vars, &src, src.whole(), kind);
+        let sampler = k.configure(&mut a)?;
+        a.finish()?;
+        match sampler {
+            SamplerImpl::Noise(n) => Ok(n),
+            SamplerImpl::Mismatch(_) => Err(Error::input(
+                "cli::bad_noise",
+                format!("`{kind}` is not a noise sampler (it picks mismatched pairs)"),
+            )),
+        }
+    }
+
     /// What the generator of stage `s` (a checked index, see [`Trained::stage`]) reads and
     /// makes.
     pub fn generator(&self, s: usize) -> GeneratorShape {
@@ -132,10 +186,11 @@ pub struct GeneratorShape {
 }
 
 /// Generate `per` images for each text embedding (rows of `embeds`) with the generator of
-/// stage `stage`: returns images (CHW in [-1, 1]) in caption-major order and their side.
+/// stage `stage`, its noise drawn by `noise`: returns images (CHW in [-1, 1]) in
+/// caption-major order and their side.
 pub fn generate_many<D: KernelDevice>(
     flow: &Flow,
-    stage: usize,
+    (stage, noise): (usize, &dyn NoiseSampler),
     store: &mut ParamStore<D>,
     embeds: &[f32],
     per: usize,
@@ -146,14 +201,18 @@ pub fn generate_many<D: KernelDevice>(
     let (e, z_dim, side) = (ports.embed_dim(net), ports.z_dim(net), ports.image_side(net));
     let n = embeds.len() / e.max(1);
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let normal = rand_distr::StandardNormal;
     let mut out = Vec::new();
     // Batches of up to 16 per call; eval-mode BatchNorm makes batching irrelevant to results.
     let rows: Vec<usize> = (0..n).flat_map(|i| std::iter::repeat_n(i, per)).collect();
     for chunk in rows.chunks(16) {
         let emb: Vec<f32> = chunk.iter().flat_map(|&i| embeds[i * e..(i + 1) * e].iter().copied()).collect();
-        let z: Vec<f32> =
-            (0..chunk.len() * z_dim).map(|_| rand_distr::Distribution::<f32>::sample(&normal, &mut rng)).collect();
+        let z = noise.sample(&mut rng, chunk.len(), z_dim)?;
+        if z.len() != chunk.len() * z_dim {
+            return Err(Error::input(
+                "plugin::bad_noise",
+                format!("the noise sampler gave {} values for {} × {z_dim}", z.len(), chunk.len()),
+            ));
+        }
         let imgs = game::generate(flow, stage, store, (&emb, &z), false, seed)?;
         let each = imgs.len() / chunk.len();
         out.extend(imgs.chunks(each).map(<[f32]>::to_vec));
@@ -213,7 +272,7 @@ pub fn score(images: &[Vec<f32>], side: usize, tags: &[Vec<u32>], per: usize) ->
 pub fn evaluate<D: KernelDevice>(
     t: &Trained,
     dev: D,
-    s: usize,
+    (s, noise): (usize, &dyn NoiseSampler),
     captions: usize,
     per: usize,
     seed: u64,
@@ -241,7 +300,7 @@ pub fn evaluate<D: KernelDevice>(
         reals.push(smp.images[0].clone());
     }
     let mut store = t.store(dev)?;
-    let (images, side) = generate_many(&t.flow, s, &mut store, &embeds, per, seed)?;
+    let (images, side) = generate_many(&t.flow, (s, noise), &mut store, &embeds, per, seed)?;
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 
