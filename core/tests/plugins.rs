@@ -97,7 +97,7 @@ fn run_loss(l: &dyn Loss, real: &Probs, wrong: &Probs, fake: &Probs) -> (f32, f3
     let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
     let (ro, wo, fo) = (real.push(&mut r), wrong.push(&mut r), fake.push(&mut r));
     let d = l.d_loss(&mut r, &ro, &wo, &fo).unwrap();
-    let g = l.g_loss(&mut r, &fo).unwrap();
+    let g = l.g_loss(&mut r, &ro, &fo).unwrap();
     let both = r.binary(Binary::Add, d.total, g.total).unwrap();
     let (dv, gv) = (r.read(d.total).unwrap()[0], r.read(g.total).unwrap()[0]);
     let mut grads = r.backward(both).unwrap();
@@ -173,6 +173,35 @@ fn hinge_and_least_squares_follow_their_formulas() {
             assert!((a - b).abs() < 2e-3 + 1e-2 * b.abs(), "{kind}: grad {a} vs {b}");
         }
     }
+}
+
+#[test]
+fn the_relativistic_loss_judges_each_side_against_the_other() {
+    let r = registry();
+    let logit = |p: f32| ((p / (1.0 - p)) as f64).ln();
+    let softplus = |x: f64| (1.0 + x.exp()).ln();
+    let dev = Cpu::default();
+    let (wrong, fake) = (Probs::new(&dev, &["cond_prob"], 3, 5), Probs::new(&dev, &["cond_prob"], 4, 6));
+    let l = loss(&r, "gan_losses.relativistic", "()");
+    let logits = |p: &Probs| p.vals[0].1.to_vec().into_iter().map(logit).collect::<Vec<f64>>();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    // rb(x ≻ y) or rb(x ≺ y): mean softplus(∓(x − mean y)).
+    let rb = |x: &[f64], y: &[f64], more: bool| {
+        let my = mean(y);
+        mean(&x.iter().map(|v| softplus(if more { my - v } else { v - my })).collect::<Vec<_>>())
+    };
+    let mut g_values = Vec::new();
+    for tag in [4, 7] {
+        let real = Probs::new(&dev, &["cond_prob"], 4, tag);
+        let (d, g, _) = run_loss(&*l, &real, &wrong, &fake);
+        let (lr, lw, lf) = (logits(&real), logits(&wrong), logits(&fake));
+        let want_d = rb(&lr, &lf, true) + 0.5 * (rb(&lf, &lr, false) + rb(&lw, &lr, false));
+        let want_g = rb(&lf, &lr, true) + rb(&lr, &lf, false);
+        assert!((d as f64 - want_d).abs() < 1e-4, "D {d} vs {want_d}");
+        assert!((g as f64 - want_g).abs() < 1e-4, "G {g} vs {want_g}");
+        g_values.push(g);
+    }
+    assert!((g_values[0] - g_values[1]).abs() > 1e-3, "G's loss reads D's real scores: {g_values:?}");
 }
 
 fn build(text: &str, r: &Registry) -> stackflow_core::Result<Flow> {
@@ -401,6 +430,6 @@ fn a_panicking_plugin_loss_is_an_error_and_the_host_carries_on() {
     assert_eq!(e.code_str(), "plugin::panic");
     assert_eq!(e.exit_code(), 1);
     assert!(e.message().contains("d_loss blew up") && e.message().contains("`panicky.loss`"), "{e:?}");
-    let g = l.g_loss(&mut rn, &outs).unwrap();
+    let g = l.g_loss(&mut rn, &outs, &outs).unwrap();
     assert!(rn.read(g.total).unwrap()[0].is_finite());
 }

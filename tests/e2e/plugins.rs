@@ -65,7 +65,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let hinge =
         out.stdout.lines().find(|l| l.trim_start().starts_with("gan_losses.hinge")).expect("the hinge loss is listed");
     assert!(hinge.contains(&gan) && hinge.contains("hinge GAN loss"), "{hinge}");
-    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 1, API 1)"), "{}", out.stdout);
+    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 2, API 1)"), "{}", out.stdout);
     for builtin in ["core.conv2d", "stackgan.matching_aware_bce", "core.normal"] {
         let line = out.stdout.lines().find(|l| l.trim_start().starts_with(builtin)).expect("built-ins are listed");
         assert!(line.contains("built-in"), "{line}");
@@ -77,18 +77,19 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let find = |n: &str| kinds.iter().find(|k| k["name"] == n).unwrap_or_else(|| panic!("{n} listed"));
     assert_eq!(find("samplers.class_aware")["family"], "sampler");
     assert_eq!(find("samplers.class_aware")["source"], lib("stackflow_samplers"));
-    assert_eq!(j["plugins"][0]["abi_version"], 1);
+    assert_eq!(j["plugins"][0]["abi_version"], 2);
 }
 
 #[test]
 fn every_variant_checks_with_its_plugin_and_names_it_without() {
     let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
-    let cases: [(&str, Option<&String>); 9] = [
+    let cases: [(&str, Option<&String>); 10] = [
         ("d1_concat", None),
         ("d1_projection", None),
         ("d1_uncond", None),
         ("d1_patch", None),
         ("d1_hinge", Some(&gan)),
+        ("d1_relativistic", Some(&gan)),
         ("d1_attention", Some(&attn)),
         ("d2_concat", None),
         ("d2_patch", None),
@@ -172,7 +173,7 @@ fn broken_libraries_are_diagnostics() {
     let out = stackflow(&["plugins", "list", "--plugin", &fixture("bad_abi")]);
     refused(&out, "plugin::abi_mismatch");
     assert!(
-        flat(&out.stderr).contains("ABI version 999") && flat(&out.stderr).contains("ABI version 1"),
+        flat(&out.stderr).contains("ABI version 999") && flat(&out.stderr).contains("ABI version 2"),
         "both versions:\n{}",
         out.stderr
     );
@@ -372,11 +373,12 @@ fn the_tutorial_plugin_builds_loads_and_runs() {
 #[test]
 fn every_variant_trains_a_few_steps() {
     let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
-    let cases: [(&str, Vec<String>); 5] = [
+    let cases: [(&str, Vec<String>); 6] = [
         ("d1_projection", vec![]),
         ("d1_uncond", vec![]),
         ("d1_patch", vec![]),
-        ("d1_hinge", vec![gan]),
+        ("d1_hinge", vec![gan.clone()]),
+        ("d1_relativistic", vec![gan]),
         ("d1_attention", vec![attn]),
     ];
     for (name, plugins) in cases {

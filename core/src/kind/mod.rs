@@ -75,7 +75,7 @@ pub trait Loss: Send + Sync + fmt::Debug {
     /// mismatched pairs carry only outputs that depend on the condition.
     fn d_loss(&self, ops: &mut dyn Ops, real: &Outs, wrong: &Outs, fake: &Outs) -> Result<Terms>;
     /// G's adversarial loss from D's outputs on fakes (the trainer adds the KL term).
-    fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms>;
+    fn g_loss(&self, ops: &mut dyn Ops, real: &Outs, fake: &Outs) -> Result<Terms>;
 }
 
 /// What a sampler kind configures into.

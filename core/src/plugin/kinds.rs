@@ -514,11 +514,24 @@ impl Loss for PluginLoss {
         })
     }
 
-    fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms> {
-        let f_ = named(fake);
+    fn g_loss(&self, ops: &mut dyn Ops, real: &Outs, fake: &Outs) -> Result<Terms> {
+        let (r_, f_) = (named(real), named(fake));
         self.terms(ops, "the G loss", |inst, host, ctx, total, parts, err| {
             // SAFETY: a live instance; every buffer outlives the call.
-            unsafe { (self.live.kind().desc.g_loss)(inst, host, ctx, f_.as_ptr(), f_.len(), total, parts, err) }
+            unsafe {
+                (self.live.kind().desc.g_loss)(
+                    inst,
+                    host,
+                    ctx,
+                    r_.as_ptr(),
+                    r_.len(),
+                    f_.as_ptr(),
+                    f_.len(),
+                    total,
+                    parts,
+                    err,
+                )
+            }
         })
     }
 }

@@ -430,8 +430,12 @@ fn g_forward<'n, D: KernelDevice>(
     Ok(GForward { tape, emb, fake: outs[0], mu: outs[1], logvar: outs[2] })
 }
 
+/// D's outputs on one pair kind, read back: name, values, shape.
+type HostOuts = Vec<(String, Vec<f32>, Vec<usize>)>;
+
 /// The D step on a separate tape: (real, text), (real, mismatched text) and (fake, text),
-/// with the fakes and the condition entering as constants.
+/// with the fakes and the condition entering as constants. Returns D's outputs on the real
+/// pairs, for the G loss.
 fn d_step<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
@@ -439,7 +443,7 @@ fn d_step<D: KernelDevice>(
     step: &Step<'_>,
     (fake_host, mu_host): (Vec<f32>, Vec<f32>),
     (rng, report): (&mut StdRng, &mut Report),
-) -> Result<()> {
+) -> Result<HostOuts> {
     let (dn, dp) = (&flow.nets[st.d], &st.ports.1);
     let batch = step.batch;
     let (b, s) = (batch.len(), st.image_size);
@@ -478,10 +482,15 @@ fn d_step<D: KernelDevice>(
     let wrong_cond = dr.select_rows(cond, &texts)?;
     let wrong_outs = d_pass(&mut dr, (dn, dp), store, (wrong_seen, wrong_cond), &st.d_cond_outputs)?;
     let fake_outs = d_pass(&mut dr, (dn, dp), store, (fake_seen, cond), &st.d_outputs)?;
+    let mut real_host = HostOuts::new();
     for (kind, outs) in [("real", &real_outs), ("wrong", &wrong_outs), ("fake", &fake_outs)] {
         for (n, h) in outs {
             let short = n.trim_end_matches("_prob");
-            report.probs.push((format!("{short}_{kind}"), dr.read(*h)?));
+            let values = dr.read(*h)?;
+            if kind == "real" {
+                real_host.push((n.clone(), values.clone(), dr.shape(*h)?));
+            }
+            report.probs.push((format!("{short}_{kind}"), values));
         }
     }
     let terms = st.loss.d_loss(&mut dr, &real_outs, &wrong_outs, &fake_outs)?;
@@ -493,7 +502,8 @@ fn d_step<D: KernelDevice>(
     let mut grads = dr.backward(terms.total)?;
     let lr = st.opt_d.lr * step.lr_scale;
     let adam = AdamStep { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr, ema: None };
-    adam_step(store, adam, &mut grads, step.keep_grads.then_some(('D', &mut report.grads)))
+    adam_step(store, adam, &mut grads, step.keep_grads.then_some(('D', &mut report.grads)))?;
+    Ok(real_host)
 }
 
 /// One training iteration: G forward, the D step, then the G step through the updated D
@@ -514,7 +524,7 @@ pub fn iteration<D: KernelDevice>(
     let g_params = trainable(flow, st, store, gn)?;
     let GForward { tape: mut gr, emb, fake, mu, logvar } = g_forward(flow, st, store, &step, (rng, &mut noise))?;
     let hosts = (gr.read(fake)?, gr.read(mu)?);
-    d_step(flow, st, (store, opt), &step, hosts, (rng, &mut report))?;
+    let real_host = d_step(flow, st, (store, opt), &step, hosts, (rng, &mut report))?;
 
     // G step through the updated D, on G's tape.
     let cond = match st.d_condition {
@@ -525,7 +535,12 @@ pub fn iteration<D: KernelDevice>(
     for (n, h) in &fake_outs {
         report.probs.push((format!("g_{}_fake", n.trim_end_matches("_prob")), gr.read(*h)?));
     }
-    let g_terms = st.loss.g_loss(&mut gr, &fake_outs)?;
+    let dev = store.dev.clone();
+    let mut real_outs = Outs::new();
+    for (name, values, shape) in real_host {
+        real_outs.push((name, gr.push(Val::from_host(&dev, values, &shape)?)));
+    }
+    let g_terms = st.loss.g_loss(&mut gr, &real_outs, &fake_outs)?;
     let kl = kl_term(&mut gr, mu, logvar)?;
     let weighted = gr.unary(Unary::Scale(st.kl_weight), kl)?;
     let total = gr.binary(Binary::Add, g_terms.total, weighted)?;

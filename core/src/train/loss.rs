@@ -91,7 +91,7 @@ impl Loss for Bce {
         Ok(Terms { total, parts })
     }
 
-    fn g_loss(&self, ops: &mut dyn Ops, fake: &Outs) -> Result<Terms> {
+    fn g_loss(&self, ops: &mut dyn Ops, _: &Outs, fake: &Outs) -> Result<Terms> {
         let mut total = bce(ops, need(fake, "cond_prob", "fake")?, true)?;
         if let Some(fu) = get(fake, "uncond_prob") {
             let u = bce(ops, fu, true)?;

@@ -1,4 +1,10 @@
-//! The C ABI between the stackflow host and a plugin library, version 1.
+//! The C ABI between the stackflow host and a plugin library, version 2.
+//!
+//! Version 2 (from version 1): a loss's `g_loss` also receives D's outputs on the real
+//! batch (`real`, `n_real`), for relativistic and feature-matching losses. A plugin built
+//! for version 1 is refused with a message saying to rebuild it; its Rust source needs
+//! one change, the extra `real` argument of `Loss::g_loss`. The type names keep their
+//! `V1` suffix: they name the layout family, and the version is the constant below.
 //!
 //! Only `#[repr(C)]` structs, integers, floats, raw pointers and `extern "C"` function
 //! pointers appear here: no Rust type, no allocation ownership and no panic crosses the
@@ -28,7 +34,7 @@ use std::ffi::c_void;
 
 /// Version of the layout of every type in this module. Any change to an existing type or
 /// signature bumps it; host and plugin must agree exactly.
-pub const ABI_VERSION: u32 = 1;
+pub const ABI_VERSION: u32 = 2;
 
 /// Revision of the host function table ([`HostV1`]) within ABI version 1. New host
 /// functions are only appended, so a plugin built for revision `n` runs on any host that
@@ -328,12 +334,15 @@ pub struct LossKindV1 {
         parts: *const PartsSinkV1,
         err: *const ErrorSinkV1,
     ) -> Status,
-    /// G's adversarial loss from D's outputs on fakes.
+    /// G's adversarial loss from D's outputs on fakes, with D's outputs on the real batch
+    /// (constants: no gradient flows into them).
     #[allow(clippy::type_complexity)]
     pub g_loss: unsafe extern "C" fn(
         inst: Instance,
         host: *const HostV1,
         ctx: *mut c_void,
+        real: *const NamedTensorV1,
+        n_real: usize,
         fake: *const NamedTensorV1,
         n_fake: usize,
         total: *mut u32,

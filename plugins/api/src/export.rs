@@ -447,6 +447,8 @@ unsafe extern "C" fn loss_g<L: Loss>(
     inst: Instance,
     host: *const HostV1,
     ctx: *mut c_void,
+    real: *const NamedTensorV1,
+    n_real: usize,
     fake: *const NamedTensorV1,
     n_fake: usize,
     total: *mut u32,
@@ -456,8 +458,9 @@ unsafe extern "C" fn loss_g<L: Loss>(
     guard(err, || {
         let l = instance::<L>(inst)?;
         let ops = Ops::from_raw(host_ref(host)?, ctx);
+        let r = named(&ops, real, n_real, "real");
         let f = named(&ops, fake, n_fake, "fake");
-        let terms = l.g_loss(&ops, &f);
+        let terms = l.g_loss(&ops, &r, &f);
         write_terms(&ops, terms, total, parts)
     })
 }

@@ -164,8 +164,11 @@ pub trait Loss: Send + Sync + Sized + 'static {
     /// The mismatched pairs carry only outputs that depend on the condition.
     fn d_loss<'a>(&self, ops: &'a Ops, real: &Outs<'a>, wrong: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>>;
 
-    /// G's adversarial loss from D's outputs on fakes (the host adds the KL term).
-    fn g_loss<'a>(&self, ops: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>>;
+    /// G's adversarial loss from D's outputs on fakes (the host adds the KL term). `real`
+    /// holds D's outputs on (real image, its text) from this iteration's D step, before
+    /// D's update, as constants: relativistic and feature-matching losses compare with
+    /// them; the others ignore them.
+    fn g_loss<'a>(&self, ops: &'a Ops, real: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>>;
 }
 
 /// Draws the generator's noise on the plugin side, from the host's generator.

@@ -1,4 +1,5 @@
-//! GAN objectives as a stackflow plugin: hinge, least squares and non-saturating BCE.
+//! GAN objectives as a stackflow plugin: hinge, least squares, non-saturating BCE and the
+//! relativistic average BCE (RaGAN), whose G loss reads D's outputs on real images.
 //!
 //! All three play the StackGAN game: the discriminator scores (real image, its text),
 //! (real image, mismatched text) and (fake, text), and the terms combine as in the paper's
@@ -159,7 +160,7 @@ impl Loss for Hinge {
     fn d_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, wrong: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.d(real, wrong, fake)
     }
-    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+    fn g_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.g(fake)
     }
 }
@@ -201,7 +202,7 @@ impl Loss for LeastSquares {
     fn d_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, wrong: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.d(real, wrong, fake)
     }
-    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+    fn g_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.g(fake)
     }
 }
@@ -254,14 +255,65 @@ impl Loss for Bce {
     fn d_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, wrong: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.d(real, wrong, fake)
     }
-    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+    fn g_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         self.g(fake)
+    }
+}
+
+/// Relativistic average BCE (RaGAN, Jolicoeur-Martineau 2018) on the conditional scores:
+/// each side is judged against the other side's mean score. With `rb(x ≻ y)` the BCE of
+/// "x is more real than the average y", softplus(−(l_x − mean l_y)), and `rb(x ≺ y)` its
+/// opposite, softplus(l_x − mean l_y):
+/// D = rb(real ≻ fake) + (rb(fake ≺ real) + rb(wrong ≺ real))/2,
+/// G = rb(fake ≻ real) + rb(real ≺ fake), with D's real scores as constants in G's loss.
+/// An unconditional head is not used.
+#[derive(Debug)]
+pub struct Relativistic(Heads);
+
+impl Relativistic {
+    /// mean softplus(∓(l_x − mean l_y)): `more` for "x is more real than y on average".
+    fn rel<'a>(x: Tensor<'a>, y: Tensor<'a>, more: bool) -> Tensor<'a> {
+        let d = x - y.mean().broadcast_to(&x.shape());
+        if more {
+            softplus(-d).mean()
+        } else {
+            softplus(d).mean()
+        }
+    }
+}
+
+impl Loss for Relativistic {
+    const NAME: &'static str = "gan_losses.relativistic";
+    const DOC: &'static str = "relativistic average BCE (RaGAN) on the conditional scores: D = rb(real≻fake) + (rb(fake≺real) + rb(wrong≺real))/2, G = rb(fake≻real) + rb(real≺fake), G reading D's real scores";
+    const ATTRS: &'static [(&'static str, &'static str)] = ATTRS;
+
+    fn configure(attrs: &mut Attrs) -> Result<Self> {
+        Heads::configure(attrs).map(Relativistic)
+    }
+    fn needs(&self) -> Vec<String> {
+        self.0.needs()
+    }
+    fn d_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, wrong: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
+        let c = &self.0.cond;
+        let (r, w, f) = (self.0.logit(real.need(c)?), self.0.logit(wrong.need(c)?), self.0.logit(fake.need(c)?));
+        let (real_t, fake_t, wrong_t) = (Self::rel(r, f, true), Self::rel(f, r, false), Self::rel(w, r, false));
+        let parts = vec![
+            ("D_rel_real".to_string(), real_t),
+            ("D_rel_fake".to_string(), fake_t),
+            ("D_rel_wrong".to_string(), wrong_t),
+        ];
+        Ok(Terms { total: real_t + (fake_t + wrong_t) * 0.5, parts })
+    }
+    fn g_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
+        let c = &self.0.cond;
+        let (r, f) = (self.0.logit(real.need(c)?.detach()), self.0.logit(fake.need(c)?));
+        Ok(Terms::total(Self::rel(f, r, true) + Self::rel(r, f, false)))
     }
 }
 
 export_plugin!(
     name: "gan_losses",
-    losses: [Hinge, LeastSquares, Bce],
+    losses: [Hinge, LeastSquares, Bce, Relativistic],
 );
 
 #[cfg(test)]

@@ -17,7 +17,7 @@ impl Loss for Hinge {
     fn d_loss<'a>(&self, _: &'a Ops, real: &Outs<'a>, _: &Outs<'a>, _: &Outs<'a>) -> Result<Terms<'a>> {
         Ok(Terms::total(real.need("cond_prob")?.mean()))
     }
-    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+    fn g_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         Ok(Terms::total(fake.need("cond_prob")?.mean()))
     }
 }

@@ -16,10 +16,10 @@ pub struct Declaration {
 // Immutable data.
 unsafe impl Sync for Declaration {}
 
-/// ABI version 1 with a null `register`.
+/// The current ABI version with a null `register`.
 #[no_mangle]
 pub static STACKFLOW_PLUGIN_V1: Declaration = Declaration {
-    abi_version: 1,
+    abi_version: stackflow_plugin_api::abi::ABI_VERSION,
     api_version: 1,
     name: (b"null_register".as_ptr(), 13),
     version: (b"0".as_ptr(), 1),

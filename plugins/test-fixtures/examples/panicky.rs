@@ -63,7 +63,7 @@ impl Loss for Loud {
     fn d_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, _: &Outs<'a>, _: &Outs<'a>) -> Result<Terms<'a>> {
         panic!("d_loss blew up")
     }
-    fn g_loss<'a>(&self, _: &'a Ops, fake: &Outs<'a>) -> Result<Terms<'a>> {
+    fn g_loss<'a>(&self, _: &'a Ops, _: &Outs<'a>, fake: &Outs<'a>) -> Result<Terms<'a>> {
         Ok(Terms::total(fake.need("cond_prob")?.mean()))
     }
 }
