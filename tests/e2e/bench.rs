@@ -29,6 +29,27 @@ fn bench_reports_times_and_memory() {
 }
 
 #[test]
+fn bench_profile_splits_the_iteration_by_net_and_kind() {
+    let args = ["bench", "tests/graphs/tiny.ron", "--batch", "4", "--iters", "2", "--warmup", "1", "--profile"];
+    let out = stackflow(&[&args[..], &["--json"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let rows = j["profile"].as_array().expect("a profile");
+    let row = |net: &str, kind: &str| rows.iter().find(|r| r["net"] == net && r["kind"] == kind).cloned();
+    // tiny's d1 has three convolutions, each run on real, fake and the G step's fake, plus
+    // the mismatched pairs' code: per iteration, forward and backward both take time.
+    let conv = row("d1", "core.conv2d").expect("d1's convolutions");
+    assert!(conv["calls"].as_u64().unwrap() >= 3, "{conv}");
+    assert!(conv["forward_ms"].as_f64().unwrap() > 0.0 && conv["backward_ms"].as_f64().unwrap() > 0.0, "{conv}");
+    assert!(row("g1", "core.batch_norm").is_some(), "{rows:?}");
+    let text = stackflow(&args);
+    assert!(text.stdout.contains("by net and node kind") && text.stdout.contains("core.conv2d"), "{}", text.stdout);
+    // Without the flag there is no profile.
+    let out = stackflow(&["bench", "tests/graphs/tiny.ron", "--batch", "2", "--iters", "1", "--warmup", "0", "--json"]);
+    assert!(serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap().get("profile").is_none());
+}
+
+#[test]
 fn bad_bench_flags_are_diagnostics() {
     for (args, says) in [
         (&["--stage", "3"][..], "is not a stage of"),

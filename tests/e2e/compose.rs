@@ -83,6 +83,12 @@ fn errors_point_into_the_file_that_caused_them() {
     assert!(out.stderr.contains("did you mean `stage1`?"), "{}", out.stderr);
     assert!(out.stderr.contains("child.ron:1:"), "{}", out.stderr);
 
+    // A variable spelt like an inherited one.
+    let child = write(&work, "child.ron", "Flow(extends: \"base.ron\", vars: (gf_dm: 8))\n");
+    let out = stackflow(&["check", &child]);
+    assert!(out.code == 1 && out.stderr.contains("graph::unknown_var"), "{}", out.stderr);
+    assert!(out.stderr.contains("did you mean `gf_dim`?") && out.stderr.contains("child.ron:1:"), "{}", out.stderr);
+
     // A missing base, and a cycle.
     let child = write(&work, "child.ron", "Flow(extends: \"nowhere.ron\")\n");
     let out = stackflow(&["check", &child]);

@@ -102,6 +102,19 @@ fn train_resume_sample_eval() {
     bad(&["--noise-attr", "std=0.5"], "cli::bad_noise");
     bad(&["--noise", "core.normal", "--noise-attr", "sd=0.5"], "graph::unknown_attribute");
     bad(&["--noise", "stackgan.batch_shift"], "cli::bad_noise");
+    // Every command that computes takes --device; a CPU-only build says so for CUDA.
+    if !cfg!(feature = "cuda") {
+        for cmd in ["eval", "interpolate", "sample"] {
+            let mut args = vec![cmd, a_s, "--device", "cuda"];
+            match cmd {
+                "interpolate" => args.extend_from_slice(&["--from", "a", "--to", "b", "--out", "unused.png"]),
+                "sample" => args.extend_from_slice(&["--captions", caps.to_str().unwrap(), "--out-dir", "unused"]),
+                _ => {}
+            }
+            let out = stackflow(&args);
+            assert!(out.code == 1 && out.stderr.contains("cli::no_cuda"), "{cmd}: {}", out.stderr);
+        }
+    }
     let strip = a.join("strip.png");
     let out = stackflow(&[
         "interpolate",

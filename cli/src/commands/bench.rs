@@ -27,6 +27,10 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Also time each net's node kinds, forward and backward, over as many further
+    /// training iterations (`profile` in the JSON).
+    #[arg(long)]
+    pub profile: bool,
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: Device,
@@ -61,7 +65,7 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
         return Err(Error::input("cli::bad_iters", "--iters must be at least 1"));
     }
     let quiet = a.json;
-    let r = bench::bench(dev, &flow, &st, batch, a.warmup, a.iters, |msg| {
+    let r = bench::bench(dev, &flow, &st, batch, (a.warmup, a.iters, a.profile), |msg| {
         if !quiet {
             eprint!("\r{msg}   ");
         }
@@ -85,6 +89,24 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
         if let Some(rss) = r.peak_rss_mb {
             println!("  peak resident set of the process: {rss:.0} MB");
         }
+        if let Some(rows) = &r.profile {
+            print_profile(rows);
+        }
     }
     Ok(())
+}
+
+/// The profile as a table: per training iteration, slowest first, with each row's share.
+fn print_profile(rows: &[stackflow_core::exec::profile::Row]) {
+    let total: f64 = rows.iter().map(|r| r.forward_ms + r.backward_ms).sum();
+    println!("  per training iteration, by net and node kind (forward + backward):");
+    println!("    {:<6} {:<28} {:>6} {:>10} {:>10} {:>7}", "net", "kind", "calls", "fwd ms", "bwd ms", "share");
+    for r in rows {
+        let share = 100.0 * (r.forward_ms + r.backward_ms) / total.max(f64::MIN_POSITIVE);
+        println!(
+            "    {:<6} {:<28} {:>6} {:>10.2} {:>10.2} {:>6.1}%",
+            r.net, r.kind, r.calls, r.forward_ms, r.backward_ms, share
+        );
+    }
+    println!("    {:<6} {:<28} {:>6} {:>21.2}", "", "profiled total", "", total);
 }

@@ -5,7 +5,7 @@ use stackflow_core::registry::Registry;
 use stackflow_core::train::infer::{self, Scores};
 use stackflow_core::{Error, Result};
 
-use super::{NoiseArgs, TrainedArgs};
+use super::{Device, NoiseArgs, TrainedArgs};
 
 /// Arguments of `eval`.
 #[derive(clap::Args, Debug)]
@@ -14,6 +14,9 @@ pub struct Args {
     pub run: TrainedArgs,
     #[command(flatten)]
     pub noise: NoiseArgs,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
     /// Held-out captions to score.
     #[arg(long, default_value_t = 64)]
     pub captions: usize,
@@ -81,9 +84,15 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     };
     let mut all = Vec::new();
     for s in stages {
-        let dev = stackflow_core::exec::cpu(a.seed);
         let noise = a.noise.sampler(&t, s)?;
-        let (model, real) = infer::evaluate(&t, dev, (s, &*noise), a.captions, a.per_caption, a.seed)?;
+        let (model, real) = super::on_device!(a.device, a.seed, |dev| infer::evaluate(
+            &t,
+            dev,
+            (s, &*noise),
+            a.captions,
+            a.per_caption,
+            a.seed
+        ))?;
         all.push(StageScores { stage: s + 1, side: t.generator(s).side, model, real });
     }
     let warnings = regressions(&all);

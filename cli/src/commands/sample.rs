@@ -65,6 +65,9 @@ pub struct InterpolateArgs {
     /// Output PNG.
     #[arg(long)]
     pub out: PathBuf,
+    /// Device to run on.
+    #[arg(long, value_enum, default_value = "cpu")]
+    pub device: Device,
 }
 
 /// Run `sample`.
@@ -119,6 +122,10 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
 
 /// Run `interpolate`.
 pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
+    super::on_device!(a.device, a.seed, |dev| interpolate_on(dev, &a, kinds))
+}
+
+fn interpolate_on<D: KernelDevice>(dev: D, a: &InterpolateArgs, kinds: &Registry) -> Result<()> {
     if a.steps < 2 {
         return Err(Error::input("cli::bad_count", "--steps must be at least 2"));
     }
@@ -135,7 +142,7 @@ pub fn interpolate(a: InterpolateArgs, kinds: &Registry) -> Result<()> {
             from.iter().zip(to).map(move |(x, y)| (1.0 - w) * x + w * y)
         })
         .collect();
-    let mut store = t.store(stackflow_core::exec::cpu(a.seed))?;
+    let mut store = t.store(dev)?;
     let noise = a.noise.sampler(&t, s)?;
     // The same seed for every image: one noise vector, only the sentence embedding moves.
     let mut images = Vec::new();

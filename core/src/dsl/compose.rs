@@ -319,6 +319,19 @@ impl Composer {
                 "`vars` must be a map of names to integers or expressions",
             ));
         };
+        if file.extends.is_some() {
+            // A new variable spelt like an inherited one is a typo, not a new variable.
+            let inherited: Vec<&str> = layer.vars.iter().map(|(n, _)| n.as_str()).collect();
+            for (name, _) in vars.iter().filter(|(n, _)| !inherited.contains(&n.as_str())) {
+                if let Some(hint) = did_you_mean(name, inherited.iter().copied()) {
+                    let at = tree.key_span(&["vars".into(), name.as_str().into()]).unwrap_or_else(|| tree.span());
+                    return Err(self
+                        .source()
+                        .error("graph::unknown_var", at, format!("the flow extended has no variable `{name}`"))
+                        .with_help(format!("{hint} (a new variable needs a name unlike the inherited ones)")));
+                }
+            }
+        }
         graft_all(&mut layer.spans, &tree, "vars", vars.iter().map(|(n, _)| n));
         for (name, value) in vars {
             match layer.vars.iter_mut().find(|(n, _)| *n == name) {

@@ -6,6 +6,7 @@ pub mod forward;
 pub mod noise;
 pub mod params;
 pub mod plan;
+pub mod profile;
 pub mod runner;
 pub mod value;
 pub mod weights;

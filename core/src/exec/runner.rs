@@ -252,12 +252,32 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             ModeOverride::Eval => false,
         };
         self.node_path = node.path.clone();
+        let profile = super::profile::active();
+        if let Some(p) = profile.as_ref().filter(|_| T::OWNS_TAPE) {
+            // Fires after this node's backward: the time since the marker below is its own.
+            let (p, net_name, kind) = (p.clone(), net.name.clone(), node.kind.clone());
+            self.tape.add_backward_op(move |_| {
+                p.borrow_mut().mark(Some((&net_name, &kind)));
+                Ok(())
+            });
+        }
         let releases = self.release_grads_later();
         let start = self.vals.len();
+        let began = std::time::Instant::now();
         let outs = node
             .block
             .forward(self, &inputs, &ph)
             .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
+        if let Some(p) = &profile {
+            p.borrow_mut().forward(&net.name, &node.kind, began.elapsed());
+            if T::OWNS_TAPE {
+                let p = p.clone();
+                self.tape.add_backward_op(move |_| {
+                    p.borrow_mut().mark(None);
+                    Ok(())
+                });
+            }
+        }
         self.record = true;
         // Every tensor the node made: its gradient is spent once the node's backward ran;
         // the runner keeps only the outputs (backward ops hold what they need).
@@ -315,6 +335,9 @@ impl<D: KernelDevice> Runner<'_, D, OwnedTape<f32, D>> {
             return Err(shape_err("backward", "loss must have shape [1]"));
         };
         let tape = self.take_tape();
+        if let Some(p) = super::profile::active() {
+            p.borrow_mut().begin_backward();
+        }
         let scalar = l.put_tape(tape).sum::<(), _>();
         scalar.try_backward().map_err(|e| Error::other("exec::backward", format!("{e:?}")))
     }

@@ -8,7 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::game::{self, Batch, Optimizers, StageSetup};
 use crate::error::Result;
-use crate::exec::ParamStore;
+use crate::exec::{profile, ParamStore};
 use crate::ir::estimate;
 use crate::ir::Flow;
 use crate::kernels::KernelDevice;
@@ -44,6 +44,10 @@ pub struct BenchResult {
     pub train_peak_heap_mb: Option<f64>,
     /// Peak resident set size of the process so far, in MB (Linux).
     pub peak_rss_mb: Option<f64>,
+    /// With `--profile`: milliseconds per training iteration by net and node kind, from
+    /// as many further iterations as were timed (slowest first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<Vec<profile::Row>>,
 }
 
 fn median(v: &[f64]) -> f64 {
@@ -62,8 +66,7 @@ pub fn bench<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
     batch: usize,
-    warmup: usize,
-    iters: usize,
+    (warmup, iters, with_profile): (usize, usize, bool),
     mut progress: impl FnMut(&str),
 ) -> Result<BenchResult> {
     let mut store = ParamStore::new(dev);
@@ -102,6 +105,22 @@ pub fn bench<D: KernelDevice>(
         progress(&format!("train {}/{}", i + 1, warmup + iters));
     }
     let train_peak_heap_mb = mb(mem::peak());
+    let mut rows = None;
+    if with_profile {
+        // Separate iterations: the markers cost a little, and the timings above stay clean.
+        profile::start();
+        for i in 0..iters {
+            game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
+            progress(&format!("profile {}/{iters}", i + 1));
+        }
+        let mut r = profile::finish();
+        for row in &mut r {
+            row.forward_ms /= iters as f64;
+            row.backward_ms /= iters as f64;
+            row.calls /= iters as u64;
+        }
+        rows = Some(r);
+    }
     let gf = estimate::stats(g).flops as f64 * batch as f64 / 1e9;
     let df = estimate::stats(d).flops as f64 * batch as f64 / 1e9;
     let train_gflop = 3.0 * gf + 3.0 * 3.0 * df;
@@ -120,5 +139,6 @@ pub fn bench<D: KernelDevice>(
         sample_peak_heap_mb,
         train_peak_heap_mb,
         peak_rss_mb: mb(mem::peak_rss()),
+        profile: rows,
     })
 }
