@@ -189,11 +189,6 @@ impl Error {
         self
     }
 
-    /// The related diagnostics.
-    pub fn related_errors(&self) -> &[Error] {
-        &self.0.related
-    }
-
     /// Prefix the message with context, e.g. the node path.
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.0.message = format!("{prefix}: {}", self.0.message);

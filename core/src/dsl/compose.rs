@@ -172,6 +172,16 @@ struct Layer {
     spans: SpanTree,
 }
 
+impl Layer {
+    /// Add (or replace) templates and nets written in the file of span tree `tree`.
+    fn define(&mut self, tree: &SpanTree, blocks: IndexMap<String, BlockDef>, nets: IndexMap<String, NetDef>) {
+        graft_all(&mut self.spans, tree, "blocks", blocks.keys());
+        graft_all(&mut self.spans, tree, "nets", nets.keys());
+        self.blocks.extend(blocks);
+        self.nets.extend(nets);
+    }
+}
+
 impl Composer {
     /// The source every span so far points into: the one file, or all of them joined.
     fn source(&self) -> SourceFile {
@@ -244,8 +254,7 @@ impl Composer {
             }
             None => Layer::default(),
         };
-        let tree = self.trees[me].clone();
-        layer.spans.range = tree.range;
+        layer.spans.range = self.trees[me].range;
         for (i, lib) in file.include.iter().enumerate() {
             self.library(&mut layer, me, i, dir, lib)?;
         }
@@ -273,43 +282,37 @@ impl Composer {
         self.libraries.insert(canonical, lib);
         self.check_unique_keys(lib, "blocks")?;
         self.check_unique_keys(lib, "nets")?;
-        let tree = self.trees[lib].clone();
         let blocks = file.blocks.keys().map(|n| ("blocks", n));
         for (section, n) in blocks.chain(file.nets.keys().map(|n| ("nets", n))) {
-            {
-                if let Some(&other) = self.library_names.get(n).filter(|&&o| o != lib) {
-                    let first = self.error(
-                        other,
+            if let Some(&other) = self.library_names.get(n).filter(|&&o| o != lib) {
+                let first = self.error(
+                    other,
+                    &[section.into(), n.as_str().into()],
+                    "graph::duplicate_name",
+                    format!("`{n}` is defined here first"),
+                );
+                return Err(self
+                    .error(
+                        lib,
                         &[section.into(), n.as_str().into()],
                         "graph::duplicate_name",
-                        format!("`{n}` is defined here first"),
-                    );
-                    return Err(self
-                        .error(
-                            lib,
-                            &[section.into(), n.as_str().into()],
-                            "graph::duplicate_name",
-                            format!("`{n}` is defined by two included libraries"),
-                        )
-                        .with_related(first)
-                        .with_help("rename one of them, or define the one you want in the including file"));
-                }
-                self.library_names.insert(n.clone(), lib);
+                        format!("`{n}` is defined by two included libraries"),
+                    )
+                    .with_related(first)
+                    .with_help("rename one of them, or define the one you want in the including file"));
             }
+            self.library_names.insert(n.clone(), lib);
         }
-        graft_all(&mut layer.spans, &tree, "blocks", file.blocks.keys());
-        graft_all(&mut layer.spans, &tree, "nets", file.nets.keys());
-        layer.blocks.extend(file.blocks);
-        layer.nets.extend(file.nets);
+        layer.define(&self.trees[lib], file.blocks, file.nets);
         Ok(())
     }
 
     /// Lay file `me`'s own definitions over `layer`.
-    fn own(&mut self, layer: &mut Layer, me: usize, file: FlowFile, rel: &Path) -> Result<()> {
-        let tree = self.trees[me].clone();
+    fn own(&self, layer: &mut Layer, me: usize, file: FlowFile, rel: &Path) -> Result<()> {
+        let tree = &self.trees[me];
         if let Some(name) = file.name {
             layer.name = Some(name);
-            graft(&mut layer.spans, &tree, &["name".into()]);
+            graft(&mut layer.spans, tree, &["name".into()]);
         }
         let Some(vars) = super::entries(&file.vars) else {
             return Err(self.error(
@@ -332,7 +335,7 @@ impl Composer {
                 }
             }
         }
-        graft_all(&mut layer.spans, &tree, "vars", vars.iter().map(|(n, _)| n));
+        graft_all(&mut layer.spans, tree, "vars", vars.iter().map(|(n, _)| n));
         for (name, value) in vars {
             match layer.vars.iter_mut().find(|(n, _)| *n == name) {
                 Some(slot) => slot.1 = value,
@@ -350,10 +353,7 @@ impl Composer {
                 layer.plugins.push(rebased);
             }
         }
-        graft_all(&mut layer.spans, &tree, "blocks", file.blocks.keys());
-        graft_all(&mut layer.spans, &tree, "nets", file.nets.keys());
-        layer.blocks.extend(file.blocks);
-        layer.nets.extend(file.nets);
+        layer.define(tree, file.blocks, file.nets);
         for (format, maps) in file.weight_maps {
             let path = ["weight_maps".into(), Key::from(format.as_str())];
             if let Some(t) = tree.get(&path) {
@@ -381,7 +381,9 @@ impl Composer {
     fn stage(&self, layer: &mut Layer, me: usize, j: usize, patch: StagePatch, extends: bool) -> Result<()> {
         let tree = &self.trees[me];
         let at = [Key::from("train"), Key::Index(j)];
-        let Some(own) = tree.get(&at) else { return Ok(()) };
+        // Without spans (text the span scanner gave up on) the stage still counts; its
+        // errors then point at the file as a whole.
+        let own = tree.get(&at).cloned().unwrap_or_else(|| tree.emptied());
         let section = tree.child(&"train".into()).map(SpanTree::emptied).unwrap_or_default();
         let train = layer.spans.child_or("train".into(), || section);
         match layer.train.iter().position(|s| s.name == patch.name) {

@@ -45,10 +45,10 @@ pub struct Doc {
 #[serde(deny_unknown_fields, rename = "Flow")]
 pub struct FlowFile {
     /// The flow's name; inherited from the file extended when left out.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "recipe::present")]
     pub name: Option<String>,
     /// A graph file this one starts from, relative to this file.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "recipe::present")]
     pub extends: Option<String>,
     /// Library files whose blocks and nets this file uses, relative to this file.
     #[serde(default)]
@@ -83,10 +83,6 @@ pub struct LibraryFile {
     /// Networks.
     #[serde(default)]
     pub nets: IndexMap<String, NetDef>,
-}
-
-fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> std::result::Result<Option<T>, D::Error> {
-    T::deserialize(d).map(Some)
 }
 
 /// A block template: nodes wired to named inputs, parameterised by `params`.

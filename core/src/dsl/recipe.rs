@@ -107,7 +107,7 @@ stage_fields! {
 }
 
 /// A field that is present, whatever its value (`ema: None` is given, and turns EMA off).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+pub(super) fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
     T::deserialize(d).map(Some)
 }
 

@@ -263,12 +263,12 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         }
         let releases = self.release_grads_later();
         let start = self.vals.len();
-        let began = std::time::Instant::now();
+        let began = profile.as_ref().map(|_| std::time::Instant::now());
         let outs = node
             .block
             .forward(self, &inputs, &ph)
             .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
-        if let Some(p) = &profile {
+        if let (Some(p), Some(began)) = (&profile, began) {
             p.borrow_mut().forward(&net.name, &node.kind, began.elapsed());
             if T::OWNS_TAPE {
                 let p = p.clone();
