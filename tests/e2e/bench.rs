@@ -44,6 +44,14 @@ fn bench_profile_splits_the_iteration_by_net_and_kind() {
     assert!(row("g1", "core.batch_norm").is_some(), "{rows:?}");
     let text = stackflow(&args);
     assert!(text.stdout.contains("by net and node kind") && text.stdout.contains("core.conv2d"), "{}", text.stdout);
+    // By node: one row per node, named by its path.
+    let out = stackflow(&[&args[..8], &["--profile=nodes", "--json"]].concat());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    let rows = j["profile"].as_array().expect("a profile");
+    for node in ["e1", "e2", "logit"] {
+        assert!(rows.iter().any(|r| r["net"] == "d1" && r["kind"] == node), "d1 node `{node}` in {rows:?}");
+    }
     // Without the flag there is no profile.
     let out = stackflow(&["bench", "tests/graphs/tiny.ron", "--batch", "2", "--iters", "1", "--warmup", "0", "--json"]);
     assert!(serde_json::from_str::<serde_json::Value>(out.stdout.trim()).unwrap().get("profile").is_none());

@@ -1,5 +1,6 @@
 //! `stackflow bench`: sampling and training speed of a stage, on random data.
 
+use stackflow_core::exec::profile::GroupBy;
 use stackflow_core::kernels::KernelDevice;
 use stackflow_core::registry::Registry;
 use stackflow_core::train::{bench, game};
@@ -27,13 +28,22 @@ pub struct Args {
     /// Print one JSON object on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Also time each net's node kinds, forward and backward, over as many further
-    /// training iterations (`profile` in the JSON).
-    #[arg(long)]
-    pub profile: bool,
+    /// Also time each net's node kinds (or, with `--profile=nodes`, each node), forward and
+    /// backward, over as many further training iterations (`profile` in the JSON).
+    #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "kinds", value_name = "BY")]
+    pub profile: Option<ProfileBy>,
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: Device,
+}
+
+/// What `--profile` adds time up by.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum ProfileBy {
+    /// Per net and node kind.
+    Kinds,
+    /// Per node.
+    Nodes,
 }
 
 /// Run `bench`.
@@ -65,7 +75,11 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
         return Err(Error::input("cli::bad_iters", "--iters must be at least 1"));
     }
     let quiet = a.json;
-    let r = bench::bench(dev, &flow, &st, batch, (a.warmup, a.iters, a.profile), |msg| {
+    let by = a.profile.map(|p| match p {
+        ProfileBy::Kinds => GroupBy::Kind,
+        ProfileBy::Nodes => GroupBy::Node,
+    });
+    let r = bench::bench(dev, &flow, &st, batch, (a.warmup, a.iters, by), |msg| {
         if !quiet {
             eprint!("\r{msg}   ");
         }
@@ -89,18 +103,22 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
         if let Some(rss) = r.peak_rss_mb {
             println!("  peak resident set of the process: {rss:.0} MB");
         }
-        if let Some(rows) = &r.profile {
-            print_profile(rows);
+        if let (Some(rows), Some(by)) = (&r.profile, by) {
+            print_profile(rows, by);
         }
     }
     Ok(())
 }
 
 /// The profile as a table: per training iteration, slowest first, with each row's share.
-fn print_profile(rows: &[stackflow_core::exec::profile::Row]) {
+fn print_profile(rows: &[stackflow_core::exec::profile::Row], by: GroupBy) {
     let total: f64 = rows.iter().map(|r| r.forward_ms + r.backward_ms).sum();
-    println!("  per training iteration, by net and node kind (forward + backward):");
-    println!("    {:<6} {:<28} {:>6} {:>10} {:>10} {:>7}", "net", "kind", "calls", "fwd ms", "bwd ms", "share");
+    let (what, column) = match by {
+        GroupBy::Kind => ("node kind", "kind"),
+        GroupBy::Node => ("node", "node"),
+    };
+    println!("  per training iteration, by net and {what} (forward + backward):");
+    println!("    {:<6} {:<28} {:>6} {:>10} {:>10} {:>7}", "net", column, "calls", "fwd ms", "bwd ms", "share");
     for r in rows {
         let share = 100.0 * (r.forward_ms + r.backward_ms) / total.max(f64::MIN_POSITIVE);
         println!(

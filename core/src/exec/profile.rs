@@ -17,7 +17,8 @@ use indexmap::IndexMap;
 pub struct Row {
     /// The net (`g1`), or `-` for work between nodes.
     pub net: String,
-    /// The node kind (`core.conv2d`), or `(between nodes)`.
+    /// The node kind (`core.conv2d`), or the node's path when grouped by node, or
+    /// `(between nodes)`.
     pub kind: String,
     /// Forward calls.
     pub calls: u64,
@@ -27,17 +28,36 @@ pub struct Row {
     pub backward_ms: f64,
 }
 
+/// What a profile's rows add time up by.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupBy {
+    /// One row per net and node kind.
+    #[default]
+    Kind,
+    /// One row per node.
+    Node,
+}
+
 /// The rows of a running profile and the last backward marker's time.
 #[derive(Default)]
 pub struct Profile {
     rows: IndexMap<(String, String), Row>,
     last_mark: Option<Instant>,
+    by: GroupBy,
 }
 
 /// The label of time spent on the tape between nodes.
 const BETWEEN: (&str, &str) = ("-", "(between nodes)");
 
 impl Profile {
+    /// The row label of a node of kind `kind` at `path`.
+    pub fn label<'a>(&self, kind: &'a str, path: &'a str) -> &'a str {
+        match self.by {
+            GroupBy::Kind => kind,
+            GroupBy::Node => path,
+        }
+    }
+
     fn row(&mut self, net: &str, kind: &str) -> &mut Row {
         self.rows.entry((net.to_string(), kind.to_string())).or_insert_with(|| Row {
             net: net.to_string(),
@@ -75,8 +95,8 @@ thread_local! {
 }
 
 /// Start profiling the runners of this thread (a running profile starts over).
-pub fn start() {
-    ACTIVE.with(|a| *a.borrow_mut() = Some(Rc::default()));
+pub fn start(by: GroupBy) {
+    ACTIVE.with(|a| *a.borrow_mut() = Some(Rc::new(RefCell::new(Profile { by, ..Profile::default() }))));
 }
 
 /// Stop profiling; the rows, slowest (forward + backward) first.
@@ -115,7 +135,8 @@ mod tests {
     #[test]
     fn finish_without_start_is_empty() {
         assert!(finish().is_empty());
-        start();
+        start(GroupBy::Node);
+        assert_eq!(active().unwrap().borrow().label("core.relu", "g1.act"), "g1.act");
         assert!(active().is_some());
         assert!(finish().is_empty());
         assert!(active().is_none());

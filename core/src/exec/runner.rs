@@ -45,6 +45,11 @@ pub struct Runner<'n, D: KernelDevice, T> {
     dev: D,
     /// Values by handle; `None` once released (nothing reads it any more).
     vals: Vec<Option<Val<D>>>,
+    /// Per handle: whether no gradient is wanted for it (an input given as a constant, a
+    /// parameter this pass does not train, or what only such values computed).
+    constant: Vec<bool>,
+    /// Parameters pushed as constants (not trained by the pass this runner records).
+    fixed_params: std::collections::HashSet<String>,
     /// Handles whose tensor shares its id (and gradient slot) with an older tensor, mapped
     /// to the handle that first had the id: dfdx's reshape and broadcast keep the id. Their
     /// gradients are not released early.
@@ -63,6 +68,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         Self {
             dev,
             vals: Vec::new(),
+            constant: Vec::new(),
+            fixed_params: Default::default(),
             aliases: Default::default(),
             tape: T::default(),
             record: true,
@@ -73,10 +80,31 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         }
     }
 
-    /// Put a value in the slab.
+    /// Put a value in the slab; backward computes its gradient.
     pub fn push(&mut self, v: Val<D>) -> H {
         self.vals.push(Some(v));
+        self.constant.push(false);
         H((self.vals.len() - 1) as u32)
+    }
+
+    /// Put a value in the slab that no gradient is wanted for (real images, a detached
+    /// condition): the ops that read only constants record no backward, and a convolution
+    /// skips the gradient of a constant input or of constant weights.
+    pub fn push_constant(&mut self, v: Val<D>) -> H {
+        let h = self.push(v);
+        self.constant[h.0 as usize] = true;
+        h
+    }
+
+    /// Push the parameters at `paths` as constants from now on: the pass this runner
+    /// records does not train them (D's weights in the G step, frozen parameters).
+    pub fn fix_params<'a>(&mut self, paths: impl IntoIterator<Item = &'a str>) {
+        self.fixed_params.extend(paths.into_iter().map(str::to_string));
+    }
+
+    /// Whether no gradient is wanted for `h`.
+    fn is_constant(&self, h: H) -> bool {
+        self.constant.get(h.0 as usize).copied().unwrap_or(false)
     }
 
     /// A value by handle.
@@ -223,7 +251,11 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         let e = store
             .get(path)
             .ok_or_else(|| Error::other("exec::param", format!("parameter `{path}` is not instantiated")))?;
-        let h = self.push(e.value.clone());
+        let h = if self.fixed_params.contains(path) {
+            self.push_constant(e.value.clone())
+        } else {
+            self.push(e.value.clone())
+        };
         run.params.insert(p, h);
         if e.role == Role::Buffer {
             run.touched_buffers.push((p, h));
@@ -245,7 +277,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             })
             .collect::<Result<Vec<_>>>()?;
         let ph = node.params.iter().map(|&p| self.param(net, p, store, run)).collect::<Result<Vec<_>>>()?;
-        self.record = !node.frozen;
+        // A node that reads only constants has no gradient to pass back: nothing recorded.
+        let reads_variable = inputs.iter().chain(&ph).any(|&h| !self.is_constant(h));
+        self.record = !node.frozen && reads_variable;
         self.node_training = match node.mode {
             ModeOverride::Follow => self.net_training,
             ModeOverride::Train => true,
@@ -255,7 +289,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         let profile = super::profile::active();
         if let Some(p) = profile.as_ref().filter(|_| T::OWNS_TAPE) {
             // Fires after this node's backward: the time since the marker below is its own.
-            let (p, net_name, kind) = (p.clone(), net.name.clone(), node.kind.clone());
+            let kind = p.borrow().label(&node.kind, &node.path).to_string();
+            let (p, net_name) = (p.clone(), net.name.clone());
             self.tape.add_backward_op(move |_| {
                 p.borrow_mut().mark(Some((&net_name, &kind)));
                 Ok(())
@@ -269,7 +304,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             .forward(self, &inputs, &ph)
             .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
         if let (Some(p), Some(began)) = (&profile, began) {
-            p.borrow_mut().forward(&net.name, &node.kind, began.elapsed());
+            let label = p.borrow().label(&node.kind, &node.path).to_string();
+            p.borrow_mut().forward(&net.name, &label, began.elapsed());
             if T::OWNS_TAPE {
                 let p = p.clone();
                 self.tape.add_backward_op(move |_| {
@@ -278,11 +314,12 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 });
             }
         }
-        self.record = true;
+        let recorded = std::mem::replace(&mut self.record, true);
         // Every tensor the node made: its gradient is spent once the node's backward ran;
         // the runner keeps only the outputs (backward ops hold what they need).
         for i in start..self.vals.len() {
             let h = H(i as u32);
+            self.constant[i] = !recorded;
             if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains_key(&h.0)) {
                 releases.borrow_mut().push(r);
             }
@@ -481,8 +518,8 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         Ok(self.put(y, Val::R3))
     }
 
-    fn conv2d(&mut self, x: H, w: H, b: Option<H>, stride: usize, padding: usize) -> Result<H> {
-        let (Val::R4(x), Val::R4(w)) = (self.val(x)?.clone(), self.val(w)?.clone()) else {
+    fn conv2d(&mut self, xh: H, wh: H, b: Option<H>, stride: usize, padding: usize) -> Result<H> {
+        let (Val::R4(x), Val::R4(w)) = (self.val(xh)?.clone(), self.val(wh)?.clone()) else {
             return Err(shape_err("conv2d", "needs x [B, C, H, W] and w [O, C, kh, kw]"));
         };
         let bias = match b {
@@ -492,7 +529,11 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             },
             None => None,
         };
-        let y = kernels::conv2d(self.tr(&x), self.tr(&w), bias, stride, padding).map_err(kerr)?;
+        let need = kernels::ConvGrads {
+            input: !self.is_constant(xh),
+            weights: !self.is_constant(wh) || b.is_some_and(|b| !self.is_constant(b)),
+        };
+        let y = kernels::conv2d_for(self.tr(&x), self.tr(&w), bias, (stride, padding), need).map_err(kerr)?;
         Ok(self.put(y, Val::R4))
     }
 
@@ -802,7 +843,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             Val::R3(t) => Val::R3(t * 1.0),
             Val::R4(t) => Val::R4(t * 1.0),
         };
-        Ok(self.push(v))
+        Ok(self.push_constant(v))
     }
 
     fn noise(&mut self, name: &str, shape: &[usize], dist: Noise) -> Result<H> {

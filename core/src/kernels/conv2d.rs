@@ -183,14 +183,32 @@ impl Conv2dGeom {
     }
 }
 
+/// Which gradients a convolution's backward computes. A gradient nobody reads (of a
+/// constant image, or of weights the step does not train) is skipped, with its GEMM and
+/// im2col or col2im; its slot is left untouched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGrads {
+    /// `dL/dx`.
+    pub input: bool,
+    /// `dL/dw` and `dL/dbias`.
+    pub weights: bool,
+}
+
+impl ConvGrads {
+    /// Every gradient.
+    pub const ALL: Self = Self { input: true, weights: true };
+}
+
 /// A device that can run [`conv2d`].
 pub trait Conv2dKernel: Device<f32> {
-    /// Runs a convolution whose shapes `geom` has already checked.
+    /// Runs a convolution whose shapes `geom` has already checked; backward computes the
+    /// gradients `need` asks for (a device may compute more).
     fn conv2d<T: Tape<f32, Self>>(
         x: T4<Self, T>,
         w: T4<Self, T>,
         bias: Option<T1<Self, T>>,
         geom: Conv2dGeom,
+        need: ConvGrads,
     ) -> Result<T4<Self, T>, KernelError>;
 }
 
@@ -204,8 +222,19 @@ pub fn conv2d<D: Conv2dKernel, T: Tape<f32, D>>(
     stride: usize,
     padding: usize,
 ) -> Result<T4<D, T>, KernelError> {
+    conv2d_for(x, w, bias, (stride, padding), ConvGrads::ALL)
+}
+
+/// [`conv2d`] whose backward computes only the gradients `need` asks for.
+pub fn conv2d_for<D: Conv2dKernel, T: Tape<f32, D>>(
+    x: T4<D, T>,
+    w: T4<D, T>,
+    bias: Option<T1<D, T>>,
+    (stride, padding): (usize, usize),
+    need: ConvGrads,
+) -> Result<T4<D, T>, KernelError> {
     let geom = Conv2dGeom::new(*x.shape(), *w.shape(), bias.as_ref().map(|b| b.shape().0), stride, padding)?;
-    D::conv2d(x, w, bias, geom)
+    D::conv2d(x, w, bias, geom, need)
 }
 
 impl Conv2dKernel for Cpu {
@@ -214,6 +243,7 @@ impl Conv2dKernel for Cpu {
         w: T4<Self, T>,
         bias: Option<T1<Self, T>>,
         g: Conv2dGeom,
+        need: ConvGrads,
     ) -> Result<T4<Self, T>, KernelError> {
         let dev_err = |e| KernelError::device(OP, e);
         let (x, tape_x) = x.try_contiguous().map_err(dev_err)?.split_tape();
@@ -249,14 +279,18 @@ impl Conv2dKernel for Cpu {
             tape.add_backward_op(move |grads| {
                 let gy = take_grad!(grads, &out_ghost, g.out_len());
                 let ws = cpu::read(&w)?;
-                let mut gw = Scratch::zeroed(g.w_len());
-                let mut gx = take_grad!(grads, &x_ghost, g.x_len());
-                backward(&g, &plan, &xs, &ws, &gy, &mut gx, &mut gw);
-                put_grad!(grads, &x_ghost, gx);
-                add_grad!(grads, &w_ghost, &gw);
-                if let Some(b_ghost) = &b_ghost {
-                    let gb = bias_grad(&g, &gy);
-                    add_grad!(grads, b_ghost, &gb);
+                let mut gw = need.weights.then(|| Scratch::zeroed(g.w_len()));
+                let mut gx = if need.input { Some(take_grad!(grads, &x_ghost, g.x_len())) } else { None };
+                backward(&g, &plan, (&xs, &ws, &gy), gx.as_deref_mut(), gw.as_deref_mut());
+                if let Some(gx) = gx {
+                    put_grad!(grads, &x_ghost, gx);
+                }
+                if let Some(gw) = &gw {
+                    add_grad!(grads, &w_ghost, gw);
+                    if let Some(b_ghost) = &b_ghost {
+                        let gb = bias_grad(&g, &gy);
+                        add_grad!(grads, b_ghost, &gb);
+                    }
                 }
                 put_grad!(grads, &out_ghost, gy);
                 Ok(())
@@ -273,6 +307,7 @@ impl Conv2dKernel for Cuda {
         w: T4<Self, T>,
         bias: Option<T1<Self, T>>,
         geom: Conv2dGeom,
+        _need: ConvGrads,
     ) -> Result<T4<Self, T>, KernelError> {
         composite(x, w, bias, geom).map_err(|e| KernelError::device(OP, e))
     }
@@ -427,6 +462,28 @@ fn input_row(g: &Conv2dGeom, oy: usize, ky: usize) -> Option<usize> {
     (oy * g.stride + ky).checked_sub(g.padding).filter(|&iy| iy < g.h)
 }
 
+/// Output rows at most this wide are unfolded through a [`tap_table`]: their runs are too
+/// short for per-run copies (a 4×4 map is 4-element runs, each with its own bounds, fills
+/// and `memcpy` call; profiled at 20% of a quickstart iteration before the table).
+const TABLE_MAX_W_OUT: usize = 16;
+
+/// For each kernel tap `(ky, kx)` and each output pixel `l0..l0+nl` of one image: the
+/// input pixel `iy·W + ix` it reads, or `u32::MAX` where it reads the zero padding.
+fn tap_table(g: &Conv2dGeom, l0: usize, nl: usize) -> Vec<u32> {
+    let mut table = vec![u32::MAX; g.kh * g.kw * nl];
+    for (tap, row) in table.chunks_mut(nl).enumerate() {
+        let (ky, kx) = (tap / g.kw, tap % g.kw);
+        for (i, d) in row.iter_mut().enumerate() {
+            let (oy, ox) = ((l0 + i) / g.w_out, (l0 + i) % g.w_out);
+            let ix = (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w);
+            if let (Some(iy), Some(ix)) = (input_row(g, oy, ky), ix) {
+                *d = (iy * g.w + ix) as u32;
+            }
+        }
+    }
+    table
+}
+
 /// Runs `f(i, chunk)` over the `len`-sized chunks of `data`, in parallel or not.
 fn for_chunks<T: Send>(data: &mut [T], len: usize, par: bool, f: impl Fn((usize, &mut [T])) + Send + Sync) {
     if par {
@@ -442,6 +499,19 @@ fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32], par: bool) {
     let n = t.cols();
     let hw = g.h * g.w;
     let (s, p) = (g.stride, g.padding);
+    if g.w_out <= TABLE_MAX_W_OUT {
+        let (table, taps) = (tap_table(g, t.l0, t.nl), g.kh * g.kw);
+        for_chunks(&mut cols[..g.k() * n], n, par, |(r, row)| {
+            let idx = &table[(r % taps) * t.nl..][..t.nl];
+            for (j, seg) in row.chunks_mut(t.nl).enumerate() {
+                let plane = &xs[((t.b0 + j) * g.c_in + r / taps) * hw..][..hw];
+                for (d, &i) in seg.iter_mut().zip(idx) {
+                    *d = plane.get(i as usize).copied().unwrap_or(0.0);
+                }
+            }
+        });
+        return;
+    }
     for_chunks(&mut cols[..g.k() * n], n, par, |(r, row)| {
         let ci = r / (g.kh * g.kw);
         let (ky, kx) = ((r / g.kw) % g.kh, r % g.kw);
@@ -481,6 +551,21 @@ fn col2im_add(g: &Conv2dGeom, dcols: &[f32], t: Tile, gx: &mut [f32], par: bool)
     let hw = g.h * g.w;
     let (s, p) = (g.stride, g.padding);
     let planes = &mut gx[t.b0 * g.c_in * hw..(t.b0 + t.nb) * g.c_in * hw];
+    if g.w_out <= TABLE_MAX_W_OUT {
+        let (table, taps) = (tap_table(g, t.l0, t.nl), g.kh * g.kw);
+        for_chunks(planes, hw, par, |(q, plane)| {
+            let (j, ci) = (q / g.c_in, q % g.c_in);
+            for (tap, idx) in table.chunks(t.nl).enumerate() {
+                let seg = &dcols[(ci * taps + tap) * n + j * t.nl..][..t.nl];
+                for (&i, &v) in idx.iter().zip(seg) {
+                    if let Some(d) = plane.get_mut(i as usize) {
+                        *d += v;
+                    }
+                }
+            }
+        });
+        return;
+    }
     for_chunks(planes, hw, par, |(q, plane)| {
         let (j, ci) = (q / g.c_in, q % g.c_in);
         for ky in 0..g.kh {
@@ -580,32 +665,40 @@ fn forward(
 /// a convolution of `dL/dy` (flipped, transposed weights): its columns have `Cout·kh·kw`
 /// rows instead of `Cin·kh·kw` and it writes `gx` directly, with no col2im scatter.
 /// (Stage-I b64 backward: G's 3×3 layers 7–16% faster, its 64 → 3 layer 218 → 165 ms.)
-fn backward(g: &Conv2dGeom, plan: &Plan, xs: &[f32], ws: &[f32], gy: &[f32], gx: &mut [f32], gw: &mut [f32]) {
-    match g.data_grad_geom() {
-        Some(gt) => {
-            backward_parts(g, plan, xs, ws, gy, None, gw);
+/// Either gradient is skipped when not given.
+fn backward(
+    g: &Conv2dGeom,
+    plan: &Plan,
+    (xs, ws, gy): (&[f32], &[f32], &[f32]),
+    gx: Option<&mut [f32]>,
+    gw: Option<&mut [f32]>,
+) {
+    match (g.data_grad_geom(), gx) {
+        (Some(gt), Some(gx)) => {
+            if let Some(gw) = gw {
+                backward_parts(g, plan, (xs, ws, gy), None, Some(gw));
+            }
             let wt = g.flipped_transposed(ws);
             let plan_t = Plan::new(&gt, plan.budget, plan.min_cols);
             forward(&gt, &plan_t, gy, &wt, None, gx, true);
         }
-        None => backward_parts(g, plan, xs, ws, gy, Some(gx), gw),
+        (_, gx) if gx.is_some() || gw.is_some() => backward_parts(g, plan, (xs, ws, gy), gx, gw),
+        _ => {}
     }
 }
 
-/// Adds `dL/dw` into `gw`, and `dL/dx` into `gx` when given (through col2im).
+/// Adds `dL/dw` into `gw` and `dL/dx` into `gx` (through col2im), each when given.
 fn backward_parts(
     g: &Conv2dGeom,
     plan: &Plan,
-    xs: &[f32],
-    ws: &[f32],
-    gy: &[f32],
+    (xs, ws, gy): (&[f32], &[f32], &[f32]),
     gx: Option<&mut [f32]>,
-    gw: &mut [f32],
+    gw: Option<&mut [f32]>,
 ) {
     let x_img = g.c_in * g.h * g.w;
     let y_img = g.c_out * g.l();
     if plan.inner_par {
-        backward_part(g, plan, xs, ws, gy, gx, gw);
+        backward_part(g, plan, (xs, ws, gy), gx, gw);
         return;
     }
     let parts = g.batch.div_ceil(plan.part_images);
@@ -614,43 +707,37 @@ fn backward_parts(
         None => (0..parts).map(|_| None).collect(),
     };
     // One dW accumulator per part, summed at the end.
-    let partials: Vec<Scratch> = gx_parts
+    let want_w = gw.is_some();
+    let partials: Vec<Option<Scratch>> = gx_parts
         .into_par_iter()
         .enumerate()
         .map(|(p, gx)| {
             let b0 = p * plan.part_images;
             let images = plan.part_images.min(g.batch - b0);
-            let mut acc = Scratch::zeroed(gw.len());
-            backward_part(
-                g,
-                plan,
-                &xs[b0 * x_img..(b0 + images) * x_img],
-                ws,
-                &gy[b0 * y_img..(b0 + images) * y_img],
-                gx,
-                &mut acc,
-            );
+            let mut acc = want_w.then(|| Scratch::zeroed(g.w_len()));
+            let (xs, gy) = (&xs[b0 * x_img..(b0 + images) * x_img], &gy[b0 * y_img..(b0 + images) * y_img]);
+            backward_part(g, plan, (xs, ws, gy), gx, acc.as_deref_mut());
             acc
         })
         .collect();
-    gw.par_chunks_mut(1 << 14).enumerate().for_each(|(i, chunk)| {
-        for part in &partials {
-            for (d, s) in chunk.iter_mut().zip(&part[i << 14..]) {
-                *d += s;
+    if let Some(gw) = gw {
+        gw.par_chunks_mut(1 << 14).enumerate().for_each(|(i, chunk)| {
+            for part in partials.iter().flatten() {
+                for (d, s) in chunk.iter_mut().zip(&part[i << 14..]) {
+                    *d += s;
+                }
             }
-        }
-    });
+        });
+    }
 }
 
 /// [`backward`] for the images of one part (`xs`, `gy`, `gx` start at its first image).
 fn backward_part(
     g: &Conv2dGeom,
     plan: &Plan,
-    xs: &[f32],
-    ws: &[f32],
-    gy: &[f32],
+    (xs, ws, gy): (&[f32], &[f32], &[f32]),
     mut gx: Option<&mut [f32]>,
-    gw: &mut [f32],
+    mut gw: Option<&mut [f32]>,
 ) {
     let (k, l, co) = (g.k(), g.l(), g.c_out);
     let par = plan.inner_par;
@@ -660,7 +747,9 @@ fn backward_part(
     for t in plan.tiles(g, images) {
         let n = t.cols();
         let mut cols = Scratch::new(k * n);
-        im2col(g, xs, t, &mut cols, par);
+        if gw.is_some() {
+            im2col(g, xs, t, &mut cols, par);
+        }
 
         let mut tmp = None;
         let gy_mat = match out_view(g, t) {
@@ -680,9 +769,11 @@ fn backward_part(
         };
 
         // dW += dY · colsᵀ, where colsᵀ has element (j, r) = cols[r][j].
-        let cols_t = MatRef { data: &cols, off: 0, rs: 1, cs: n };
-        let gw_mat = MatMut { data: &mut *gw, off: 0, rs: k, cs: 1 };
-        cpu::gemm((co, k, n), gw_mat, true, gy_mat, cols_t, par);
+        if let Some(gw) = gw.as_deref_mut() {
+            let cols_t = MatRef { data: &cols, off: 0, rs: 1, cs: n };
+            let gw_mat = MatMut { data: gw, off: 0, rs: k, cs: 1 };
+            cpu::gemm((co, k, n), gw_mat, true, gy_mat, cols_t, par);
+        }
 
         // dcols = Wᵀ · dY, reusing the column buffer.
         if let Some(gx) = gx.as_deref_mut() {
@@ -752,6 +843,10 @@ mod tests {
         ((2, 4, 5, 6), (2, 4, 3, 3), 1, 1, true),
         ((2, 3, 5, 5), (3, 3, 3, 3), 1, 0, false),
         ((1, 3, 6, 5), (1, 3, 5, 5), 1, 2, false),
+        // Output rows wider than TABLE_MAX_W_OUT: unfolded run by run, not by a tap table.
+        ((1, 2, 4, 40), (3, 2, 3, 3), 1, 1, true),
+        ((2, 2, 5, 70), (2, 2, 4, 4), 2, 1, false),
+        ((1, 3, 3, 38), (2, 3, 3, 3), 1, 0, false),
     ];
 
     #[test]
@@ -836,19 +931,27 @@ mod tests {
             let x = rand_vec(g.x_len(), 4);
             let w = rand_vec(g.w_len(), 5);
             let gy = rand_vec(g.out_len(), 6);
-            let run = |plan: &Plan| {
+            let run = |plan: &Plan, need: ConvGrads| {
                 // Non-zero starting gradients: backward must add, not overwrite.
                 let mut gx = vec![1.0; g.x_len()];
                 let mut gw = vec![-1.0; g.w_len()];
-                backward(&g, plan, &x, &w, &gy, &mut gx, &mut gw);
+                let (dx, dw) = (need.input.then_some(&mut gx[..]), need.weights.then_some(&mut gw[..]));
+                backward(&g, plan, (&x, &w, &gy), dx, dw);
                 (gx, gw)
             };
-            let (gx1, gw1) = run(&one);
+            let (gx1, gw1) = run(&one, ConvGrads::ALL);
             let to64 = |v: &[f32]| v.iter().map(|&v| v as f64).collect::<Vec<_>>();
             for plan in small_plans(&g) {
-                let (gx, gw) = run(&plan);
+                let (gx, gw) = run(&plan, ConvGrads::ALL);
                 assert_close(&gx, &to64(&gx1), 1e-5, &format!("dx {xs:?} {plan:?}"));
                 assert_close(&gw, &to64(&gw1), 1e-5, &format!("dw {xs:?} {plan:?}"));
+                // One gradient alone is the same, and the other slot is left as it was.
+                let (gx, gw) = run(&plan, ConvGrads { input: true, weights: false });
+                assert_close(&gx, &to64(&gx1), 1e-5, &format!("dx alone {xs:?} {plan:?}"));
+                assert!(gw.iter().all(|&v| v == -1.0), "dw untouched {xs:?} {plan:?}");
+                let (gx, gw) = run(&plan, ConvGrads { input: false, weights: true });
+                assert_close(&gw, &to64(&gw1), 1e-5, &format!("dw alone {xs:?} {plan:?}"));
+                assert!(gx.iter().all(|&v| v == 1.0), "dx untouched {xs:?} {plan:?}");
             }
         }
     }
@@ -863,7 +966,7 @@ mod tests {
             let plan = Plan::new(&g, COL_BUDGET, MIN_TILE_COLS);
             let (x, w, gy) = (rand_vec(g.x_len(), 7), rand_vec(g.w_len(), 8), rand_vec(g.out_len(), 9));
             let mut via_col2im = vec![0.5; g.x_len()];
-            backward_parts(&g, &plan, &x, &w, &gy, Some(&mut via_col2im), &mut vec![0.0; g.w_len()]);
+            backward_parts(&g, &plan, (&x, &w, &gy), Some(&mut via_col2im), Some(&mut vec![0.0; g.w_len()]));
             let mut via_conv = vec![0.5; g.x_len()];
             forward(
                 &gt,
@@ -877,7 +980,7 @@ mod tests {
             let want: Vec<f64> = via_col2im.iter().map(|&v| v as f64).collect();
             assert_close(&via_conv, &want, 1e-5, &format!("{xs:?} {ws:?} s{s} p{p}"));
         }
-        assert_eq!(checked, 6, "the cases that take the convolution path");
+        assert_eq!(checked, 7, "the cases that take the convolution path");
     }
 
     fn grad_check_case(case: Case, use_composite: bool) {

@@ -19,7 +19,7 @@ mod testutil;
 use dfdx::prelude::{Cpu, Device, Storage, Tensor};
 
 pub use batch_norm::{batch_norm, BatchNormKernel, BatchNormMode};
-pub use conv2d::{conv2d, Conv2dGeom, Conv2dKernel};
+pub use conv2d::{conv2d, conv2d_for, Conv2dGeom, Conv2dKernel, ConvGrads};
 pub use leaky_relu::{leaky_relu, LeakyReluKernel};
 pub use upsample::{upsample_nearest, UpsampleKernel};
 

@@ -66,7 +66,7 @@ pub fn bench<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
     batch: usize,
-    (warmup, iters, with_profile): (usize, usize, bool),
+    (warmup, iters, with_profile): (usize, usize, Option<profile::GroupBy>),
     mut progress: impl FnMut(&str),
 ) -> Result<BenchResult> {
     let mut store = ParamStore::new(dev);
@@ -106,9 +106,9 @@ pub fn bench<D: KernelDevice>(
     }
     let train_peak_heap_mb = mb(mem::peak());
     let mut rows = None;
-    if with_profile {
+    if let Some(by) = with_profile {
         // Separate iterations: the markers cost a little, and the timings above stay clean.
-        profile::start();
+        profile::start(by);
         for i in 0..iters {
             game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
             progress(&format!("profile {}/{iters}", i + 1));

@@ -424,8 +424,10 @@ fn g_forward<'n, D: KernelDevice>(
         None => st.noise.sample(rng, b, st.z_dim)?,
     };
     let mut tape: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, noise);
-    let emb = tape.push(Val::from_host(&dev, step.batch.emb.clone(), &[b, st.embed_dim])?);
-    let zh = tape.push(Val::from_host(&dev, z, &[b, st.z_dim])?);
+    let stage = &flow.stages[st.index];
+    tape.fix_params(gn.params.iter().map(|p| p.path.as_str()).filter(|p| stage.freezes(p)));
+    let emb = tape.push_constant(Val::from_host(&dev, step.batch.emb.clone(), &[b, st.embed_dim])?);
+    let zh = tape.push_constant(Val::from_host(&dev, z, &[b, st.z_dim])?);
     let outs = tape.run_net(gn, store, &[(gp.emb, emb), (gp.z, zh)], &[gp.fake_img, gp.mu, gp.logvar])?;
     Ok(GForward { tape, emb, fake: outs[0], mu: outs[1], logvar: outs[2] })
 }
@@ -434,14 +436,14 @@ fn g_forward<'n, D: KernelDevice>(
 type HostOuts = Vec<(String, Vec<f32>, Vec<usize>)>;
 
 /// The D step on a separate tape: (real, text), (real, mismatched text) and (fake, text),
-/// with the fakes and the condition entering as constants. Returns D's outputs on the real
-/// pairs, for the G loss.
+/// with the fakes and the condition entering as constants (G's tensors themselves, no
+/// copy). Returns D's outputs on the real pairs, for the G loss.
 fn d_step<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
     (store, opt): (&mut ParamStore<D>, &mut Optimizers),
     step: &Step<'_>,
-    (fake_host, mu_host): (Vec<f32>, Vec<f32>),
+    (fake, mu): (Val<D>, Val<D>),
     (rng, report): (&mut StdRng, &mut Report),
 ) -> Result<HostOuts> {
     let (dn, dp) = (&flow.nets[st.d], &st.ports.1);
@@ -450,14 +452,13 @@ fn d_step<D: KernelDevice>(
     let dev = store.dev.clone();
     let mut dnoise = NoiseSource::seeded(0);
     let mut dr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut dnoise);
-    let real = dr.push(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
-    let fake = dr.push(Val::from_host(&dev, fake_host, &[b, 3, s, s])?);
+    let real = dr.push_constant(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
+    let fake = dr.push_constant(fake);
     let cond = match st.d_condition {
-        crate::dsl::DCondition::Mu => {
-            let cond_dim = mu_host.len() / b.max(1);
-            dr.push(Val::from_host(&dev, mu_host, &[b, cond_dim])?)
+        crate::dsl::DCondition::Mu => dr.push_constant(mu),
+        crate::dsl::DCondition::Embedding => {
+            dr.push_constant(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?)
         }
-        crate::dsl::DCondition::Embedding => dr.push(Val::from_host(&dev, batch.emb.clone(), &[b, st.embed_dim])?),
     };
     let d_params = trainable(flow, st, store, dn)?;
     // With a `code` output, the image encoder runs once per image batch.
@@ -523,10 +524,11 @@ pub fn iteration<D: KernelDevice>(
     }
     let g_params = trainable(flow, st, store, gn)?;
     let GForward { tape: mut gr, emb, fake, mu, logvar } = g_forward(flow, st, store, &step, (rng, &mut noise))?;
-    let hosts = (gr.read(fake)?, gr.read(mu)?);
-    let real_host = d_step(flow, st, (store, opt), &step, hosts, (rng, &mut report))?;
+    let g_outs = (gr.val(fake)?.clone(), gr.val(mu)?.clone());
+    let real_host = d_step(flow, st, (store, opt), &step, g_outs, (rng, &mut report))?;
 
-    // G step through the updated D, on G's tape.
+    // G step through the updated D, on G's tape; D's weights are not trained here.
+    gr.fix_params(dn.params.iter().map(|p| p.path.as_str()));
     let cond = match st.d_condition {
         crate::dsl::DCondition::Mu => gr.detach(mu)?,
         crate::dsl::DCondition::Embedding => emb,
@@ -538,7 +540,7 @@ pub fn iteration<D: KernelDevice>(
     let dev = store.dev.clone();
     let mut real_outs = Outs::new();
     for (name, values, shape) in real_host {
-        real_outs.push((name, gr.push(Val::from_host(&dev, values, &shape)?)));
+        real_outs.push((name, gr.push_constant(Val::from_host(&dev, values, &shape)?)));
     }
     let g_terms = st.loss.g_loss(&mut gr, &real_outs, &fake_outs)?;
     let kl = kl_term(&mut gr, mu, logvar)?;
