@@ -586,7 +586,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             // where dfdx's `relu` keeps the input and the output.
             Unary::Relu => unary_all!(self, v, t => kernels::leaky_relu(t, 0.0).map_err(kerr)?),
             Unary::LeakyRelu(s) => unary_all!(self, v, t => kernels::leaky_relu(t, s).map_err(kerr)?),
-            Unary::Tanh => unary_all!(self, v, t => t.tanh()),
+            Unary::Tanh => unary_all!(self, v, t => kernels::tanh(t).map_err(kerr)?),
             Unary::Sigmoid => unary_all!(self, v, t => t.sigmoid()),
             Unary::Exp => unary_all!(self, v, t => t.exp()),
             Unary::Ln => unary_all!(self, v, t => t.ln()),
