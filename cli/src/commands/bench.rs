@@ -103,6 +103,12 @@ fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
         if let Some(rss) = r.peak_rss_mb {
             println!("  peak resident set of the process: {rss:.0} MB");
         }
+        let kb = |b: u64| b as f64 / 1e3;
+        println!(
+            "  host<->device per training iteration: {:.0} KB to the device, {:.0} KB back",
+            kb(r.train_bytes_to_device),
+            kb(r.train_bytes_to_host)
+        );
         if let (Some(rows), Some(by)) = (&r.profile, by) {
             print_profile(rows, by);
         }

@@ -387,7 +387,10 @@ pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Ve
         ($t:expr) => {{
             let dev = $t.device().clone();
             match grads.get_or_alloc_mut($t) {
-                Ok(g) if Storage::<f32>::len(&dev, g) > 0 || $t.shape().num_elements() == 0 => grads.get($t).as_vec(),
+                Ok(g) if Storage::<f32>::len(&dev, g) > 0 || $t.shape().num_elements() == 0 => {
+                    super::value::count_to_host($t.shape().num_elements());
+                    grads.get($t).as_vec()
+                }
                 _ => Vec::new(),
             }
         }};

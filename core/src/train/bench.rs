@@ -8,6 +8,7 @@ use rand::{Rng, SeedableRng};
 
 use super::game::{self, Batch, Optimizers, StageSetup};
 use crate::error::Result;
+use crate::exec::value::{transferred, Transfers};
 use crate::exec::{profile, ParamStore};
 use crate::ir::estimate;
 use crate::ir::Flow;
@@ -44,6 +45,12 @@ pub struct BenchResult {
     pub train_peak_heap_mb: Option<f64>,
     /// Peak resident set size of the process so far, in MB (Linux).
     pub peak_rss_mb: Option<f64>,
+    /// Bytes copied from the host to the device per timed training iteration (the batch,
+    /// and today each updated parameter; see [`crate::exec::value::Transfers`]).
+    pub train_bytes_to_device: u64,
+    /// Bytes copied from the device to the host per timed training iteration (logged
+    /// scalars, and today every parameter and its gradient for the host-side Adam).
+    pub train_bytes_to_host: u64,
     /// With `--profile`: milliseconds per training iteration by net and node kind, from
     /// as many further iterations as were timed (slowest first).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,7 +103,11 @@ pub fn bench<D: KernelDevice>(
     let mut opt = Optimizers::default();
     let mut train_all = Vec::new();
     mem::reset_peak();
+    let mut copied = (transferred(), transferred());
     for i in 0..warmup + iters {
+        if i == warmup {
+            copied.0 = transferred();
+        }
         let t = Instant::now();
         game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
         if i >= warmup {
@@ -105,6 +116,8 @@ pub fn bench<D: KernelDevice>(
         progress(&format!("train {}/{}", i + 1, warmup + iters));
     }
     let train_peak_heap_mb = mb(mem::peak());
+    copied.1 = transferred();
+    let per_iter = |f: fn(&Transfers) -> u64| (f(&copied.1) - f(&copied.0)) / iters.max(1) as u64;
     let mut rows = None;
     if let Some(by) = with_profile {
         // Separate iterations: the markers cost a little, and the timings above stay clean.
@@ -139,6 +152,8 @@ pub fn bench<D: KernelDevice>(
         sample_peak_heap_mb,
         train_peak_heap_mb,
         peak_rss_mb: mb(mem::peak_rss()),
+        train_bytes_to_device: per_iter(|t| t.to_device),
+        train_bytes_to_host: per_iter(|t| t.to_host),
         profile: rows,
     })
 }
