@@ -71,12 +71,24 @@ impl<D: Device<f32>> Val<D> {
     /// Host copy in C order.
     pub fn to_vec(&self) -> Vec<f32> {
         count_to_host(self.numel());
-        match self {
-            Val::R1(t) => t.as_vec(),
-            Val::R2(t) => t.as_vec(),
-            Val::R3(t) => t.as_vec(),
-            Val::R4(t) => t.as_vec(),
+        // One bulk copy of a contiguous tensor (a view is made contiguous first; for a
+        // contiguous one that is a reference); `as_vec` walks element by element.
+        let mut buf = vec![0.0; self.numel()];
+        macro_rules! copy {
+            ($t:expr) => {
+                match $t.clone().try_contiguous() {
+                    Ok(c) => c.copy_into(&mut buf),
+                    Err(_) => buf = $t.as_vec(),
+                }
+            };
         }
+        match self {
+            Val::R1(t) => copy!(t),
+            Val::R2(t) => copy!(t),
+            Val::R3(t) => copy!(t),
+            Val::R4(t) => copy!(t),
+        }
+        buf
     }
 
     /// A value from host data.

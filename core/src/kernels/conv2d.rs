@@ -528,15 +528,19 @@ fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32], par: bool) {
                 let src = &plane[iy * g.w..][..g.w];
                 let a = lo.clamp(ox0, ox1);
                 let b = hi.clamp(a, ox1);
-                dst[..a - ox0].fill(0.0);
-                dst[b - ox0..].fill(0.0);
+                // The padding is a pixel or two at the row ends: no `memset` call per run.
+                if a > ox0 {
+                    dst[..a - ox0].iter_mut().for_each(|d| *d = 0.0);
+                }
+                if ox1 > b {
+                    dst[b - ox0..].iter_mut().for_each(|d| *d = 0.0);
+                }
                 let mid = &mut dst[a - ox0..b - ox0];
                 if s == 1 {
                     mid.copy_from_slice(&src[a + kx - p..b + kx - p]);
-                } else {
-                    for (d, ox) in mid.iter_mut().zip(a..b) {
-                        *d = src[ox * s + kx - p];
-                    }
+                } else if a < b {
+                    let taps = src[a * s + kx - p..].iter().step_by(s);
+                    mid.iter_mut().zip(taps).for_each(|(d, v)| *d = *v);
                 }
             });
         }
