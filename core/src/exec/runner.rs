@@ -320,7 +320,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         for i in start..self.vals.len() {
             let h = H(i as u32);
             self.constant[i] = !recorded;
-            if let Some(r) = self.grad_release(h).filter(|_| !self.aliases.contains_key(&h.0)) {
+            // (A node that recorded nothing left no gradient to free.)
+            if let Some(r) = self.grad_release(h).filter(|_| recorded && !self.aliases.contains_key(&h.0)) {
                 releases.borrow_mut().push(r);
             }
             if !outs.contains(&h) {

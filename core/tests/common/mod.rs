@@ -10,8 +10,14 @@ use stackflow_core::exec::weights;
 use stackflow_core::ir::{self, BuildOptions, Flow};
 use stackflow_core::registry::Registry;
 
+/// The repository the tests read graphs and fixtures from: `STACKFLOW_ROOT` when set (a
+/// test binary built on one machine and run on another, see scripts/gpu-check.sh), else
+/// the one they were built in.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    match std::env::var_os("STACKFLOW_ROOT") {
+        Some(r) => PathBuf::from(r),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join(".."),
+    }
 }
 
 pub fn fixtures() -> PathBuf {
