@@ -75,3 +75,47 @@ fn a_generator_without_its_ports_is_refused_when_the_flow_is_built() {
     assert_eq!(err.code_str(), "graph::missing_input", "{err:?}");
     assert!(err.message().contains("no input `z`"), "{}", err.message());
 }
+
+/// One stage-1 iteration of tests/graphs/tiny2.ron with `augment` set to `policy`: its
+/// report and whether every G parameter moved.
+fn stage1_with_augment(policy: &str) -> (game::Report, bool) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/graphs/tiny2.ron");
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        r#"name: "stage1", generator: "g1", discriminator: "d1","#,
+        &format!(r#"name: "stage1", generator: "g1", discriminator: "d1", augment: {policy},"#),
+    );
+    assert!(text.contains("augment:"), "stage 1 of tiny2 changed: update this test");
+    let parsed = dsl::parse(SourceFile::new("tiny2-augment.ron", text)).unwrap();
+    let flow = ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default()).unwrap();
+    let st = game::setup(&flow, &Registry::with_builtins(), 0).unwrap();
+    let mut store = ParamStore::new(Cpu::default());
+    for net in &flow.nets {
+        store.init_net(net, 3).unwrap();
+    }
+    let g1 = flow.net("g1").unwrap();
+    let weights = |store: &ParamStore<Cpu>| {
+        g1.trainable_params().iter().map(|&p| store.get(&g1.params[p].path).unwrap().value.to_vec()).collect::<Vec<_>>()
+    };
+    let before = weights(&store);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (b, s) = (4, st.image_size);
+    let batch = Batch {
+        real: (0..b * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        emb: (0..b * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        tags: vec![Vec::new(); b],
+    };
+    let mut opt = Optimizers::default();
+    let report = game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).unwrap();
+    let moved = weights(&store).iter().zip(&before).all(|(a, b)| a != b);
+    (report, moved)
+}
+
+#[test]
+fn diff_augment_changes_what_d_sees_and_g_still_learns_through_it() {
+    let (plain, _) = stage1_with_augment("[]");
+    let (aug, g_moved) = stage1_with_augment("[Color, Translation, Cutout]");
+    let d = |r: &game::Report| r.term("D").unwrap();
+    assert!(d(&aug).is_finite() && aug.term("G").unwrap().is_finite());
+    assert_ne!(d(&plain), d(&aug), "D saw the same images with and without DiffAugment");
+    assert!(g_moved, "a G parameter got no gradient through the augmented fakes");
+}

@@ -103,6 +103,9 @@ stage_fields! {
         /// An exponential moving average of G's weights with this decay per G step
         /// (`Some(0.999)`); the stage's G ends as the average.
         ema: Option<f64> = None,
+        /// DiffAugment policies applied to every image batch D sees, real and fake
+        /// (`[Color, Translation, Cutout]`).
+        augment: Vec<Augment> = Vec::new(),
     ]
 }
 
@@ -118,6 +121,17 @@ pub enum CheckpointEvery {
     Steps(u64),
     /// Every this many minutes of training.
     Minutes(u64),
+}
+
+/// A DiffAugment policy (Zhao et al., 2020).
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+pub enum Augment {
+    /// Random brightness, saturation and contrast per image.
+    Color,
+    /// A random shift of up to 1/8 of the side, zeros shifted in.
+    Translation,
+    /// A random square of half the side set to zero.
+    Cutout,
 }
 
 /// The source of the discriminator's condition.

@@ -10,6 +10,7 @@ use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
 use super::adam::{Adam, AdamConfig};
+use super::augment::diff_augment;
 use super::ema::Ema;
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
@@ -60,6 +61,8 @@ pub struct StageSetup {
     pub image_size: usize,
     /// Decay of the moving average of G's weights, if the stage keeps one.
     pub ema: Option<f32>,
+    /// DiffAugment policies for every image batch D sees.
+    pub augment: Vec<crate::dsl::Augment>,
 }
 
 fn adam_of(o: &Optimizer) -> AdamConfig {
@@ -167,6 +170,7 @@ pub fn setup(flow: &Flow, registry: &Registry, index: usize) -> Result<StageSetu
         embed_dim: gp.embed_dim(gn),
         image_size: gp.image_side(gn),
         ema: st.ema.map(|d| d as f32),
+        augment: st.augment.clone(),
     })
 }
 
@@ -454,6 +458,11 @@ fn d_step<D: KernelDevice>(
     let mut dr: Runner<D, OwnedTape<f32, D>> = Runner::new(dev.clone(), true, &mut dnoise);
     let real = dr.push_constant(Val::from_host(&dev, batch.real.clone(), &[b, 3, s, s])?);
     let fake = dr.push_constant(fake);
+    let (real, fake) = if st.augment.is_empty() {
+        (real, fake)
+    } else {
+        (diff_augment(&mut dr, real, &st.augment, rng)?, diff_augment(&mut dr, fake, &st.augment, rng)?)
+    };
     let cond = match st.d_condition {
         crate::dsl::DCondition::Mu => dr.push_constant(mu),
         crate::dsl::DCondition::Embedding => {
@@ -533,7 +542,8 @@ pub fn iteration<D: KernelDevice>(
         crate::dsl::DCondition::Mu => gr.detach(mu)?,
         crate::dsl::DCondition::Embedding => emb,
     };
-    let fake_outs = d_pass(&mut gr, (dn, &st.ports.1), store, (Seen::Image(fake), cond), &st.d_outputs)?;
+    let seen = if st.augment.is_empty() { fake } else { diff_augment(&mut gr, fake, &st.augment, rng)? };
+    let fake_outs = d_pass(&mut gr, (dn, &st.ports.1), store, (Seen::Image(seen), cond), &st.d_outputs)?;
     for (n, h) in &fake_outs {
         report.probs.push((format!("g_{}_fake", n.trim_end_matches("_prob")), gr.read(*h)?));
     }

@@ -2,6 +2,7 @@
 //! built-in losses and samplers, and Adam over named tensors.
 
 pub mod adam;
+pub mod augment;
 pub mod bench;
 pub mod checkpoint;
 pub mod ema;
