@@ -48,8 +48,15 @@ done
 # names and its soname, so a stub with every driver function cudarc binds is built here.
 cudarc=$(cargo metadata --format-version 1 --features stackflow-cli/cuda 2>/dev/null |
   python3 -c 'import json,sys; print(next(p["manifest_path"] for p in json.load(sys.stdin)["packages"] if p["name"]=="cudarc"))')
-grep -o 'pub fn cu[A-Za-z0-9_]*' "$(dirname "$cudarc")/src/driver/sys.rs" | sort -u |
-  sed 's/pub fn \(.*\)/int \1(void) { return 999; }/' > "$ROOT/cuda_stub.c"
+# Every call fails with CUDA_ERROR_NO_DEVICE (100), and the error's name and text say why,
+# so a binary run against the stub reports a missing device instead of crashing.
+{
+  grep -o 'pub fn cu[A-Za-z0-9_]*' "$(dirname "$cudarc")/src/driver/sys.rs" | sort -u |
+    grep -v -x -e 'pub fn cuGetErrorString' -e 'pub fn cuGetErrorName' |
+    sed 's/pub fn \(.*\)/int \1(void) { return 100; }/'
+  echo 'int cuGetErrorString(int e, const char **s) { *s = "no NVIDIA driver: this is the link stub of scripts/build-cuda.sh"; return 0; }'
+  echo 'int cuGetErrorName(int e, const char **s) { *s = "CUDA_ERROR_NO_DEVICE"; return 0; }'
+} > "$ROOT/cuda_stub.c"
 gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$ROOT/lib/libcuda.so" "$ROOT/cuda_stub.c"
 # dfdx's build script asks nvidia-smi for the compute capability before it reads
 # CUDA_COMPUTE_CAP; with no GPU here, a shim answers.

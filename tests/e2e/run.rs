@@ -304,3 +304,46 @@ fn ema_ends_the_stage_as_the_average_and_resumes_exactly() {
     let out = stackflow(&["check", "tests/graphs/tiny.ron", "--set", "stage1.ema=1"]);
     assert!(out.code == 1 && out.stderr.contains("a decay between 0 and 1"), "{}", out.stderr);
 }
+
+#[test]
+fn periodic_eval_logs_scores_and_keeps_the_best_checkpoint() {
+    let work = fresh("eval");
+    let graph = crate::support::tiny_graph(&work, "tiny-eval", |t| {
+        t.replace(
+            r#"epochs: 2, batch: 8,"#,
+            r#"epochs: 2, batch: 8, eval: Some((every: 3, captions: 4, per_caption: 2, metric: Background)),"#,
+        )
+    });
+    let dir = work.join("run");
+    let args = ["run", graph.to_str().unwrap(), "--quiet", "--keep", "1", "--out", dir.to_str().unwrap()];
+    let out = stackflow(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let evals: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v.get("eval_both").is_some())
+        .collect();
+    // 16 iterations, every 3rd scored.
+    assert_eq!(evals.iter().map(|v| v["step"].as_u64().unwrap()).collect::<Vec<_>>(), [3, 6, 9, 12, 15]);
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("checkpoints/best.json")).unwrap()).unwrap();
+    assert_eq!(best["metric"], "eval_background");
+    let top = evals.iter().map(|v| v["eval_background"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+    assert_eq!(best["value"].as_f64().unwrap(), top);
+    let first_top = evals.iter().find(|v| v["eval_background"].as_f64() == Some(top)).unwrap();
+    assert_eq!(best["step"], first_top["step"], "the first step reaching the best score is kept");
+    // Pruning to --keep 1 leaves the best checkpoint alone; it loads like any checkpoint.
+    let files = ckpts(&dir);
+    assert!(files.iter().any(|p| p.ends_with("best.safetensors")), "{files:?}");
+    assert_eq!(files.iter().filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("ckpt-")).count(), 1);
+    assert!(dir.join("losses.png").exists());
+    // Folder data has no colour judge: `eval` there is a diagnostic at check time.
+    let bad = crate::support::tiny_graph(&work, "tiny-eval-folder", |t| {
+        t.replace(r#"epochs: 2, batch: 8,"#, r#"epochs: 2, batch: 8, eval: Some((every: 3)),"#)
+            .replace("SyntheticShapes(count: 64, seed: 1)", r#"Folder(root: "nowhere")"#)
+    });
+    let out = stackflow(&["check", bad.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(out.stderr.contains("SyntheticShapes"), "{}", out.stderr);
+}

@@ -13,7 +13,9 @@ use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result, SourceFile, Span};
-pub use recipe::{Augment, CheckpointEvery, DCondition, DataDef, LrDecay, Optimizer, StageDef, StagePatch};
+pub use recipe::{
+    Augment, CheckpointEvery, DCondition, DataDef, EvalDef, EvalMetric, LrDecay, Optimizer, StageDef, StagePatch,
+};
 pub use spans::{Key, SpanTree};
 
 /// Graph files larger than this are refused before parsing.

@@ -106,6 +106,9 @@ stage_fields! {
         /// DiffAugment policies applied to every image batch D sees, real and fake
         /// (`[Color, Translation, Cutout]`).
         augment: Vec<Augment> = Vec::new(),
+        /// Periodic evaluation on held-out captions, keeping `checkpoints/best.safetensors`
+        /// (`Some((every: 500, metric: Both))`).
+        eval: Option<EvalDef> = None,
     ]
 }
 
@@ -121,6 +124,55 @@ pub enum CheckpointEvery {
     Steps(u64),
     /// Every this many minutes of training.
     Minutes(u64),
+}
+
+/// Periodic evaluation during a stage: caption fidelity on held-out synthetic captions,
+/// logged to `metrics.jsonl`, with the best checkpoint kept.
+#[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct EvalDef {
+    /// Every this many iterations of the stage.
+    pub every: u64,
+    /// The score `checkpoints/best.safetensors` is kept by (higher is better).
+    #[serde(default)]
+    pub metric: EvalMetric,
+    /// Held-out captions.
+    #[serde(default = "default_eval_captions")]
+    pub captions: usize,
+    /// Samples per caption.
+    #[serde(default = "default_eval_per_caption")]
+    pub per_caption: usize,
+}
+
+fn default_eval_captions() -> usize {
+    64
+}
+
+fn default_eval_per_caption() -> usize {
+    2
+}
+
+/// Which score picks the best checkpoint.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+pub enum EvalMetric {
+    /// Background and object colour both match the caption.
+    #[default]
+    Both,
+    /// The object colour matches.
+    Object,
+    /// The background colour matches.
+    Background,
+}
+
+impl EvalMetric {
+    /// The `metrics.jsonl` key of this score.
+    pub fn key(self) -> &'static str {
+        match self {
+            EvalMetric::Both => "eval_both",
+            EvalMetric::Object => "eval_object",
+            EvalMetric::Background => "eval_background",
+        }
+    }
 }
 
 /// A DiffAugment policy (Zhao et al., 2020).

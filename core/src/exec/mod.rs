@@ -28,8 +28,17 @@ pub fn cpu(seed: u64) -> dfdx::prelude::Cpu {
 /// The first CUDA device, seeded; an error if there is none.
 #[cfg(feature = "cuda")]
 pub fn cuda(seed: u64) -> crate::Result<dfdx::prelude::Cuda> {
-    dfdx::tensor::Cuda::try_build(0, seed).map_err(|e| {
-        crate::Error::other("device::cuda", format!("cannot open CUDA device 0: {e:?}"))
+    use cudarc::driver::result;
+    let none = |why: String| {
+        crate::Error::other("device::cuda", format!("cannot open CUDA device 0: {why}"))
             .with_help("is an NVIDIA driver installed and a GPU visible? use `--device cpu` otherwise")
-    })
+    };
+    // Asked first: cudarc 0.9 panics inside `CudaDevice::new` when the driver has no device.
+    result::init().map_err(|e| none(format!("the driver did not start ({:?})", e.0)))?;
+    match result::device::get_count() {
+        Ok(n) if n > 0 => {}
+        Ok(_) => return Err(none("the driver sees no device".into())),
+        Err(e) => return Err(none(format!("the driver cannot count devices ({:?})", e.0))),
+    }
+    dfdx::tensor::Cuda::try_build(0, seed).map_err(|e| none(format!("{e:?}")))
 }

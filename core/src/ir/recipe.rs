@@ -163,6 +163,24 @@ fn check_numbers(flow: &Flow, st: &StageDef, at: &dyn Fn(&str) -> Vec<Key>) -> R
             ));
         }
     }
+    if let Some(ev) = &st.eval {
+        if ev.every == 0 || ev.captions == 0 || ev.per_caption == 0 {
+            return Err(p.error(
+                "graph::bad_value",
+                &at("eval"),
+                "eval needs every, captions and per_caption of at least 1",
+            ));
+        }
+        if !matches!(st.data, crate::dsl::DataDef::SyntheticShapes { .. }) {
+            return Err(p
+                .error("graph::bad_value", &at("eval"), "periodic evaluation scores stages trained on SyntheticShapes")
+                .with_help("caption fidelity needs the synthetic data's colour judge; remove `eval` for other data"));
+        }
+        let images = ev.captions.saturating_mul(ev.per_caption.saturating_add(1));
+        if images > 1 << 16 {
+            return Err(p.error("graph::bad_value", &at("eval"), "eval would draw more than 65,536 images"));
+        }
+    }
     if st.ema.is_some_and(|d| !(d > 0.0 && d < 1.0)) {
         return Err(p.error("graph::bad_value", &at("ema"), "ema must be a decay between 0 and 1, e.g. `Some(0.999)`"));
     }

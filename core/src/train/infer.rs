@@ -277,12 +277,26 @@ pub fn evaluate<D: KernelDevice>(
     per: usize,
     seed: u64,
 ) -> Result<(Scores, Scores)> {
-    let GeneratorShape { embed_dim: e, side, .. } = t.generator(s);
-    let DataDef::SyntheticShapes { seed: data_seed, .. } = t.flow.parsed.doc.train[s].data else {
+    let mut store = t.store(dev)?;
+    evaluate_store(&t.flow, (s, noise), &mut store, (captions, per), seed)
+}
+
+/// [`evaluate`] with the parameters in `store` (a run in progress).
+pub fn evaluate_store<D: KernelDevice>(
+    flow: &Flow,
+    (s, noise): (usize, &dyn NoiseSampler),
+    store: &mut ParamStore<D>,
+    (captions, per): (usize, usize),
+    seed: u64,
+) -> Result<(Scores, Scores)> {
+    let st = &flow.stages[s];
+    let (net, ports) = (&flow.nets[st.g], &st.g_ports);
+    let (e, side) = (ports.embed_dim(net), ports.image_side(net));
+    let DataDef::SyntheticShapes { seed: data_seed, .. } = flow.parsed.doc.train[s].data else {
         return Err(Error::input("eval::dataset", "`stackflow eval` scores runs trained on SyntheticShapes"));
     };
     // The first stage's data seed when it is synthetic too, so every stage sees the same captions.
-    let data_seed = match t.flow.parsed.doc.train[0].data {
+    let data_seed = match flow.parsed.doc.train[0].data {
         DataDef::SyntheticShapes { seed, .. } => seed,
         _ => data_seed,
     };
@@ -299,8 +313,7 @@ pub fn evaluate<D: KernelDevice>(
         tags.push(smp.tags);
         reals.push(smp.images[0].clone());
     }
-    let mut store = t.store(dev)?;
-    let (images, side) = generate_many(&t.flow, (s, noise), &mut store, &embeds, per, seed)?;
+    let (images, side) = generate_many(flow, (s, noise), store, &embeds, per, seed)?;
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 

@@ -15,10 +15,11 @@ use rand::SeedableRng;
 
 use super::checkpoint::{self, Meta, Position};
 use super::game::{self, Batch, Optimizers, StageSetup};
+use super::infer;
 use super::plot;
 use super::rundir::{self, ResumeFrom, RunInfo};
 use crate::data::{self, Dataset};
-use crate::dsl::{CheckpointEvery, LrDecay};
+use crate::dsl::{CheckpointEvery, EvalDef, EvalMetric, LrDecay};
 use crate::error::{Error, Result};
 use crate::exec::ParamStore;
 use crate::ir::Flow;
@@ -366,6 +367,9 @@ impl Trainer<'_> {
                 let idx = &order[(bi as usize) * batch..(bi as usize + 1) * batch];
                 let ep = Epoch { st, ds: ds.as_ref(), scale, pb: &pb, ipe };
                 self.iteration(&ep, idx, store, opt, pos)?;
+                if let Some(ev) = def.eval.filter(|ev| pos.step.is_multiple_of(ev.every)) {
+                    self.evaluate(st, ev, (store, opt), pos)?;
+                }
                 if let Some(sig) = self.opts.stop.as_ref().map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0) {
                     halt = Some(Halt::Signal(sig));
                     break;
@@ -491,16 +495,68 @@ impl Trainer<'_> {
         Ok(())
     }
 
-    /// Write a checkpoint of the current position and prune to the newest `keep`.
-    fn checkpoint<D: KernelDevice>(&mut self, store: &ParamStore<D>, opt: &Optimizers, pos: &Position) -> Result<()> {
-        let meta = Meta {
+    /// What a checkpoint of the current position records besides the tensors.
+    fn meta(&self, opt: &Optimizers, pos: &Position) -> Meta {
+        Meta {
             position: pos.clone(),
             seed: self.seed,
             graph_hash: self.hash.clone(),
             overrides: self.opts.overrides.clone(),
             adam_t: (opt.g.t, opt.d.t),
             run_id: self.run_id.clone(),
+        }
+    }
+
+    /// Score the stage's G on held-out captions, log the scores, and keep the checkpoint
+    /// with the best score so far in `checkpoints/best.safetensors` (a later stage's first
+    /// score replaces an earlier stage's best: the later G is the run's output).
+    fn evaluate<D: KernelDevice>(
+        &mut self,
+        st: &StageSetup,
+        ev: EvalDef,
+        (store, opt): (&mut ParamStore<D>, &Optimizers),
+        pos: &Position,
+    ) -> Result<()> {
+        let at = (st.index, st.noise.as_ref());
+        let (scores, _) = infer::evaluate_store(self.flow, at, store, (ev.captions, ev.per_caption), self.seed)?;
+        let line = serde_json::json!({
+            "stage": st.name, "epoch": pos.epoch, "step": pos.step,
+            "eval_both": scores.both_fidelity, "eval_object": scores.object_fidelity,
+            "eval_background": scores.background_fidelity, "eval_diversity": scores.diversity,
+        });
+        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
+        let value = match ev.metric {
+            EvalMetric::Both => scores.both_fidelity,
+            EvalMetric::Object => scores.object_fidelity,
+            EvalMetric::Background => scores.background_fidelity,
         };
+        if self.opts.quiet {
+            eprintln!("{} step {}: {} {value:.4}", st.name, pos.step, ev.metric.key());
+        }
+        let dir = self.opts.dir.join("checkpoints");
+        let record = dir.join("best.json");
+        let best: Option<serde_json::Value> =
+            std::fs::read_to_string(&record).ok().and_then(|t| serde_json::from_str(&t).ok());
+        let beaten = best.is_none_or(|b| {
+            let (stage, old) = (b["stage_index"].as_u64(), b["value"].as_f64());
+            stage.is_none_or(|s| (s as usize) < st.index) || old.is_none_or(|old| value > old)
+        });
+        if beaten {
+            checkpoint::save(&dir.join("best.safetensors"), store, opt, &self.meta(opt, pos))?;
+            let rec = serde_json::json!({
+                "stage": st.name, "stage_index": st.index, "step": pos.step,
+                "metric": ev.metric.key(), "value": value,
+            });
+            let tmp = dir.join("best.json.tmp");
+            std::fs::write(&tmp, format!("{rec}\n")).map_err(|e| Error::io(&tmp, e))?;
+            std::fs::rename(&tmp, &record).map_err(|e| Error::io(&record, e))?;
+        }
+        Ok(())
+    }
+
+    /// Write a checkpoint of the current position and prune to the newest `keep`.
+    fn checkpoint<D: KernelDevice>(&mut self, store: &ParamStore<D>, opt: &Optimizers, pos: &Position) -> Result<()> {
+        let meta = self.meta(opt, pos);
         let ckpt_dir = self.opts.dir.join("checkpoints");
         let path = ckpt_dir.join(format!("ckpt-s{}-{:09}.safetensors", pos.stage + 1, pos.step));
         checkpoint::save(&path, store, opt, &meta)?;
