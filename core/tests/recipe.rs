@@ -25,6 +25,19 @@ fn flow(frozen: &str) -> Result<ir::Flow> {
     ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default())
 }
 
+/// One iteration of stage `st` on a random batch of 4, from fresh Adam state.
+fn one_iteration(flow: &ir::Flow, st: &game::StageSetup, store: &mut ParamStore<Cpu>) -> game::Report {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (b, s) = (4, st.image_size);
+    let batch = Batch {
+        real: (0..b * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        emb: (0..b * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        tags: vec![Vec::new(); b],
+    };
+    let mut opt = Optimizers::default();
+    game::iteration(flow, st, (store, &mut opt), game::Step::on(&batch), &mut rng).expect("one iteration")
+}
+
 /// Which of g1's parameters one stage-2 iteration changes.
 fn g1_params_changed(frozen: &str) -> Vec<bool> {
     let flow = flow(frozen).expect("the variant builds");
@@ -36,15 +49,7 @@ fn g1_params_changed(frozen: &str) -> Vec<bool> {
     let g1 = flow.net("g1").expect("g1");
     let before: Vec<Vec<f32>> =
         g1.trainable_params().iter().map(|&p| store.get(&g1.params[p].path).unwrap().value.to_vec()).collect();
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let (b, s) = (4, st.image_size);
-    let batch = Batch {
-        real: (0..b * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        emb: (0..b * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        tags: vec![Vec::new(); b],
-    };
-    let mut opt = Optimizers::default();
-    game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).expect("one iteration");
+    one_iteration(&flow, &st, &mut store);
     g1.trainable_params()
         .iter()
         .zip(before)
@@ -97,15 +102,7 @@ fn stage1_with_augment(policy: &str) -> (game::Report, bool) {
         g1.trainable_params().iter().map(|&p| store.get(&g1.params[p].path).unwrap().value.to_vec()).collect::<Vec<_>>()
     };
     let before = weights(&store);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
-    let (b, s) = (4, st.image_size);
-    let batch = Batch {
-        real: (0..b * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        emb: (0..b * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        tags: vec![Vec::new(); b],
-    };
-    let mut opt = Optimizers::default();
-    let report = game::iteration(&flow, &st, (&mut store, &mut opt), game::Step::on(&batch), &mut rng).unwrap();
+    let report = one_iteration(&flow, &st, &mut store);
     let moved = weights(&store).iter().zip(&before).all(|(a, b)| a != b);
     (report, moved)
 }
