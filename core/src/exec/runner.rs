@@ -287,9 +287,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         };
         self.node_path = node.path.clone();
         let profile = super::profile::active();
-        if let Some(p) = profile.as_ref().filter(|_| T::OWNS_TAPE) {
+        let label = profile.as_ref().map(|p| p.borrow().label(&node.kind, &node.path).to_string());
+        if let (Some(p), Some(kind)) = (profile.as_ref().filter(|_| T::OWNS_TAPE), label.clone()) {
             // Fires after this node's backward: the time since the marker below is its own.
-            let kind = p.borrow().label(&node.kind, &node.path).to_string();
             let (p, net_name) = (p.clone(), net.name.clone());
             self.tape.add_backward_op(move |_| {
                 p.borrow_mut().mark(Some((&net_name, &kind)));
@@ -303,9 +303,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             .block
             .forward(self, &inputs, &ph)
             .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
-        if let (Some(p), Some(began)) = (&profile, began) {
-            let label = p.borrow().label(&node.kind, &node.path).to_string();
-            p.borrow_mut().forward(&net.name, &label, began.elapsed());
+        if let (Some(p), Some(began), Some(label)) = (&profile, began, &label) {
+            p.borrow_mut().forward(&net.name, label, began.elapsed());
             if T::OWNS_TAPE {
                 let p = p.clone();
                 self.tape.add_backward_op(move |_| {

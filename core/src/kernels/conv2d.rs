@@ -337,7 +337,7 @@ pub fn composite<D: Device<f32>, T: Tape<f32, D>>(
                 for ky in 0..g.kh {
                     for kx in 0..g.kw {
                         let iy = input_row(&g, oy, ky);
-                        let ix = (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w);
+                        let ix = input_col(&g, ox, kx);
                         idx.push(match (iy, ix) {
                             (Some(iy), Some(ix)) => (b * g.h + iy) * g.w + ix,
                             _ => pixels,
@@ -462,6 +462,12 @@ fn input_row(g: &Conv2dGeom, oy: usize, ky: usize) -> Option<usize> {
     (oy * g.stride + ky).checked_sub(g.padding).filter(|&iy| iy < g.h)
 }
 
+/// Input column `ox·s + kx − p`, or `None` in the padding.
+#[inline]
+fn input_col(g: &Conv2dGeom, ox: usize, kx: usize) -> Option<usize> {
+    (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w)
+}
+
 /// Output rows at most this wide are unfolded through a [`tap_table`]: their runs are too
 /// short for per-run copies (a 4×4 map is 4-element runs, each with its own bounds, fills
 /// and `memcpy` call; profiled at 20% of a quickstart iteration before the table).
@@ -475,8 +481,7 @@ fn tap_table(g: &Conv2dGeom, l0: usize, nl: usize) -> Vec<u32> {
         let (ky, kx) = (tap / g.kw, tap % g.kw);
         for (i, d) in row.iter_mut().enumerate() {
             let (oy, ox) = ((l0 + i) / g.w_out, (l0 + i) % g.w_out);
-            let ix = (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w);
-            if let (Some(iy), Some(ix)) = (input_row(g, oy, ky), ix) {
+            if let (Some(iy), Some(ix)) = (input_row(g, oy, ky), input_col(g, ox, kx)) {
                 *d = (iy * g.w + ix) as u32;
             }
         }
