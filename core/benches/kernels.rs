@@ -118,7 +118,7 @@ struct ConvCase(&'static str, (usize, usize, usize, usize), usize, usize, usize,
 fn conv(dev: &Cpu, case: &ConvCase) {
     let &ConvCase(name, x, co, k, s, p, bias) = case;
     let ws = (co, x.1, k, k);
-    let g = Conv2dGeom::new(x, ws, bias.then_some(co), s, p).unwrap();
+    let g = Conv2dGeom::new(x, ws, bias.then_some(co), s, (p, p)).unwrap();
     let xt = rand4(dev, x);
     let wt = rand4(dev, ws);
     let bt: Option<T1<Cpu>> = bias.then(|| dev.tensor_from_vec(rand_vec(co), (co,)));

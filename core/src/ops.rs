@@ -83,8 +83,16 @@ pub trait Ops {
     fn linear(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>) -> Result<Tensor>;
     /// Batched matrix product [B, M, K] × [B, K, N] → [B, M, N].
     fn matmul(&mut self, a: Tensor, b: Tensor) -> Result<Tensor>;
-    /// 2-d convolution of x [B, C, H, W] with w [O, C, kh, kw], zero padding.
-    fn conv2d(&mut self, x: Tensor, w: Tensor, b: Option<Tensor>, stride: usize, padding: usize) -> Result<Tensor>;
+    /// 2-d convolution of x [B, C, H, W] with w [O, C, kh, kw], zero padding
+    /// `(rows, columns)` on both sides of each axis.
+    fn conv2d(
+        &mut self,
+        x: Tensor,
+        w: Tensor,
+        b: Option<Tensor>,
+        stride: usize,
+        padding: (usize, usize),
+    ) -> Result<Tensor>;
     /// BatchNorm over all dims but 1. In train mode it normalises with batch statistics
     /// and updates `stats` (running mean, unbiased running variance, call counter).
     fn batch_norm(

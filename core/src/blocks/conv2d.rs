@@ -13,15 +13,19 @@ impl BlockKind for Conv2d {
         "core.conv2d"
     }
     fn doc(&self) -> &str {
-        "2-d convolution [C, H, W] → [out, H', W'] (attrs `out`, `kernel`, `stride` = 1, `padding` = 0, `bias` = true, \
+        "2-d convolution [C, H, W] → [out, H', W'] (attrs `out`, `kernel` (a size or [rows, columns]), `stride` = 1, \
+         `padding` = 0 (a size or [rows, columns]), `bias` = true, \
          `init` = \"normal\" (N(0, 0.02²)) or \"zeros\" (a residual branch that starts as the identity))"
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(Conv2dBlock {
             out: attrs.dim("out")?,
-            kernel: attrs.dim("kernel")?,
+            kernel: match attrs.pair_or("kernel", (0, 0), 1)? {
+                (0, 0) => return Err(attrs.error("`core.conv2d` needs attribute `kernel`")),
+                k => k,
+            },
             stride: attrs.dim_or("stride", 1)?,
-            padding: attrs.uint_or("padding", 0)?,
+            padding: attrs.pair_or("padding", (0, 0), 0)?,
             bias: attrs.bool_or("bias", true)?,
             zero_init: attrs.choice("init", &["normal", "zeros"])? == "zeros",
         }))
@@ -31,16 +35,17 @@ impl BlockKind for Conv2d {
 #[derive(Debug)]
 struct Conv2dBlock {
     out: usize,
-    kernel: usize,
+    kernel: (usize, usize),
     stride: usize,
-    padding: usize,
+    padding: (usize, usize),
     bias: bool,
     zero_init: bool,
 }
 
 impl Conv2dBlock {
-    fn out_size(&self, n: usize) -> Option<usize> {
-        (n + 2 * self.padding).checked_sub(self.kernel).map(|v| v / self.stride + 1)
+    /// Output size along an axis of `n` with this kernel size and padding.
+    fn out_size(&self, n: usize, kernel: usize, padding: usize) -> Option<usize> {
+        (n + 2 * padding).checked_sub(kernel).map(|v| v / self.stride + 1)
     }
 }
 
@@ -48,17 +53,14 @@ impl Block for Conv2dBlock {
     fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
         let d = super::one_of_rank(inputs, 3, "an image [C, H, W]")?;
         let (c, h, w) = (d[0], d[1], d[2]);
-        let (Some(ho), Some(wo)) = (self.out_size(h), self.out_size(w)) else {
-            return Err(format!(
-                "kernel {k}×{k} with padding {p} does not fit a {h}×{w} input",
-                k = self.kernel,
-                p = self.padding
-            ));
+        let ((kh, kw), (ph, pw)) = (self.kernel, self.padding);
+        let (Some(ho), Some(wo)) = (self.out_size(h, kh, ph), self.out_size(w, kw, pw)) else {
+            return Err(format!("kernel {kh}×{kw} with padding {ph}×{pw} does not fit a {h}×{w} input"));
         };
-        let fan_in = c * self.kernel * self.kernel;
+        let fan_in = c * kh * kw;
         let mut params = vec![ParamSpec::trainable(
             "weight",
-            [self.out, c, self.kernel, self.kernel],
+            [self.out, c, kh, kw],
             if self.zero_init { Init::Zeros } else { Init::Normal { mean: 0.0, std: 0.02 } },
         )];
         if self.bias {
@@ -97,5 +99,13 @@ mod tests {
         let b = configure("core.conv2d", "(out: 3, kernel: 3, padding: 1, init: \"zeros\")").unwrap();
         assert_eq!(b.infer(&[Shape::new([4, 8, 8])]).unwrap().params[0].init, crate::kind::Init::Zeros);
         assert!(configure("core.conv2d", "(out: 3, kernel: 3, init: \"ones\")").is_err());
+        // Inception's 1×7 kernel with padding only along the columns.
+        let b = configure("core.conv2d", "(out: 4, kernel: [1, 7], padding: [0, 3], bias: false)").unwrap();
+        let i = b.infer(&[Shape::new([2, 17, 17])]).unwrap();
+        assert_eq!(i.outputs, vec![Shape::new([4, 17, 17])]);
+        assert_eq!(i.params[0].shape, vec![4, 2, 1, 7]);
+        assert!(configure("core.conv2d", "(out: 4, kernel: [1, 7, 3])").is_err());
+        assert!(configure("core.conv2d", "(out: 4, kernel: [0, 7])").is_err());
+        assert!(configure("core.conv2d", "(out: 4)").is_err());
     }
 }

@@ -523,7 +523,7 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         Ok(self.put(y, Val::R3))
     }
 
-    fn conv2d(&mut self, xh: H, wh: H, b: Option<H>, stride: usize, padding: usize) -> Result<H> {
+    fn conv2d(&mut self, xh: H, wh: H, b: Option<H>, stride: usize, padding: (usize, usize)) -> Result<H> {
         let (Val::R4(x), Val::R4(w)) = (self.val(xh)?.clone(), self.val(wh)?.clone()) else {
             return Err(shape_err("conv2d", "needs x [B, C, H, W] and w [O, C, kh, kw]"));
         };

@@ -44,8 +44,8 @@ pub struct Conv2dGeom {
     pub kw: usize,
     /// Stride (both axes).
     pub stride: usize,
-    /// Zero padding (both axes, both sides).
-    pub padding: usize,
+    /// Zero padding `(rows, columns)`, on both sides of each axis.
+    pub padding: (usize, usize),
     /// Output height.
     pub h_out: usize,
     /// Output width.
@@ -60,7 +60,7 @@ impl Conv2dGeom {
         w: (usize, usize, usize, usize),
         bias: Option<usize>,
         stride: usize,
-        padding: usize,
+        padding: (usize, usize),
     ) -> Result<Self, KernelError> {
         let (batch, c_in, h, wd) = x;
         let (c_out, w_cin, kh, kw) = w;
@@ -87,13 +87,13 @@ impl Conv2dGeom {
                 ));
             }
         }
-        let (hp, wp) = (h + 2 * padding, wd + 2 * padding);
+        let (hp, wp) = (h + 2 * padding.0, wd + 2 * padding.1);
         if kh > hp || kw > wp {
             return Err(KernelError::shape(
                 OP,
                 format!(
                     "kernel {kh}x{kw} is larger than the padded input {hp}x{wp} \
-                     (input {x:?}, padding {padding})"
+                     (input {x:?}, padding {padding:?})"
                 ),
             ));
         }
@@ -144,12 +144,13 @@ impl Conv2dGeom {
         self.batch * self.c_out * self.l()
     }
 
-    /// When `dL/dx` is best computed as a convolution of `dL/dy`: stride 1, a square
-    /// kernel no smaller than the padding needs, and no more output than input channels.
+    /// When `dL/dx` is best computed as a convolution of `dL/dy`: stride 1, a kernel
+    /// larger than the padding on each axis, and no more output than input channels.
     /// That convolution maps `Cout` channels at the output size back to `Cin` channels at
-    /// the input size, with padding `k − 1 − p`.
+    /// the input size, with padding `k − 1 − p` on each axis.
     fn data_grad_geom(&self) -> Option<Conv2dGeom> {
-        let fits = self.stride == 1 && self.kh == self.kw && self.padding < self.kh && self.c_out <= self.c_in;
+        let (ph, pw) = self.padding;
+        let fits = self.stride == 1 && ph < self.kh && pw < self.kw && self.c_out <= self.c_in;
         fits.then(|| Conv2dGeom {
             batch: self.batch,
             c_in: self.c_out,
@@ -159,7 +160,7 @@ impl Conv2dGeom {
             kh: self.kh,
             kw: self.kw,
             stride: 1,
-            padding: self.kh - 1 - self.padding,
+            padding: (self.kh - 1 - ph, self.kw - 1 - pw),
             h_out: self.h,
             w_out: self.w,
         })
@@ -222,15 +223,16 @@ pub fn conv2d<D: Conv2dKernel, T: Tape<f32, D>>(
     stride: usize,
     padding: usize,
 ) -> Result<T4<D, T>, KernelError> {
-    conv2d_for(x, w, bias, (stride, padding), ConvGrads::ALL)
+    conv2d_for(x, w, bias, (stride, (padding, padding)), ConvGrads::ALL)
 }
 
-/// [`conv2d`] whose backward computes only the gradients `need` asks for.
+/// [`conv2d`] with its own zero padding `(rows, columns)` per axis, whose backward
+/// computes only the gradients `need` asks for.
 pub fn conv2d_for<D: Conv2dKernel, T: Tape<f32, D>>(
     x: T4<D, T>,
     w: T4<D, T>,
     bias: Option<T1<D, T>>,
-    (stride, padding): (usize, usize),
+    (stride, padding): (usize, (usize, usize)),
     need: ConvGrads,
 ) -> Result<T4<D, T>, KernelError> {
     let geom = Conv2dGeom::new(*x.shape(), *w.shape(), bias.as_ref().map(|b| b.shape().0), stride, padding)?;
@@ -435,7 +437,7 @@ impl Plan {
 /// For kernel column `kx`: the output columns `lo..hi` whose input column
 /// `ox·s + kx − p` lies inside `0..w`.
 fn valid_cols(g: &Conv2dGeom, kx: usize) -> (usize, usize) {
-    let (s, p) = (g.stride, g.padding);
+    let (s, p) = (g.stride, g.padding.1);
     let lo = if kx >= p { 0 } else { (p - kx).div_ceil(s) };
     let hi = if g.w + p > kx { (g.w - 1 + p - kx) / s + 1 } else { 0 };
     (lo.min(g.w_out), hi.min(g.w_out).max(lo.min(g.w_out)))
@@ -459,13 +461,13 @@ fn for_each_run(g: &Conv2dGeom, l0: usize, nl: usize, mut f: impl FnMut(usize, u
 /// Input row `oy·s + ky − p`, or `None` in the padding.
 #[inline]
 fn input_row(g: &Conv2dGeom, oy: usize, ky: usize) -> Option<usize> {
-    (oy * g.stride + ky).checked_sub(g.padding).filter(|&iy| iy < g.h)
+    (oy * g.stride + ky).checked_sub(g.padding.0).filter(|&iy| iy < g.h)
 }
 
 /// Input column `ox·s + kx − p`, or `None` in the padding.
 #[inline]
 fn input_col(g: &Conv2dGeom, ox: usize, kx: usize) -> Option<usize> {
-    (ox * g.stride + kx).checked_sub(g.padding).filter(|&ix| ix < g.w)
+    (ox * g.stride + kx).checked_sub(g.padding.1).filter(|&ix| ix < g.w)
 }
 
 /// Output rows at most this wide are unfolded through a [`tap_table`]: their runs are too
@@ -503,7 +505,7 @@ fn for_chunks<T: Send>(data: &mut [T], len: usize, par: bool, f: impl Fn((usize,
 fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32], par: bool) {
     let n = t.cols();
     let hw = g.h * g.w;
-    let (s, p) = (g.stride, g.padding);
+    let (s, p) = (g.stride, g.padding.1);
     if g.w_out <= TABLE_MAX_W_OUT {
         let (table, taps) = (tap_table(g, t.l0, t.nl), g.kh * g.kw);
         for_chunks(&mut cols[..g.k() * n], n, par, |(r, row)| {
@@ -558,7 +560,7 @@ fn im2col(g: &Conv2dGeom, xs: &[f32], t: Tile, cols: &mut [f32], par: bool) {
 fn col2im_add(g: &Conv2dGeom, dcols: &[f32], t: Tile, gx: &mut [f32], par: bool) {
     let n = t.cols();
     let hw = g.h * g.w;
-    let (s, p) = (g.stride, g.padding);
+    let (s, p) = (g.stride, g.padding.1);
     let planes = &mut gx[t.b0 * g.c_in * hw..(t.b0 + t.nb) * g.c_in * hw];
     if g.w_out <= TABLE_MAX_W_OUT {
         let (table, taps) = (tap_table(g, t.l0, t.nl), g.kh * g.kw);
@@ -818,8 +820,8 @@ mod tests {
                         for ci in 0..g.c_in {
                             for ky in 0..g.kh {
                                 for kx in 0..g.kw {
-                                    let iy = (oy * g.stride + ky) as isize - g.padding as isize;
-                                    let ix = (ox * g.stride + kx) as isize - g.padding as isize;
+                                    let iy = (oy * g.stride + ky) as isize - g.padding.0 as isize;
+                                    let ix = (ox * g.stride + kx) as isize - g.padding.1 as isize;
                                     if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
                                         continue;
                                     }
@@ -837,25 +839,30 @@ mod tests {
         out
     }
 
-    /// (x shape, w shape, stride, padding, bias)
-    type Case = ((usize, usize, usize, usize), (usize, usize, usize, usize), usize, usize, bool);
+    /// (x shape, w shape, stride, padding (rows, columns), bias)
+    type Case = ((usize, usize, usize, usize), (usize, usize, usize, usize), usize, (usize, usize), bool);
 
     const CASES: &[Case] = &[
-        ((2, 3, 5, 5), (4, 3, 3, 3), 1, 1, false),
-        ((2, 3, 8, 8), (4, 3, 4, 4), 2, 1, false),
-        ((2, 2, 8, 8), (3, 2, 4, 4), 4, 0, true),
-        ((1, 2, 5, 7), (3, 2, 2, 3), 2, 1, true),
-        ((2, 3, 6, 4), (2, 3, 1, 1), 1, 0, true),
-        ((1, 1, 3, 3), (2, 1, 5, 5), 3, 2, false),
-        ((3, 2, 7, 5), (2, 2, 3, 2), 3, 2, true),
+        ((2, 3, 5, 5), (4, 3, 3, 3), 1, (1, 1), false),
+        ((2, 3, 8, 8), (4, 3, 4, 4), 2, (1, 1), false),
+        ((2, 2, 8, 8), (3, 2, 4, 4), 4, (0, 0), true),
+        ((1, 2, 5, 7), (3, 2, 2, 3), 2, (1, 1), true),
+        ((2, 3, 6, 4), (2, 3, 1, 1), 1, (0, 0), true),
+        ((1, 1, 3, 3), (2, 1, 5, 5), 3, (2, 2), false),
+        ((3, 2, 7, 5), (2, 2, 3, 2), 3, (2, 2), true),
         // Stride 1 with no more output than input channels: dL/dx as a convolution.
-        ((2, 4, 5, 6), (2, 4, 3, 3), 1, 1, true),
-        ((2, 3, 5, 5), (3, 3, 3, 3), 1, 0, false),
-        ((1, 3, 6, 5), (1, 3, 5, 5), 1, 2, false),
+        ((2, 4, 5, 6), (2, 4, 3, 3), 1, (1, 1), true),
+        ((2, 3, 5, 5), (3, 3, 3, 3), 1, (0, 0), false),
+        ((1, 3, 6, 5), (1, 3, 5, 5), 1, (2, 2), false),
         // Output rows wider than TABLE_MAX_W_OUT: unfolded run by run, not by a tap table.
-        ((1, 2, 4, 40), (3, 2, 3, 3), 1, 1, true),
-        ((2, 2, 5, 70), (2, 2, 4, 4), 2, 1, false),
-        ((1, 3, 3, 38), (2, 3, 3, 3), 1, 0, false),
+        ((1, 2, 4, 40), (3, 2, 3, 3), 1, (1, 1), true),
+        ((2, 2, 5, 70), (2, 2, 4, 4), 2, (1, 1), false),
+        ((1, 3, 3, 38), (2, 3, 3, 3), 1, (0, 0), false),
+        // Non-square kernels with their own padding per axis (Inception's 1×7 and 7×1).
+        ((2, 3, 7, 7), (4, 3, 1, 7), 1, (0, 3), false),
+        ((2, 3, 7, 6), (4, 3, 7, 1), 1, (3, 0), true),
+        ((1, 4, 6, 5), (2, 4, 3, 1), 1, (1, 0), true),
+        ((1, 2, 9, 20), (3, 2, 1, 3), 2, (0, 1), false),
     ];
 
     #[test]
@@ -867,7 +874,7 @@ mod tests {
             let b = with_bias.then(|| rand_t1(&dev, ws.0, 30 + i as u64));
             let g = Conv2dGeom::new(xs, ws, with_bias.then_some(ws.0), s, p).unwrap();
             let want = naive(&g, &x.as_vec(), &w.as_vec(), b.as_ref().map(|b| b.as_vec()).as_deref());
-            let got = conv2d(x.clone(), w.clone(), b.clone(), s, p).unwrap();
+            let got = conv2d_for(x.clone(), w.clone(), b.clone(), (s, p), ConvGrads::ALL).unwrap();
             assert_eq!(*got.shape(), g.out_shape(), "case {i}");
             assert_close(&got.as_vec(), &want, 1e-5, &format!("case {i}"));
             let comp = composite(x, w, b, g).unwrap();
@@ -885,7 +892,7 @@ mod tests {
             ((3, 2, 40, 40), (3, 2, 3, 3), 18 * 300),
             ((7, 2, 5, 5), (3, 2, 3, 3), 18 * 60),
         ] {
-            let g = Conv2dGeom::new(xs, ws, None, 1, 1).unwrap();
+            let g = Conv2dGeom::new(xs, ws, None, 1, (1, 1)).unwrap();
             let mut seen = vec![0u8; g.batch * g.l()];
             for t in tiles(&g, g.batch, budget, 1) {
                 assert!(t.nb == 1 || (t.l0 == 0 && t.nl == g.l()));
@@ -901,11 +908,11 @@ mod tests {
 
     /// Shapes and tile budgets that give several tiles of each kind.
     const TILED: &[Case] = &[
-        ((3, 2, 20, 20), (3, 2, 3, 3), 1, 1, true),
-        ((7, 2, 5, 5), (3, 2, 3, 3), 1, 1, false),
-        ((5, 3, 12, 12), (4, 3, 4, 4), 2, 1, false),
-        ((3, 4, 20, 20), (2, 4, 3, 3), 1, 1, false),
-        ((7, 3, 5, 5), (3, 3, 3, 3), 1, 1, true),
+        ((3, 2, 20, 20), (3, 2, 3, 3), 1, (1, 1), true),
+        ((7, 2, 5, 5), (3, 2, 3, 3), 1, (1, 1), false),
+        ((5, 3, 12, 12), (4, 3, 4, 4), 2, (1, 1), false),
+        ((3, 4, 20, 20), (2, 4, 3, 3), 1, (1, 1), false),
+        ((7, 3, 5, 5), (3, 3, 3, 3), 1, (1, 1), true),
     ];
 
     /// Small tiles; one part with parallel tiles, or parts of two images.
@@ -987,9 +994,9 @@ mod tests {
                 true,
             );
             let want: Vec<f64> = via_col2im.iter().map(|&v| v as f64).collect();
-            assert_close(&via_conv, &want, 1e-5, &format!("{xs:?} {ws:?} s{s} p{p}"));
+            assert_close(&via_conv, &want, 1e-5, &format!("{xs:?} {ws:?} s{s} p{p:?}"));
         }
-        assert_eq!(checked, 7, "the cases that take the convolution path");
+        assert_eq!(checked, 8, "the cases that take the convolution path");
     }
 
     fn grad_check_case(case: Case, use_composite: bool) {
@@ -1004,7 +1011,7 @@ mod tests {
             if use_composite {
                 composite(x, w, b, g).unwrap().as_vec()
             } else {
-                conv2d(x, w, b, s, p).unwrap().as_vec()
+                conv2d_for(x, w, b, (s, p), ConvGrads::ALL).unwrap().as_vec()
             }
         };
 
@@ -1012,7 +1019,11 @@ mod tests {
         let tx = x.leaky_trace();
         let tw = w.retaped::<OwnedTape<f32, Cpu>>();
         let tb = b.as_ref().map(|b| b.retaped::<OwnedTape<f32, Cpu>>());
-        let y = if use_composite { composite(tx, tw, tb, g).unwrap() } else { conv2d(tx, tw, tb, s, p).unwrap() };
+        let y = if use_composite {
+            composite(tx, tw, tb, g).unwrap()
+        } else {
+            conv2d_for(tx, tw, tb, (s, p), ConvGrads::ALL).unwrap()
+        };
         let grads = weighted_sum_backward(y, &r);
 
         let name = format!("{case:?} composite={use_composite}");

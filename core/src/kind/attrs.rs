@@ -141,6 +141,27 @@ impl<'a> Attrs<'a> {
             .map(Some)
     }
 
+    /// A size per axis `(rows, columns)`: one integer for both (`kernel: 3`) or a list of
+    /// two (`kernel: [1, 7]`); `default` when absent. Each must be at least `min`.
+    pub fn pair_or(&mut self, name: &str, default: (usize, usize), min: usize) -> Result<(usize, usize)> {
+        let Some(a) = self.find(name) else {
+            return Ok(default);
+        };
+        let one = |v: &ron::Value| -> Result<usize> {
+            let v =
+                self.int_of(&Attr { name: name.to_string(), value: v.clone(), span: a.span, key_span: a.key_span })?;
+            if v < min as i64 || v > (1 << 40) {
+                return Err(self.error_at(&a, format!("`{name}` must be at least {min}, got {v}")));
+            }
+            Ok(v as usize)
+        };
+        match &a.value {
+            ron::Value::Seq(items) if items.len() == 2 => Ok((one(&items[0])?, one(&items[1])?)),
+            ron::Value::Seq(_) => Err(self.error_at(&a, format!("`{name}` must be one size or two: [rows, columns]"))),
+            v => one(v).map(|n| (n, n)),
+        }
+    }
+
     /// An optional float with a default.
     pub fn float_or(&mut self, name: &str, default: f64) -> Result<f64> {
         match self.find(name) {

@@ -288,7 +288,7 @@ unsafe extern "C" fn h_conv2d(
         if stride == 0 {
             return Err(bad("conv2d", "stride must be at least 1"));
         }
-        ops.conv2d(Tensor(x), Tensor(w), opt(b), stride, padding)
+        ops.conv2d(Tensor(x), Tensor(w), opt(b), stride, (padding, padding))
     })
 }
 
