@@ -53,6 +53,18 @@ pub enum Binary {
     Div,
 }
 
+/// How a pooling window is reduced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The largest input in the window (the padding never wins).
+    Max,
+    /// The mean: over the whole window when `count_padding`, else over its input pixels.
+    Avg {
+        /// PyTorch's `count_include_pad`.
+        count_padding: bool,
+    },
+}
+
 /// Distribution of sampled noise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Noise {
@@ -110,6 +122,11 @@ pub trait Ops {
     fn binary(&mut self, op: Binary, a: Tensor, b: Tensor) -> Result<Tensor>;
     /// Nearest-neighbour upsampling of [B, C, H, W] by an integer factor.
     fn upsample_nearest(&mut self, x: Tensor, scale: usize) -> Result<Tensor>;
+    /// Pooling of [B, C, H, W] over `kernel×kernel` windows moved by `stride`, `padding`
+    /// on every side (at most half the window).
+    fn pool2d(&mut self, x: Tensor, kind: PoolKind, kernel: usize, stride: usize, padding: usize) -> Result<Tensor>;
+    /// Bilinear resizing of [B, C, H, W] to `size` (PyTorch, `align_corners=False`).
+    fn resize_bilinear(&mut self, x: Tensor, size: (usize, usize)) -> Result<Tensor>;
     /// Concatenate along `axis` (0 is the batch).
     fn concat(&mut self, xs: &[Tensor], axis: usize) -> Result<Tensor>;
     /// Rows of the batch axis, in the given order (repeats allowed).

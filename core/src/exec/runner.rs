@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ir::{ModeOverride, Net, ValueId};
 use crate::kernels::{self, KernelDevice, KernelError};
 use crate::kind::Role;
-use crate::ops::{Binary, BnStats, Noise, Ops, Tensor as H, Unary};
+use crate::ops::{Binary, BnStats, Noise, Ops, PoolKind, Tensor as H, Unary};
 
 fn kerr(e: KernelError) -> Error {
     Error::other("exec::kernel", e.to_string())
@@ -637,6 +637,22 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             return Err(shape_err("upsample_nearest", "needs [B, C, H, W]"));
         };
         let y = kernels::upsample_nearest(self.tr(&x), scale).map_err(kerr)?;
+        Ok(self.put(y, Val::R4))
+    }
+
+    fn pool2d(&mut self, x: H, kind: PoolKind, kernel: usize, stride: usize, padding: usize) -> Result<H> {
+        let Val::R4(x) = self.val(x)?.clone() else {
+            return Err(shape_err("pool2d", "needs [B, C, H, W]"));
+        };
+        let y = kernels::pool2d(self.tr(&x), kind, kernel, stride, padding).map_err(kerr)?;
+        Ok(self.put(y, Val::R4))
+    }
+
+    fn resize_bilinear(&mut self, x: H, size: (usize, usize)) -> Result<H> {
+        let Val::R4(x) = self.val(x)?.clone() else {
+            return Err(shape_err("resize_bilinear", "needs [B, C, H, W]"));
+        };
+        let y = kernels::resize_bilinear(self.tr(&x), size).map_err(kerr)?;
         Ok(self.put(y, Val::R4))
     }
 

@@ -1,5 +1,5 @@
 //! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling,
-//! leaky ReLU and tanh, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
+//! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
 //! kernels (im2col + `gemm`); CUDA gets composites of dfdx ops (each op's `composite`).
 //!
 //! Every op is generic over the tape, so the same call serves inference (`NoneTape`) and
@@ -11,6 +11,8 @@ pub mod batch_norm;
 pub mod conv2d;
 mod cpu;
 pub mod leaky_relu;
+pub mod pool2d;
+pub mod resize;
 pub mod tanh;
 pub mod upsample;
 
@@ -22,6 +24,8 @@ use dfdx::prelude::{Cpu, Device, Storage, Tensor};
 pub use batch_norm::{batch_norm, BatchNormKernel, BatchNormMode};
 pub use conv2d::{conv2d, conv2d_for, Conv2dGeom, Conv2dKernel, ConvGrads};
 pub use leaky_relu::{leaky_relu, LeakyReluKernel};
+pub use pool2d::{pool2d, PoolKernel};
+pub use resize::resize_bilinear;
 pub use tanh::{tanh, TanhKernel};
 pub use upsample::{upsample_nearest, UpsampleKernel};
 
@@ -96,11 +100,18 @@ impl ReleaseGrad for dfdx::prelude::Cuda {
 /// A dfdx device that has every stackflow kernel: implemented for `Cpu` (hand-written
 /// kernels) and, with the `cuda` feature, for `Cuda` (composites of dfdx ops).
 pub trait KernelDevice:
-    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel + TanhKernel + ReleaseGrad
+    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + PoolKernel + LeakyReluKernel + TanhKernel + ReleaseGrad
 {
 }
 
 impl<D> KernelDevice for D where
-    D: Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + LeakyReluKernel + TanhKernel + ReleaseGrad
+    D: Device<f32>
+        + Conv2dKernel
+        + BatchNormKernel
+        + UpsampleKernel
+        + PoolKernel
+        + LeakyReluKernel
+        + TanhKernel
+        + ReleaseGrad
 {
 }
