@@ -28,10 +28,9 @@ fn cases(kind: &str) -> Option<Vec<Case>> {
             ("(out: 1, kernel: 4, stride: 4)", v(&[&[2, 4, 4]])),
             ("(out: 2, kernel: [1, 3], padding: [0, 1])", v(&[&[2, 3, 4]])),
         ],
-        "core.max_pool2d" => vec![
-            ("(kernel: 3, stride: 2)", v(&[&[2, 5, 5]])),
-            ("(kernel: 3, stride: 1, padding: 1)", v(&[&[2, 3, 3]])),
-        ],
+        "core.max_pool2d" => {
+            vec![("(kernel: 3, stride: 2)", v(&[&[2, 5, 5]])), ("(kernel: 3, stride: 1, padding: 1)", v(&[&[2, 3, 3]]))]
+        }
         "core.avg_pool2d" => vec![
             ("(kernel: 3, stride: 1, padding: 1, count_padding: false)", v(&[&[2, 3, 3]])),
             ("(kernel: 2)", v(&[&[2, 4, 4]])),

@@ -11,15 +11,6 @@ use stackflow_core::Result;
 
 use super::{pick_net, Device, GraphArgs};
 
-/// Naming of the weights file.
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum WeightsFormat {
-    /// stackflow's parameter paths (`g1.up1.conv.weight`).
-    Native,
-    /// StackGAN-Pytorch state_dict keys, through the graph's `weight_maps`.
-    StackganPytorch,
-}
-
 /// Train or eval mode.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -40,9 +31,10 @@ pub struct Args {
     /// Weights (safetensors); without it the net is freshly initialised from `--seed`.
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// How tensors in the weights file are named.
-    #[arg(long, value_enum, default_value = "native")]
-    pub weights_format: WeightsFormat,
+    /// How tensors in the weights file are named: `native` (stackflow's parameter paths)
+    /// or a `weight_maps` entry of the graph (`stackgan-pytorch`, `pytorch-fid`).
+    #[arg(long, default_value = "native")]
+    pub weights_format: String,
     /// Inputs (safetensors) named like the net's inputs; CA noise as `eps.<node>`.
     #[arg(long)]
     pub inputs: PathBuf,
@@ -68,9 +60,9 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
 fn run_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> {
     let flow = a.graph.build(kinds)?;
     let net = pick_net(&flow, &a.net)?;
-    let naming = match a.weights_format {
-        WeightsFormat::Native => Naming::Native,
-        WeightsFormat::StackganPytorch => Naming::Mapped("stackgan-pytorch".into()),
+    let naming = match a.weights_format.as_str() {
+        "native" => Naming::Native,
+        map => Naming::Mapped(map.to_string()),
     };
     let mut store = ParamStore::new(dev);
     match &a.weights {

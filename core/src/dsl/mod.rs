@@ -147,6 +147,9 @@ pub struct WeightMapDef {
     /// prefix (`{"g1": "STAGE1_G."}`).
     #[serde(default)]
     pub embedded: IndexMap<String, String>,
+    /// Tensors of the file the net does not use (`fc.bias`); `*` matches one segment.
+    #[serde(default)]
+    pub ignore: Vec<String>,
 }
 
 /// A flow ready to compile: its sources, resolved document and span tree.

@@ -72,6 +72,12 @@ fn apply(map: &WeightMapDef, path: &str) -> Option<String> {
     None
 }
 
+/// Whether tensor `name` matches `pattern`, segment by segment (`*` matches any one).
+fn matches(pattern: &str, name: &str) -> bool {
+    let (p, n): (Vec<&str>, Vec<&str>) = (pattern.split('.').collect(), name.split('.').collect());
+    p.len() == n.len() && p.iter().zip(&n).all(|(p, n)| *p == "*" || p == n)
+}
+
 /// Load every parameter and buffer of `net` from the safetensors file at `file`.
 pub fn load<D: Device<f32>>(
     store: &mut ParamStore<D>,
@@ -102,6 +108,11 @@ pub fn load<D: Device<f32>>(
             continue;
         };
         let Ok(view) = st.tensor(&name) else {
+            // PyTorch fills in a BatchNorm counter missing from older files; so do we.
+            if p.path.ends_with(".num_batches_tracked") {
+                values.insert(p.path.clone(), (vec![0.0], p.spec.shape.clone()));
+                continue;
+            }
             missing.push(if name == p.path { name } else { format!("{name} (for {})", p.path) });
             continue;
         };
@@ -129,8 +140,18 @@ pub fn load<D: Device<f32>>(
         };
         values.insert(p.path.clone(), (data, want.clone()));
     }
+    let ignored = |n: &str| match naming {
+        Naming::Mapped(f) => flow
+            .parsed
+            .doc
+            .weight_maps
+            .get(f)
+            .and_then(|m| m.get(&net.name))
+            .is_some_and(|m| m.ignore.iter().any(|pat| matches(pat, n))),
+        Naming::Native => false,
+    };
     let mut unexpected: Vec<String> =
-        st.names().into_iter().filter(|n| !used.contains(*n)).map(str::to_string).collect();
+        st.names().into_iter().filter(|n| !used.contains(*n) && !ignored(n)).map(str::to_string).collect();
     unexpected.sort();
     if !missing.is_empty() || !mismatched.is_empty() || !unexpected.is_empty() {
         let mut msg = format!("`{}` does not fit net `{}`", file.display(), net.name);
@@ -212,9 +233,18 @@ mod tests {
         let map = WeightMapDef {
             prefixes: vec![("g2.res.*.conv1.".into(), "residual.*.block.0.".into()), ("g2.fc.".into(), "fc.0.".into())],
             embedded: Default::default(),
+            ignore: Vec::new(),
         };
         assert_eq!(apply(&map, "g2.res.3.conv1.weight").as_deref(), Some("residual.3.block.0.weight"));
         assert_eq!(apply(&map, "g2.fc.weight").as_deref(), Some("fc.0.weight"));
         assert_eq!(apply(&map, "g2.fcx.weight"), None);
+    }
+
+    #[test]
+    fn ignore_patterns_match_whole_segments() {
+        assert!(matches("fc.bias", "fc.bias"));
+        assert!(matches("*.bn.num_batches_tracked", "Conv2d_1a_3x3.bn.num_batches_tracked"));
+        assert!(!matches("fc.bias", "fc.bias.x"));
+        assert!(!matches("fc.*", "fc"));
     }
 }
