@@ -19,6 +19,7 @@ pub mod ir;
 pub mod kernels;
 pub mod kind;
 pub mod mem;
+pub mod metrics;
 pub mod ops;
 pub mod plugin;
 pub mod registry;

@@ -145,24 +145,7 @@ impl FolderDataset {
 
     /// The decoded image of `index`, cropped around its bounding box if it has one.
     fn load(&self, index: usize) -> Result<RgbImage> {
-        let path = &self.images[index];
-        // Decoded from the file as it streams in, with limits checked against the header
-        // first: a huge or lying file is refused before its pixels are allocated.
-        let mut limits = image::Limits::default();
-        limits.max_image_width = Some(MAX_IMAGE_SIDE);
-        limits.max_image_height = Some(MAX_IMAGE_SIDE);
-        limits.max_alloc = Some(1 << 30);
-        let mut reader =
-            image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| Error::io(path, e))?;
-        reader.limits(limits);
-        let img = reader
-            .decode()
-            .map_err(|e| {
-                Error::input("data::bad_image", format!("cannot decode image `{}`", path.display()))
-                    .with_cause(e)
-                    .with_help("images must be JPEG or PNG files")
-            })?
-            .to_rgb8();
+        let img = read_rgb(&self.images[index])?;
         match self.boxes[index] {
             Some(b) => crop_box(&img, b).ok_or_else(|| {
                 Error::input(
@@ -465,6 +448,26 @@ fn read_classes(path: &Path, count: usize, list: &Path) -> Result<Vec<u32>> {
         ));
     }
     Ok(classes)
+}
+
+/// Decodes an image file to RGB as it streams in, with limits checked against the header
+/// first: a huge or lying file is refused before its pixels are allocated.
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(1 << 30);
+    let mut reader =
+        image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| Error::io(path, e))?;
+    reader.limits(limits);
+    Ok(reader
+        .decode()
+        .map_err(|e| {
+            Error::input("data::bad_image", format!("cannot decode image `{}`", path.display()))
+                .with_cause(e)
+                .with_help("images must be JPEG or PNG files")
+        })?
+        .to_rgb8())
 }
 
 /// StackGAN's box crop: a square of side 1.5 × the box's longer side centred on the

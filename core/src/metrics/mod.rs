@@ -1,0 +1,108 @@
+//! Image-quality metrics against real data: FID, KID, Inception Score and k-NN precision
+//! and recall, over features of the FID Inception-v3 (`graphs/metrics/fid_inception.ron`,
+//! run by the executor like any other graph, with weights the user provides).
+
+pub mod inception;
+pub mod stats;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use inception::{Features, Inception};
+pub use stats::Samples;
+
+use crate::error::{Error, Result};
+
+/// Neighbours that define the k-NN manifolds of precision and recall.
+pub const KNN_K: usize = 3;
+
+/// The metrics of generated images against real ones.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Report {
+    /// Real images compared.
+    pub real: usize,
+    /// Generated images compared.
+    pub generated: usize,
+    /// Fréchet Inception Distance (lower is better).
+    pub fid: f64,
+    /// Kernel Inception Distance, unbiased MMD² (lower is better).
+    pub kid: f64,
+    /// Inception Score of the generated images (higher is better).
+    pub is: f64,
+    /// Its standard deviation over the splits.
+    pub is_std: f64,
+    /// Share of generated images on the real manifold (k = 3).
+    pub precision: f64,
+    /// Share of real images on the generated manifold (k = 3).
+    pub recall: f64,
+}
+
+/// Compares features of generated images with those of real ones; the Inception Score
+/// splits the generated images into `splits` groups (10 in the original code; fewer when
+/// there are fewer images).
+pub fn report(real: &Features, generated: &Features, splits: usize) -> Result<Report> {
+    let fail = |e: stats::StatsError| {
+        Error::input("metrics::too_few", e.0)
+            .with_help("compare more images (FID needs at least 2 of each, better thousands)")
+    };
+    let (precision, recall) = stats::precision_recall(&real.pool, &generated.pool, KNN_K).map_err(fail)?;
+    let (is, is_std) =
+        stats::inception_score(&generated.logits, splits.min(generated.logits.len()).max(1)).map_err(fail)?;
+    Ok(Report {
+        real: real.pool.len(),
+        generated: generated.pool.len(),
+        fid: stats::fid(&real.pool, &generated.pool).map_err(fail)?,
+        kid: stats::kid(&real.pool, &generated.pool).map_err(fail)?,
+        is,
+        is_std,
+        precision,
+        recall,
+    })
+}
+
+/// The image files (PNG, JPEG; any case) directly in `dir`, sorted by name.
+pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(dir, e))?.path();
+        let ext = path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase);
+        if path.is_file() && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
+            files.push(path);
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::input("metrics::no_images", format!("`{}` holds no PNG or JPEG images", dir.display())));
+    }
+    Ok(files)
+}
+
+/// Reads images of one size as 3×S×S CHW in [-1, 1]; returns the data and `S`. Images must
+/// be square and all of one size (the feature extractor resizes them to 299 either way).
+pub fn read_images(files: &[PathBuf]) -> Result<(Vec<f32>, usize)> {
+    let mut out = Vec::new();
+    let mut side = None;
+    for path in files {
+        let img = crate::data::folder::read_rgb(path)?;
+        let (w, h) = img.dimensions();
+        let s = *side.get_or_insert(w);
+        if w != h || w != s {
+            return Err(Error::input(
+                "metrics::image_size",
+                format!("`{}` is {w}×{h}; the other images are {s}×{s}", path.display()),
+            )
+            .with_help("use square images of one size per folder"));
+        }
+        let n = (w * h) as usize;
+        let start = out.len();
+        out.resize(start + 3 * n, 0.0);
+        for (i, p) in img.pixels().enumerate() {
+            for c in 0..3 {
+                out[start + c * n + i] = p.0[c] as f32 / 127.5 - 1.0;
+            }
+        }
+    }
+    Ok((out, side.unwrap_or(0) as usize))
+}
