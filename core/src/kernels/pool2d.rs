@@ -268,7 +268,8 @@ mod tests {
     }
 
     /// (kind, input, kernel, stride, padding): Inception's pools and odd sizes.
-    const CASES: &[(PoolKind, (usize, usize, usize, usize), usize, usize, usize)] = &[
+    type Case = (PoolKind, (usize, usize, usize, usize), usize, usize, usize);
+    const CASES: &[Case] = &[
         (PoolKind::Max, (2, 3, 7, 7), 3, 2, 0),
         (PoolKind::Max, (1, 2, 5, 6), 3, 1, 1),
         (AVG, (2, 2, 5, 5), 3, 1, 1),

@@ -87,7 +87,7 @@ impl<D: KernelDevice> Inception<D> {
     /// hears how many are done.
     pub fn features(&mut self, images: &[f32], batch: usize, progress: &mut dyn FnMut(usize)) -> Result<Features> {
         let per = 3 * self.image_size * self.image_size;
-        if images.len() % per != 0 {
+        if !images.len().is_multiple_of(per) {
             return Err(Error::other(
                 "metrics::shape",
                 format!("{} values are not whole {per}-value images", images.len()),

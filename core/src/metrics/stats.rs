@@ -15,7 +15,7 @@ pub struct Samples {
 impl Samples {
     /// Rows of `dim` values; `data.len()` must be a multiple of `dim`.
     pub fn new(data: Vec<f64>, dim: usize) -> Self {
-        debug_assert!(dim > 0 && data.len() % dim == 0);
+        debug_assert!(dim > 0 && data.len().is_multiple_of(dim));
         Self { data, dim }
     }
 
