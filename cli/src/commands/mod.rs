@@ -6,6 +6,7 @@ pub mod eval;
 pub mod forward;
 pub mod graph;
 pub mod info;
+pub mod metrics;
 pub mod plugins;
 pub mod run;
 pub mod sample;

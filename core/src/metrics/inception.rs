@@ -33,6 +33,14 @@ pub struct Features {
     pub logits: Samples,
 }
 
+impl Features {
+    /// Adds the samples of `other` after these.
+    pub fn append(&mut self, other: Features) {
+        self.pool.data.extend(other.pool.data);
+        self.logits.data.extend(other.logits.data);
+    }
+}
+
 /// A loaded feature extractor for images of one size.
 pub struct Inception<D: KernelDevice> {
     flow: Flow,

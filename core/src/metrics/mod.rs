@@ -13,6 +13,69 @@ pub use inception::{Features, Inception};
 pub use stats::Samples;
 
 use crate::error::{Error, Result};
+use crate::kernels::KernelDevice;
+use crate::registry::Registry;
+
+/// Where the feature extractor comes from and how it runs.
+#[derive(Clone, Debug)]
+pub struct ExtractorOptions {
+    /// pytorch-fid's FID Inception weights, as safetensors.
+    pub weights: PathBuf,
+    /// A graph file instead of the shipped `fid_inception.ron`.
+    pub graph: Option<PathBuf>,
+    /// `--set`-style variable overrides (`div=16`).
+    pub overrides: Vec<String>,
+    /// Images per forward pass.
+    pub batch: usize,
+}
+
+/// Images read from disk per forward batch group (bounds the memory of a large folder).
+const READ_CHUNK: usize = 256;
+
+/// Features of the image `files` (square, one size), read a chunk at a time; `progress`
+/// hears how many are done.
+pub fn folder_features<D: KernelDevice>(
+    dev: D,
+    registry: &Registry,
+    files: &[PathBuf],
+    opts: &ExtractorOptions,
+    progress: &mut dyn FnMut(usize),
+) -> Result<Features> {
+    let mut net: Option<Inception<D>> = None;
+    let mut all: Option<Features> = None;
+    for (k, chunk) in files.chunks(READ_CHUNK).enumerate() {
+        let (images, side) = read_images(chunk)?;
+        let extractor = match &mut net {
+            Some(n) if n.image_size() == side => n,
+            Some(n) => {
+                return Err(Error::input(
+                    "metrics::image_size",
+                    format!(
+                        "`{}` is {side}×{side}; the images before it are {s}×{s}",
+                        chunk[0].display(),
+                        s = n.image_size()
+                    ),
+                )
+                .with_help("use square images of one size per folder"))
+            }
+            None => net.insert(Inception::open(
+                dev.clone(),
+                registry,
+                &opts.weights,
+                opts.graph.as_deref(),
+                side,
+                &opts.overrides,
+            )?),
+        };
+        let done = k * READ_CHUNK;
+        let f = extractor.features(&images, opts.batch, &mut |n| progress(done + n))?;
+        match &mut all {
+            Some(a) => a.append(f),
+            None => all = Some(f),
+        }
+    }
+    all.ok_or_else(|| Error::input("metrics::no_images", "no images to compare"))
+}
 
 /// Neighbours that define the k-NN manifolds of precision and recall.
 pub const KNN_K: usize = 3;
