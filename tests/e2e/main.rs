@@ -6,6 +6,7 @@ mod check;
 mod compose;
 mod docs;
 mod forward;
+mod metrics;
 mod plugins;
 mod reliability;
 mod run;

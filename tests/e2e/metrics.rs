@@ -1,0 +1,123 @@
+//! `stackflow metrics` on two folders, with the reduced FID Inception of the reference
+//! fixtures (`--inception-set div=16 …`): the JSON equals the library's computation,
+//! identical folders are at distance zero, and bad inputs are diagnostics.
+
+use std::path::{Path, PathBuf};
+
+use stackflow_core::data::grid::write_png;
+use stackflow_core::metrics::{self, ExtractorOptions};
+use stackflow_core::registry::Registry;
+
+use crate::support::{fresh, root, stackflow};
+
+const TINY: [&str; 6] = ["--inception-set", "div=16", "--inception-set", "classes=10", "--inception-set", "resize=75"];
+
+fn weights() -> PathBuf {
+    root().join("tests/fixtures/inception/tiny.weights.safetensors")
+}
+
+/// `n` smooth 16×16 pictures in `dir`: colour gradients whose slopes depend on `seed`.
+fn pictures(dir: &Path, n: usize, seed: f32) {
+    std::fs::create_dir_all(dir).unwrap();
+    let s = 16;
+    for i in 0..n {
+        let k = seed + i as f32 * 0.37;
+        let img: Vec<f32> = (0..3 * s * s)
+            .map(|j| {
+                let (c, y, x) = (j / (s * s), (j / s) % s, j % s);
+                ((k * (c + 1) as f32 + 0.3 * x as f32 * k.cos() + 0.2 * y as f32 * k.sin()).sin()).clamp(-1.0, 1.0)
+            })
+            .collect();
+        write_png(&dir.join(format!("{i:03}.png")), &img, s).unwrap();
+    }
+}
+
+fn metrics_json(a: &Path, b: &Path, extra: &[&str]) -> serde_json::Value {
+    let w = weights();
+    let mut args =
+        vec!["metrics", a.to_str().unwrap(), b.to_str().unwrap(), "--inception", w.to_str().unwrap(), "--json"];
+    args.extend_from_slice(&TINY);
+    args.extend_from_slice(extra);
+    let out = stackflow(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).unwrap()
+}
+
+#[test]
+fn metrics_of_two_folders_match_the_library() {
+    let work = fresh("metrics");
+    let (a, b) = (work.join("real"), work.join("generated"));
+    pictures(&a, 12, 0.0);
+    pictures(&b, 10, 5.0);
+    let j = metrics_json(&a, &b, &["--splits", "2", "--inception-batch", "5"]);
+
+    let opts = ExtractorOptions {
+        weights: weights(),
+        graph: None,
+        overrides: ["div=16", "classes=10", "resize=75"].map(String::from).to_vec(),
+        batch: 4,
+    };
+    let reg = Registry::with_builtins();
+    let feats = |d: &Path| {
+        metrics::folder_features(
+            stackflow_core::exec::cpu(0),
+            &reg,
+            &metrics::image_files(d).unwrap(),
+            &opts,
+            &mut |_| {},
+        )
+        .unwrap()
+    };
+    let want = metrics::report(&feats(&a), &feats(&b), 2).unwrap();
+    assert_eq!((j["real"].as_u64(), j["generated"].as_u64()), (Some(12), Some(10)));
+    for (key, value) in [("fid", want.fid), ("kid", want.kid), ("is", want.is), ("precision", want.precision)] {
+        let got = j[key].as_f64().unwrap();
+        assert!((got - value).abs() <= 1e-6 * (1.0 + value.abs()), "{key}: {got} vs {value}");
+    }
+    assert!(want.fid > 0.01 && want.is >= 1.0, "different folders: {want:?}");
+
+    // A folder against itself: distance zero, every sample on the other's manifold.
+    let same = metrics_json(&a, &a, &[]);
+    assert!(same["fid"].as_f64().unwrap().abs() < 1e-6, "{same}");
+    assert_eq!((same["precision"].as_f64(), same["recall"].as_f64()), (Some(1.0), Some(1.0)));
+
+    // The text report names each figure.
+    let w = weights();
+    let mut args = vec!["metrics", a.to_str().unwrap(), b.to_str().unwrap(), "--inception", w.to_str().unwrap()];
+    args.extend_from_slice(&TINY);
+    let text = stackflow(&args);
+    for word in ["FID", "KID", "IS", "precision", "recall", "12 images"] {
+        assert!(text.stdout.contains(word), "{word} in {}", text.stdout);
+    }
+}
+
+#[test]
+fn metrics_inputs_are_checked() {
+    let work = fresh("metrics-bad");
+    let (a, empty, mixed) = (work.join("a"), work.join("empty"), work.join("mixed"));
+    pictures(&a, 4, 0.0);
+    std::fs::create_dir_all(&empty).unwrap();
+    pictures(&mixed, 3, 1.0);
+    write_png(&mixed.join("zz.png"), &vec![0.0; 3 * 8 * 8], 8).unwrap();
+    let (a_s, e_s, m_s, w) = (a.to_str().unwrap(), empty.to_str().unwrap(), mixed.to_str().unwrap(), weights());
+    let w_s = w.to_str().unwrap();
+
+    let out = stackflow(&["metrics", a_s, a_s]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("cli::no_inception"), "{}", out.stderr);
+
+    let out = stackflow(&["metrics", a_s, e_s, "--inception", w_s]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("metrics::no_images") && out.stderr.contains("empty"), "{}", out.stderr);
+
+    let mut args = vec!["metrics", a_s, m_s, "--inception", w_s];
+    args.extend_from_slice(&TINY);
+    let out = stackflow(&args);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("metrics::image_size") && out.stderr.contains("zz.png"), "{}", out.stderr);
+
+    // Full-width graph against the reduced weights: the weights' mismatch, not a crash.
+    let out = stackflow(&["metrics", a_s, a_s, "--inception", w_s]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("weights::mismatch"), "{}", out.stderr);
+}
