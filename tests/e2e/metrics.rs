@@ -121,3 +121,58 @@ fn metrics_inputs_are_checked() {
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("weights::mismatch"), "{}", out.stderr);
 }
+
+/// A float32 `.npy` file of `shape`.
+fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
+    let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    while (10 + header.len() + 1) % 16 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend(data.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+#[test]
+fn eval_of_a_folder_run_reports_fid_kid_and_is() {
+    let work = fresh("eval-folder");
+    let data = work.join("data");
+    pictures(&data.join("images"), 16, 2.0);
+    std::fs::create_dir_all(data.join("train")).unwrap();
+    let names: Vec<String> = (0..16).map(|i| format!("{i:03}")).collect();
+    std::fs::write(data.join("train/filenames.txt"), names.join("\n")).unwrap();
+    let emb: Vec<f32> = (0..16 * 2 * 32).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0)).collect();
+    write_npy(&data.join("train/embeddings.npy"), &[16, 2, 32], &emb);
+    let text = std::fs::read_to_string(root().join("tests/graphs/tiny_folder.ron")).unwrap();
+    let graph = work.join("folder.ron");
+    std::fs::write(&graph, text.replace("no-such-dataset", data.to_str().unwrap())).unwrap();
+    let run = work.join("run");
+    let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", run.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+
+    let out = stackflow(&["eval", run.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("eval::dataset") && out.stderr.contains("--inception"), "{}", out.stderr);
+
+    let w = weights();
+    let mut args =
+        vec!["eval", run.to_str().unwrap(), "--inception", w.to_str().unwrap(), "--images", "12", "--splits", "2"];
+    args.extend_from_slice(&TINY);
+    let text = stackflow(&args);
+    assert_eq!(text.code, 0, "{}", text.stderr);
+    assert!(text.stdout.contains("12 real vs 12 generated") && text.stdout.contains("FID"), "{}", text.stdout);
+    args.push("--json");
+    let out = stackflow(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let j: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let m = &j["metrics"];
+    for key in ["fid", "kid", "is", "precision", "recall"] {
+        assert!(m[key].as_f64().is_some_and(f64::is_finite), "{key} in {j}");
+    }
+    assert!(m["fid"].as_f64().unwrap() > 0.0 && m["is"].as_f64().unwrap() >= 1.0, "{j}");
+    assert!(j.get("model").is_none(), "no caption fidelity off synthetic shapes: {j}");
+}

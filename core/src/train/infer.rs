@@ -317,6 +317,45 @@ pub fn evaluate_store<D: KernelDevice>(
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 
+/// Real images of stage `s`'s dataset (its first `count` samples, the training split's
+/// crops with a seeded draw) and one image generated from each one's caption embedding,
+/// both 3×S×S CHW in [-1, 1] back to back; returns them and `S`. A held-out split of
+/// synthetic shapes, as for the fidelity scores.
+pub fn real_and_generated<D: KernelDevice>(
+    t: &Trained,
+    store: &mut ParamStore<D>,
+    (s, noise): (usize, &dyn NoiseSampler),
+    count: usize,
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<f32>, usize)> {
+    let flow = &t.flow;
+    let st = &flow.stages[s];
+    let (net, ports) = (&flow.nets[st.g], &st.g_ports);
+    let (e, side) = (ports.embed_dim(net), ports.image_side(net));
+    let def = &flow.parsed.doc.train[s].data;
+    let ds: Box<dyn Dataset> = match def {
+        DataDef::SyntheticShapes { seed: data_seed, .. } => {
+            Box::new(data::SyntheticShapes::new(count, data_seed.wrapping_add(0x0E7A_1000), e))
+        }
+        _ => {
+            // A folder's relative root is relative to the graph file the run started from.
+            let origin = rundir::read_info(&t.dir)?.map(|i| i.graph).unwrap_or_default();
+            data::open(def, origin.parent().unwrap_or(Path::new("")), e)?
+        }
+    };
+    let count = count.min(ds.len());
+    check_image_budget(count.saturating_mul(2), side)?;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let (mut embeds, mut reals) = (Vec::new(), Vec::new());
+    for i in 0..count {
+        let smp = ds.get(i, &[side], &mut rng)?;
+        embeds.extend_from_slice(&smp.embedding);
+        reals.extend_from_slice(&smp.images[0]);
+    }
+    let (fakes, side) = generate_many(flow, (s, noise), store, &embeds, 1, seed)?;
+    Ok((reals, fakes.concat(), side))
+}
+
 /// Text embeddings for captions with the built-in encoder.
 pub fn embed_captions(captions: &[String], dim: usize) -> Vec<f32> {
     let enc = TextEncoder::new(dim);
