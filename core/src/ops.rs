@@ -4,6 +4,7 @@
 //! rather than panic, because plugins call it too.
 
 use crate::error::Result;
+pub use crate::kernels::pool2d::PoolKind;
 
 /// Opaque handle to a tensor living in an executor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,18 +52,6 @@ pub enum Binary {
     Mul,
     /// a / b
     Div,
-}
-
-/// How a pooling window is reduced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum PoolKind {
-    /// The largest input in the window (the padding never wins).
-    Max,
-    /// The mean: over the whole window when `count_padding`, else over its input pixels.
-    Avg {
-        /// PyTorch's `count_include_pad`.
-        count_padding: bool,
-    },
 }
 
 /// Distribution of sampled noise.

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["exec"],
     &["blocks"],
     &["plugin"],
-    &["train"],
+    &["train", "metrics"],
     &["builtins"],
 ];
 

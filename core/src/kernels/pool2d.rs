@@ -9,9 +9,20 @@ use rayon::prelude::*;
 
 use super::cpu::{self, put_grad, take_grad};
 use super::{KernelError, T4};
-use crate::ops::PoolKind;
 
 const OP: &str = "pool2d";
+
+/// How a pooling window is reduced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PoolKind {
+    /// The largest input in the window (the padding never wins).
+    Max,
+    /// The mean: over the whole window when `count_padding`, else over its input pixels.
+    Avg {
+        /// PyTorch's `count_include_pad`.
+        count_padding: bool,
+    },
+}
 
 /// The shape arithmetic of one pooling, checked once by [`PoolGeom::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
