@@ -41,6 +41,8 @@ enum Command {
     Interpolate(commands::sample::InterpolateArgs),
     /// Caption fidelity and diversity of a trained run on synthetic shapes.
     Eval(commands::eval::Args),
+    /// Encode captions (a dataset's or a file's) into embeddings with the built-in encoder.
+    Encode(commands::encode::Args),
     /// FID, KID, Inception Score, precision and recall between two folders of images.
     Metrics(commands::metrics::Args),
     /// Time sampling and one training iteration of a stage on random data.
@@ -91,6 +93,7 @@ where
         Command::Interpolate(a) => commands::sample::interpolate(a, kinds),
         Command::Eval(a) => commands::eval::run(a, kinds),
         Command::Metrics(a) => commands::metrics::run(a, kinds),
+        Command::Encode(a) => commands::encode::run(a),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackflow", &mut std::io::stdout());
             Ok(())

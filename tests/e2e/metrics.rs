@@ -137,14 +137,19 @@ fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
     std::fs::write(path, bytes).unwrap();
 }
 
-#[test]
-fn eval_of_a_folder_run_reports_fid_kid_and_is() {
-    let work = fresh("eval-folder");
+/// A 16-image folder dataset with embeddings from some other encoder, and a trained run
+/// of `tests/graphs/tiny_folder.ron` on it: (dataset root, graph, run).
+fn folder_run(work: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let data = work.join("data");
     pictures(&data.join("images"), 16, 2.0);
-    std::fs::create_dir_all(data.join("train")).unwrap();
+    std::fs::create_dir_all(data.join("train/captions")).unwrap();
     let names: Vec<String> = (0..16).map(|i| format!("{i:03}")).collect();
     std::fs::write(data.join("train/filenames.txt"), names.join("\n")).unwrap();
+    for (i, n) in names.iter().enumerate() {
+        let colour = ["red", "blue", "green", "yellow"][i % 4];
+        std::fs::write(data.join(format!("train/captions/{n}.txt")), format!("a {colour} wave\nwaves in {colour}\n"))
+            .unwrap();
+    }
     let emb: Vec<f32> = (0..16 * 2 * 32).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0)).collect();
     write_npy(&data.join("train/embeddings.npy"), &[16, 2, 32], &emb);
     let text = std::fs::read_to_string(root().join("tests/graphs/tiny_folder.ron")).unwrap();
@@ -153,6 +158,53 @@ fn eval_of_a_folder_run_reports_fid_kid_and_is() {
     let run = work.join("run");
     let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", run.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    (data, graph, run)
+}
+
+#[test]
+fn typed_captions_need_the_encoder_the_run_trained_with() {
+    let work = fresh("encode");
+    let (data, graph, run) = folder_run(&work);
+    let captions = work.join("captions.txt");
+    std::fs::write(&captions, "a red wave\n").unwrap();
+    let (c, out_dir) = (captions.to_str().unwrap(), work.join("out"));
+    let sample = |run: &Path| {
+        stackflow(&["sample", run.to_str().unwrap(), "--captions", c, "--out-dir", out_dir.to_str().unwrap()])
+    };
+    let out = sample(&run);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("sample::encoder") && out.stderr.contains("stackflow encode"), "{}", out.stderr);
+
+    // Re-encoded with `stackflow encode` and retrained: typed captions are welcome.
+    let npy = data.join("train/embeddings.npy");
+    let out = stackflow(&["encode", data.to_str().unwrap(), "--out", npy.to_str().unwrap(), "--dim", "32"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stdout.contains("[16, 2, 32]") && data.join("train/embeddings.encoder.json").is_file(),
+        "{}",
+        out.stdout
+    );
+    let run2 = work.join("run2");
+    let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", run2.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = sample(&run2);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out_dir.join("grid.png").is_file());
+
+    // A captions file encodes to [N, 1, D]; an empty one is a diagnostic.
+    let one = work.join("one.npy");
+    let out = stackflow(&["encode", c, "-o", one.to_str().unwrap(), "--dim", "8"]);
+    assert!(out.code == 0 && out.stdout.contains("[1, 1, 8]"), "{}{}", out.stdout, out.stderr);
+    std::fs::write(&captions, "\n").unwrap();
+    let out = stackflow(&["encode", c, "-o", one.to_str().unwrap()]);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("encode::empty"), "{}", out.stderr);
+}
+
+#[test]
+fn eval_of_a_folder_run_reports_fid_kid_and_is() {
+    let work = fresh("eval-folder");
+    let (_, _, run) = folder_run(&work);
 
     let out = stackflow(&["eval", run.to_str().unwrap()]);
     assert_eq!(out.code, 1);

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod check;
+pub mod encode;
 pub mod eval;
 pub mod forward;
 pub mod graph;

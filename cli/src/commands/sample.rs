@@ -85,6 +85,7 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
     let e = gen.embed_dim;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
         (Some(path), _) => {
+            t.check_caption_encoder(s)?;
             let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
             let caps: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
             if caps.is_empty() {
@@ -134,6 +135,7 @@ fn interpolate_on<D: KernelDevice>(dev: D, a: &InterpolateArgs, kinds: &Registry
     let gen = t.generator(s);
     let e = gen.embed_dim;
     infer::check_image_budget(a.steps, gen.side)?;
+    t.check_caption_encoder(s)?;
     let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
     let (from, to) = ends.split_at(e);
     let embeds: Vec<f32> = (0..a.steps)

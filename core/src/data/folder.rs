@@ -241,7 +241,7 @@ fn find_image(images_dir: &Path, name: &str) -> Option<PathBuf> {
 }
 
 /// A text file, with a missing file reported as bad data.
-fn read_text(path: &Path) -> Result<String> {
+pub(crate) fn read_text(path: &Path) -> Result<String> {
     match fs::read_to_string(path) {
         Ok(t) => Ok(t),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -308,7 +308,7 @@ fn captions_dir(split_dir: &Path, names: &[String]) -> Result<Option<PathBuf>> {
     Ok(captions)
 }
 
-fn read_names(list: &Path) -> Result<Vec<String>> {
+pub(crate) fn read_names(list: &Path) -> Result<Vec<String>> {
     let text = read_text(list)?;
     let mut names = Vec::new();
     for (i, line) in text.lines().enumerate() {

@@ -165,6 +165,35 @@ impl Trained {
         }
     }
 
+    /// Refuses typed captions for stage `s` when the embeddings it trained on were not made
+    /// by the built-in encoder (`sample --captions` and `interpolate` encode with it): a
+    /// folder dataset's `embeddings.npy` needs the record `stackflow encode` writes.
+    pub fn check_caption_encoder(&self, s: usize) -> Result<()> {
+        let DataDef::Folder { root, split } = &self.flow.parsed.doc.train[s].data else {
+            return Ok(());
+        };
+        let origin = rundir::read_info(&self.dir)?.map(|i| i.graph).unwrap_or_default();
+        let npy = origin.parent().unwrap_or(Path::new("")).join(root).join(split).join("embeddings.npy");
+        let found = match data::encode::read_record(&npy) {
+            Some(r) if r.encoder == data::encode::BUILTIN => return Ok(()),
+            Some(r) => format!("made by the encoder `{}`", r.encoder),
+            None => "whose encoder is not recorded (no embeddings.encoder.json beside it)".to_string(),
+        };
+        Err(Error::input(
+            "sample::encoder",
+            format!(
+                "stage {} trained on `{}`, {found}; typed captions are encoded with stackflow's built-in \
+                 encoder, which this model never saw",
+                s + 1,
+                npy.display()
+            ),
+        )
+        .with_help(
+            "sample with --embeddings FILE from the encoder the run trained with, or encode the dataset's \
+             captions with `stackflow encode DATASET --out DATASET/<split>/embeddings.npy` and train on those",
+        ))
+    }
+
     /// What the generator of stage `s` (a checked index, see [`Trained::stage`]) reads and
     /// makes.
     pub fn generator(&self, s: usize) -> GeneratorShape {
