@@ -150,7 +150,7 @@ fn folder_run(work: &Path) -> (PathBuf, PathBuf, PathBuf) {
         std::fs::write(data.join(format!("train/captions/{n}.txt")), format!("a {colour} wave\nwaves in {colour}\n"))
             .unwrap();
     }
-    let emb: Vec<f32> = (0..16 * 2 * 32).map(|i| ((i * 37 % 101) as f32 / 50.0 - 1.0)).collect();
+    let emb: Vec<f32> = (0..16 * 2 * 32).map(|i| (i * 37 % 101) as f32 / 50.0 - 1.0).collect();
     write_npy(&data.join("train/embeddings.npy"), &[16, 2, 32], &emb);
     let text = std::fs::read_to_string(root().join("tests/graphs/tiny_folder.ron")).unwrap();
     let graph = work.join("folder.ron");
