@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use stackflow_plugin_api::abi::{self, HostV1, SinkV1, Status, Str, ERR, OK};
 
 use crate::error::{Error, Result};
-use crate::ops::{Binary, BnStats, Noise, Ops, Tensor, Unary};
+use crate::ops::{Binary, BnStats, Noise, Ops, PoolKind, Tensor, Unary};
 
 /// The context of one plugin call that may run tensor ops.
 pub(crate) struct Call<'a> {
@@ -64,6 +64,8 @@ pub(crate) fn table(tag: &'static PluginTag) -> &'static HostV1 {
         softmax: h_softmax,
         reduce: h_reduce,
         detach: h_detach,
+        pool2d: h_pool2d,
+        resize_bilinear: h_resize_bilinear,
     }))
 }
 
@@ -321,6 +323,35 @@ unsafe extern "C" fn h_upsample(ctx: *mut c_void, x: u32, scale: usize, out: *mu
     })
 }
 
+unsafe extern "C" fn h_pool2d(
+    ctx: *mut c_void,
+    x: u32,
+    kind: u32,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out: *mut u32,
+) -> Status {
+    run(ctx, out, |ops| {
+        let kind = match kind {
+            abi::pool::MAX => PoolKind::Max,
+            abi::pool::AVG => PoolKind::Avg { count_padding: true },
+            abi::pool::AVG_EXCLUDE_PADDING => PoolKind::Avg { count_padding: false },
+            k => return Err(bad("pool2d", format!("unknown pooling kind {k}"))),
+        };
+        ops.pool2d(Tensor(x), kind, kernel, stride, padding)
+    })
+}
+
+unsafe extern "C" fn h_resize_bilinear(ctx: *mut c_void, x: u32, h: usize, w: usize, out: *mut u32) -> Status {
+    run(ctx, out, |ops| {
+        if !(1..=1 << 14).contains(&h) || !(1..=1 << 14).contains(&w) {
+            return Err(bad("resize_bilinear", format!("size {h}×{w} is not within 1–16384")));
+        }
+        ops.resize_bilinear(Tensor(x), (h, w))
+    })
+}
+
 unsafe extern "C" fn h_concat(ctx: *mut c_void, xs: *const u32, n: usize, axis: usize, out: *mut u32) -> Status {
     run(ctx, out, |ops| {
         let ts: Vec<Tensor> = slice(xs, n, "concat")?.iter().map(|&t| Tensor(t)).collect();
@@ -450,6 +481,36 @@ mod tests {
 
     use super::*;
     use crate::exec::{grad_of, NoiseSource, Runner, Val};
+
+    #[test]
+    fn pooling_and_resizing_through_the_table() {
+        let dev = Cpu::default();
+        let mut noise = NoiseSource::seeded(0);
+        let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
+        let xv = Val::from_host(&dev, (0..16).map(|i| i as f32).collect(), &[1, 1, 4, 4]).unwrap();
+        let x = r.push(xv.clone());
+        let tag: &'static PluginTag = Box::leak(Box::new(PluginTag { name: "test".into() }));
+        let host = table(tag);
+        let mut call = Call::new(&mut r);
+        let ctx = call.as_ctx();
+        let mut out = 0u32;
+        // SAFETY: a live context and table, as a plugin would call them.
+        unsafe {
+            assert_eq!((host.pool2d)(ctx, x.0, abi::pool::MAX, 2, 2, 0, &mut out), OK);
+            let max = Tensor(out);
+            assert_eq!((host.pool2d)(ctx, x.0, abi::pool::AVG_EXCLUDE_PADDING, 3, 1, 1, &mut out), OK);
+            let avg = Tensor(out);
+            assert_eq!((host.resize_bilinear)(ctx, x.0, 2, 8, &mut out), OK);
+            let big = Tensor(out);
+            assert_eq!((host.pool2d)(ctx, x.0, 9, 2, 2, 0, &mut out), ERR);
+            assert_eq!((host.resize_bilinear)(ctx, x.0, 0, 8, &mut out), ERR);
+            assert_eq!((host.pool2d)(ctx, x.0, abi::pool::MAX, 3, 1, 2, &mut out), ERR);
+            drop(call);
+            assert_eq!(r.read(max).unwrap(), vec![5.0, 7.0, 13.0, 15.0]);
+            assert_eq!(r.read(avg).unwrap()[0], (0.0 + 1.0 + 4.0 + 5.0) / 4.0);
+            assert_eq!(r.shape(big).unwrap(), vec![1, 1, 2, 8]);
+        }
+    }
 
     #[test]
     fn permute_and_broadcast_values_and_gradients() {

@@ -39,7 +39,7 @@ pub const ABI_VERSION: u32 = 2;
 /// Revision of the host function table ([`HostV1`]) within ABI version 1. New host
 /// functions are only appended, so a plugin built for revision `n` runs on any host that
 /// provides revision `>= n`.
-pub const API_VERSION: u32 = 1;
+pub const API_VERSION: u32 = 2;
 
 /// Name of the exported declaration ([`PluginV1`]), NUL-terminated for `dlsym`.
 pub const SYMBOL: &[u8] = b"STACKFLOW_PLUGIN_V1\0";
@@ -421,6 +421,16 @@ pub struct SamplerKindV1 {
     pub release: unsafe extern "C" fn(inst: Instance),
 }
 
+/// Window reductions of [`HostV1::pool2d`].
+pub mod pool {
+    /// The largest value of each window (the padding never wins).
+    pub const MAX: u32 = 0;
+    /// The mean over the whole window, padding counted.
+    pub const AVG: u32 = 1;
+    /// The mean over the window's input pixels (PyTorch's `count_include_pad=False`).
+    pub const AVG_EXCLUDE_PADDING: u32 = 2;
+}
+
 /// Unary op codes for [`HostV1::unary`] (`a`, `b` are the op's scalars).
 pub mod unary {
     /// max(x, 0)
@@ -593,6 +603,20 @@ pub struct HostV1 {
     pub reduce: unsafe extern "C" fn(ctx: *mut c_void, op: u32, x: u32, out: *mut u32) -> Status,
     /// Same values, no gradient flows back.
     pub detach: unsafe extern "C" fn(ctx: *mut c_void, x: u32, out: *mut u32) -> Status,
+    // Revision 2.
+    /// Pooling of [B, C, H, W] over `kernel`² windows moved by `stride`, `padding` on every
+    /// side (at most `kernel`/2); `kind` from [`pool`].
+    pub pool2d: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        x: u32,
+        kind: u32,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        out: *mut u32,
+    ) -> Status,
+    /// Bilinear resizing of [B, C, H, W] to `h`×`w` (PyTorch, `align_corners=False`).
+    pub resize_bilinear: unsafe extern "C" fn(ctx: *mut c_void, x: u32, h: usize, w: usize, out: *mut u32) -> Status,
 }
 
 // The table is immutable and lives as long as the process.

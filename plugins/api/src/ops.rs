@@ -334,6 +334,37 @@ impl<'a> Tensor<'a> {
             .make("upsample_nearest", &[self.id], |ctx, out| unsafe { (h.upsample_nearest)(ctx, self.id, scale, out) })
     }
 
+    /// Max pooling of [B, C, H, W] over `kernel`² windows moved by `stride`, with
+    /// `padding` (at most `kernel`/2) that never wins. Host API revision 2.
+    pub fn max_pool2d(self, kernel: usize, stride: usize, padding: usize) -> Tensor<'a> {
+        self.pool(abi::pool::MAX, kernel, stride, padding)
+    }
+
+    /// Average pooling of [B, C, H, W]; `count_padding` divides by the whole window (else
+    /// by its input pixels: PyTorch's `count_include_pad=False`). Host API revision 2.
+    pub fn avg_pool2d(self, kernel: usize, stride: usize, padding: usize, count_padding: bool) -> Tensor<'a> {
+        let kind = if count_padding { abi::pool::AVG } else { abi::pool::AVG_EXCLUDE_PADDING };
+        self.pool(kind, kernel, stride, padding)
+    }
+
+    fn pool(self, kind: u32, kernel: usize, stride: usize, padding: usize) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: live table and context; a plugin of API revision 2 loads only on hosts
+        // that have this function.
+        self.ops.make("pool2d", &[self.id], |ctx, out| unsafe {
+            (h.pool2d)(ctx, self.id, kind, kernel, stride, padding, out)
+        })
+    }
+
+    /// Bilinear resizing of [B, C, H, W] to `h`×`w` (PyTorch's `interpolate`,
+    /// `align_corners=False`). Host API revision 2.
+    pub fn resize_bilinear(self, h: usize, w: usize) -> Tensor<'a> {
+        let host = self.host();
+        // SAFETY: as for `pool`.
+        self.ops
+            .make("resize_bilinear", &[self.id], |ctx, out| unsafe { (host.resize_bilinear)(ctx, self.id, h, w, out) })
+    }
+
     /// Rows of the batch axis, in the given order (repeats allowed).
     pub fn select_rows(self, rows: &[usize]) -> Tensor<'a> {
         let h = self.host();
