@@ -204,7 +204,7 @@ fn typed_captions_need_the_encoder_the_run_trained_with() {
 #[test]
 fn eval_of_a_folder_run_reports_fid_kid_and_is() {
     let work = fresh("eval-folder");
-    let (_, _, run) = folder_run(&work);
+    let (data, _, run) = folder_run(&work);
 
     let out = stackflow(&["eval", run.to_str().unwrap()]);
     assert_eq!(out.code, 1);
@@ -227,4 +227,21 @@ fn eval_of_a_folder_run_reports_fid_kid_and_is() {
     }
     assert!(m["fid"].as_f64().unwrap() > 0.0 && m["is"].as_f64().unwrap() >= 1.0, "{j}");
     assert!(j.get("model").is_none(), "no caption fidelity off synthetic shapes: {j}");
+
+    // Real images of another split: a held-out `test` split of 6 images.
+    std::fs::create_dir_all(data.join("test")).unwrap();
+    std::fs::write(data.join("test/filenames.txt"), "010\n011\n012\n013\n014\n015\n").unwrap();
+    let emb: Vec<f32> = (0..6 * 32).map(|i| (i * 13 % 29) as f32 / 14.0 - 1.0).collect();
+    write_npy(&data.join("test/embeddings.npy"), &[6, 1, 32], &emb);
+    let run_s = run.to_str().unwrap();
+    let mut args = vec!["eval", run_s, "--inception", w.to_str().unwrap(), "--split", "test", "--splits", "2"];
+    args.extend_from_slice(&TINY);
+    let out = stackflow(&args);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("6 real vs 6 generated"), "{}", out.stdout);
+    let mut args = vec!["eval", run_s, "--inception", w.to_str().unwrap(), "--split", "nope"];
+    args.extend_from_slice(&TINY);
+    let out = stackflow(&args);
+    assert_eq!(out.code, 1);
+    assert!(out.stderr.contains("nope"), "{}", out.stderr);
 }

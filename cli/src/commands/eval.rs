@@ -44,6 +44,10 @@ pub struct Args {
     /// the dataset's size).
     #[arg(long, default_value_t = 500)]
     pub images: usize,
+    /// The split of a folder dataset the real images come from (default: the stage's own,
+    /// e.g. `--split test` for held-out images).
+    #[arg(long)]
+    pub split: Option<String>,
 }
 
 /// Scores of one stage.
@@ -65,7 +69,8 @@ fn stage_metrics<D: KernelDevice>(
 ) -> Result<Report> {
     let opts = a.inception.options()?;
     let mut store = t.store(dev.clone())?;
-    let (reals, fakes, side) = infer::real_and_generated(t, &mut store, (s, noise), a.images, a.seed)?;
+    let (reals, fakes, side) =
+        infer::real_and_generated(t, &mut store, (s, noise), (a.images, a.split.as_deref()), a.seed)?;
     let mut net = Inception::open(dev, &t.registry, &opts.weights, opts.graph.as_deref(), side, &opts.overrides)?;
     let n = reals.len() / (3 * side * side).max(1);
     let pb = indicatif::ProgressBar::new(2 * n as u64);

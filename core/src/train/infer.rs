@@ -346,30 +346,37 @@ pub fn evaluate_store<D: KernelDevice>(
     Ok((score(&images, side, &tags, per), score(&reals, side, &tags, 1)))
 }
 
-/// Real images of stage `s`'s dataset (its first `count` samples, the training split's
-/// crops with a seeded draw) and one image generated from each one's caption embedding,
-/// both 3×S×S CHW in [-1, 1] back to back; returns them and `S`. A held-out split of
-/// synthetic shapes, as for the fidelity scores.
+/// Real images of stage `s`'s dataset (its first `count` samples, crops with a seeded
+/// draw; of `split` instead of the stage's own for a folder) and one image generated from
+/// each one's caption embedding, both 3×S×S CHW in [-1, 1] back to back; returns them
+/// and `S`. A held-out set of synthetic shapes, as for the fidelity scores.
 pub fn real_and_generated<D: KernelDevice>(
     t: &Trained,
     store: &mut ParamStore<D>,
     (s, noise): (usize, &dyn NoiseSampler),
-    count: usize,
+    (count, split): (usize, Option<&str>),
     seed: u64,
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
     let flow = &t.flow;
     let st = &flow.stages[s];
     let (net, ports) = (&flow.nets[st.g], &st.g_ports);
     let (e, side) = (ports.embed_dim(net), ports.image_side(net));
-    let def = &flow.parsed.doc.train[s].data;
-    let ds: Box<dyn Dataset> = match def {
+    let ds: Box<dyn Dataset> = match &flow.parsed.doc.train[s].data {
+        DataDef::SyntheticShapes { .. } if split.is_some() => {
+            return Err(Error::input(
+                "cli::bad_split",
+                format!("stage {} trains on synthetic shapes, which have no splits", s + 1),
+            )
+            .with_help("--split chooses a folder dataset's split; leave it out here"));
+        }
         DataDef::SyntheticShapes { seed: data_seed, .. } => {
             Box::new(data::SyntheticShapes::new(count, data_seed.wrapping_add(0x0E7A_1000), e))
         }
-        _ => {
+        DataDef::Folder { root, split: own } => {
             // A folder's relative root is relative to the graph file the run started from.
             let origin = rundir::read_info(&t.dir)?.map(|i| i.graph).unwrap_or_default();
-            data::open(def, origin.parent().unwrap_or(Path::new("")), e)?
+            let def = DataDef::Folder { root: root.clone(), split: split.unwrap_or(own).to_string() };
+            data::open(&def, origin.parent().unwrap_or(Path::new("")), e)?
         }
     };
     let count = count.min(ds.len());
