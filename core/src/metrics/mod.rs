@@ -152,11 +152,9 @@ pub fn read_images(files: &[PathBuf]) -> Result<(Vec<f32>, usize)> {
         let (w, h) = img.dimensions();
         let s = *side.get_or_insert(w);
         if w != h || w != s {
-            return Err(Error::input(
-                "metrics::image_size",
-                format!("`{}` is {w}×{h}; the other images are {s}×{s}", path.display()),
-            )
-            .with_help("use square images of one size per folder"));
+            let why = if w != h { "not square".to_string() } else { format!("the images before it are {s}×{s}") };
+            return Err(Error::input("metrics::image_size", format!("`{}` is {w}×{h}: {why}", path.display()))
+                .with_help("use square images of one size per folder"));
         }
         let n = (w * h) as usize;
         let start = out.len();
