@@ -115,7 +115,7 @@ fn metrics_inputs_are_checked() {
     let out = stackflow(&args);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("metrics::image_size") && out.stderr.contains("zz.png"), "{}", out.stderr);
-    assert!(out.stderr.contains("the images before it are 16×16"), "{}", out.stderr);
+    assert!(out.stderr.contains("is 8×8: the images"), "{}", out.stderr);
 
     // Full-width graph against the reduced weights: the weights' mismatch, not a crash.
     let out = stackflow(&["metrics", a_s, a_s, "--inception", w_s]);
