@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use dfdx::prelude::Cpu;
 use safetensors::{Dtype, SafeTensors};
-use stackflow_core::metrics::{inception, stats, Inception, Samples};
+use stackflow_core::metrics::{inception, stats, ExtractorOptions, Inception, Samples};
 use stackflow_core::registry::Registry;
 
 fn fixtures() -> PathBuf {
@@ -46,11 +46,15 @@ fn inception_graph_matches_pytorch_fid_network() {
     let images: Vec<f32> = io["images"].1.iter().map(|&v| v as f32).collect();
     let registry = Registry::with_builtins();
     for (resize, pool, logits) in [(75, "pool", "logits"), (139, "pool_r139", "logits_r139")] {
-        let sets: Vec<String> = ["div=16", "classes=10", &format!("resize={resize}")].map(String::from).to_vec();
-        let file = fixtures().join("tiny.weights.safetensors");
-        let mut net = Inception::open(Cpu::default(), &registry, &file, None, 32, &sets).unwrap();
+        let opts = ExtractorOptions {
+            weights: fixtures().join("tiny.weights.safetensors"),
+            graph: None,
+            overrides: ["div=16", "classes=10", &format!("resize={resize}")].map(String::from).to_vec(),
+            batch: 3,
+        };
+        let mut net = Inception::open(Cpu::default(), &registry, &opts, 32).unwrap();
         let mut seen = Vec::new();
-        let f = net.features(&images, 3, &mut |n| seen.push(n)).unwrap();
+        let f = net.features(&images, &mut |n| seen.push(n)).unwrap();
         assert_eq!(seen, vec![3, 4], "progress after each batch");
         assert_eq!((f.pool.len(), f.pool.dim, f.logits.dim), (4, 128, 10));
         assert_close(&f.pool.data, &io[pool].1, 1e-4, &format!("pool features at {resize}"));
@@ -64,9 +68,14 @@ fn inception_graph_matches_pytorch_fid_network() {
 #[test]
 fn wrong_weights_are_a_diagnostic() {
     let registry = Registry::with_builtins();
-    let file = fixtures().join("tiny.weights.safetensors");
+    let opts = ExtractorOptions {
+        weights: fixtures().join("tiny.weights.safetensors"),
+        graph: None,
+        overrides: vec![],
+        batch: 4,
+    };
     // Full widths against the div=16 file: every tensor is mis-shaped.
-    let err = Inception::open(Cpu::default(), &registry, &file, None, 32, &[]).err().unwrap();
+    let err = Inception::open(Cpu::default(), &registry, &opts, 32).err().unwrap();
     assert!(err.to_string().contains("does not fit net `inception`"), "{err}");
     assert_eq!(inception::NET, "inception");
 }

@@ -10,7 +10,7 @@ use stackflow_core::registry::Registry;
 use stackflow_core::train::infer::{self, Scores, Trained};
 use stackflow_core::{Error, Result};
 
-use super::metrics::{print_report, InceptionArgs};
+use super::metrics::{feature_bar, print_report, InceptionArgs};
 use super::{Device, NoiseArgs, TrainedArgs};
 
 /// Arguments of `eval`.
@@ -71,18 +71,11 @@ fn stage_metrics<D: KernelDevice>(
     let mut store = t.store(dev.clone())?;
     let (reals, fakes, side) =
         infer::real_and_generated(t, &mut store, (s, noise), (a.images, a.split.as_deref()), a.seed)?;
-    let mut net = Inception::open(dev, &t.registry, &opts.weights, opts.graph.as_deref(), side, &opts.overrides)?;
+    let mut net = Inception::open(dev, &t.registry, &opts, side)?;
     let n = reals.len() / (3 * side * side).max(1);
-    let pb = indicatif::ProgressBar::new(2 * n as u64);
-    pb.set_style(
-        indicatif::ProgressStyle::with_template(
-            "stage {prefix} features [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    pb.set_prefix((s + 1).to_string());
-    let real = net.features(&reals, opts.batch, &mut |k| pb.set_position(k as u64))?;
-    let fake = net.features(&fakes, opts.batch, &mut |k| pb.set_position((n + k) as u64))?;
+    let pb = feature_bar(2 * n, &format!("stage {}", s + 1));
+    let real = net.features(&reals, &mut |k| pb.set_position(k as u64))?;
+    let fake = net.features(&fakes, &mut |k| pb.set_position((n + k) as u64))?;
     pb.finish_and_clear();
     metrics::report(&real, &fake, a.inception.splits)
 }

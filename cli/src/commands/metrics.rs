@@ -72,16 +72,9 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Features of the images in `dir`, with a progress bar on stderr.
-pub fn features_with_progress(
-    a: &InceptionArgs,
-    device: Device,
-    kinds: &Registry,
-    files: &[PathBuf],
-    what: &str,
-) -> Result<Features> {
-    let opts = a.options()?;
-    let pb = indicatif::ProgressBar::new(files.len() as u64);
+/// A progress bar on stderr over `len` images, labelled `what`.
+pub fn feature_bar(len: usize, what: &str) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(len as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template(
             "{prefix:>10} [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} images",
@@ -89,7 +82,19 @@ pub fn features_with_progress(
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     pb.set_prefix(what.to_string());
-    let f = super::on_device!(device, 0, |dev| metrics::folder_features(dev, kinds, files, &opts, &mut |n| pb
+    pb
+}
+
+/// Features of the image `files`, with a progress bar on stderr.
+fn features_with_progress(
+    opts: &ExtractorOptions,
+    device: Device,
+    kinds: &Registry,
+    files: &[PathBuf],
+    what: &str,
+) -> Result<Features> {
+    let pb = feature_bar(files.len(), what);
+    let f = super::on_device!(device, 0, |dev| metrics::folder_features(dev, kinds, files, opts, &mut |n| pb
         .set_position(n as u64)));
     pb.finish_and_clear();
     f
@@ -97,10 +102,10 @@ pub fn features_with_progress(
 
 /// Run `metrics`.
 pub fn run(a: Args, kinds: &Registry) -> Result<()> {
-    a.inception.options()?;
+    let opts = a.inception.options()?;
     let (real_files, fake_files) = (metrics::image_files(&a.real)?, metrics::image_files(&a.generated)?);
-    let real = features_with_progress(&a.inception, a.device, kinds, &real_files, "real")?;
-    let fake = features_with_progress(&a.inception, a.device, kinds, &fake_files, "generated")?;
+    let real = features_with_progress(&opts, a.device, kinds, &real_files, "real")?;
+    let fake = features_with_progress(&opts, a.device, kinds, &fake_files, "generated")?;
     let report = metrics::report(&real, &fake, a.inception.splits)?;
     if a.json {
         println!("{}", serde_json::json!(report));

@@ -84,7 +84,8 @@ pub fn write_embeddings(out: &Path, rows: &[Vec<String>], dim: usize) -> Result<
     fs::write(out, bytes).map_err(write_err)?;
     let record = serde_json::to_string_pretty(&Record { encoder: BUILTIN.into(), dim })
         .map_err(|e| Error::other("encode::record", e.to_string()))?;
-    fs::write(record_path(out), record + "\n").map_err(|e| Error::io(&record_path(out), e))?;
+    let record_file = record_path(out);
+    fs::write(&record_file, record + "\n").map_err(|e| Error::io(&record_file, e))?;
     Ok((n, k))
 }
 

@@ -1,7 +1,6 @@
 //! The FID Inception-v3 as a feature extractor: the graph shipped in the binary (or one
 //! the user names), its weights from a pytorch-fid state_dict, run in eval mode in batches.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::dsl;
@@ -14,6 +13,7 @@ use crate::kernels::KernelDevice;
 use crate::registry::Registry;
 
 use super::stats::Samples;
+use super::ExtractorOptions;
 
 /// The shipped graph, `graphs/metrics/fid_inception.ron`.
 pub const GRAPH: &str = include_str!("../../../graphs/metrics/fid_inception.ron");
@@ -46,25 +46,20 @@ pub struct Inception<D: KernelDevice> {
     flow: Flow,
     store: ParamStore<D>,
     image_size: usize,
+    batch: usize,
 }
 
 impl<D: KernelDevice> Inception<D> {
-    /// Builds the graph (`graph`, or the shipped one) for `image_size`² inputs with the
-    /// `--set` style `overrides`, and loads `weights` through its `pytorch-fid` map.
-    pub fn open(
-        dev: D,
-        registry: &Registry,
-        weights_file: &Path,
-        graph: Option<&Path>,
-        image_size: usize,
-        overrides: &[String],
-    ) -> Result<Self> {
-        let parsed = match graph {
+    /// Builds the graph (`opts.graph`, or the shipped one) for `image_size`² inputs with
+    /// the `--set` style `opts.overrides`, and loads `opts.weights` through its
+    /// `pytorch-fid` map.
+    pub fn open(dev: D, registry: &Registry, opts: &ExtractorOptions, image_size: usize) -> Result<Self> {
+        let parsed = match &opts.graph {
             Some(path) => dsl::load(path)?,
             None => dsl::parse(SourceFile::new(GRAPH_NAME, GRAPH))?,
         };
         let mut sets = vec![format!("image_size={image_size}")];
-        sets.extend(overrides.iter().cloned());
+        sets.extend(opts.overrides.iter().cloned());
         let flow = ir::build(Arc::new(parsed), registry, &BuildOptions { overrides: sets })?;
         let net = flow
             .net(NET)
@@ -78,12 +73,12 @@ impl<D: KernelDevice> Inception<D> {
             }
         }
         let mut store = ParamStore::new(dev);
-        weights::load(&mut store, &flow, net, weights_file, &Naming::Mapped(WEIGHT_MAP.into())).map_err(|e| {
+        weights::load(&mut store, &flow, net, &opts.weights, &Naming::Mapped(WEIGHT_MAP.into())).map_err(|e| {
             e.with_help(
                 "the weights are pytorch-fid's FID Inception state_dict as safetensors (README: `stackflow metrics`)",
             )
         })?;
-        Ok(Self { flow, store, image_size })
+        Ok(Self { flow, store, image_size, batch: opts.batch.max(1) })
     }
 
     /// The side of the images this extractor takes.
@@ -91,9 +86,9 @@ impl<D: KernelDevice> Inception<D> {
         self.image_size
     }
 
-    /// Features of `images` (3×S×S each, CHW, in [-1, 1]), `batch` at a time; `progress`
-    /// hears how many are done.
-    pub fn features(&mut self, images: &[f32], batch: usize, progress: &mut dyn FnMut(usize)) -> Result<Features> {
+    /// Features of `images` (3×S×S each, CHW, in [-1, 1]), the options' `batch` at a time;
+    /// `progress` hears how many are done.
+    pub fn features(&mut self, images: &[f32], progress: &mut dyn FnMut(usize)) -> Result<Features> {
         let per = 3 * self.image_size * self.image_size;
         if !images.len().is_multiple_of(per) {
             return Err(Error::other(
@@ -104,12 +99,12 @@ impl<D: KernelDevice> Inception<D> {
         let n = images.len() / per;
         let (mut pool, mut logits, mut dims) = (Vec::new(), Vec::new(), (0, 0));
         let net = self.flow.net(NET).ok_or_else(|| Error::other("metrics::no_net", "the net went missing"))?;
-        for start in (0..n).step_by(batch.max(1)) {
-            let b = batch.max(1).min(n - start);
+        let naming = Naming::Mapped(WEIGHT_MAP.into());
+        for start in (0..n).step_by(self.batch) {
+            let b = self.batch.min(n - start);
             let mut inputs = Named::new();
             let data = images[start * per..(start + b) * per].to_vec();
             inputs.insert("img".into(), (vec![b, 3, self.image_size, self.image_size], data));
-            let naming = Naming::Mapped(WEIGHT_MAP.into());
             let (out, _) = forward_named(&self.flow, net, &mut self.store, &inputs, false, &naming, 0)?;
             for (name, acc, dim) in [("pool", &mut pool, &mut dims.0), ("logits", &mut logits, &mut dims.1)] {
                 let (shape, values) = &out[name];

@@ -44,31 +44,13 @@ pub fn folder_features<D: KernelDevice>(
     let mut net: Option<Inception<D>> = None;
     let mut all: Option<Features> = None;
     for (k, chunk) in files.chunks(READ_CHUNK).enumerate() {
-        let (images, side) = read_images(chunk)?;
+        let (images, side) = read_images(chunk, net.as_ref().map(Inception::image_size))?;
         let extractor = match &mut net {
-            Some(n) if n.image_size() == side => n,
-            Some(n) => {
-                return Err(Error::input(
-                    "metrics::image_size",
-                    format!(
-                        "`{}` is {side}×{side}; the images before it are {s}×{s}",
-                        chunk[0].display(),
-                        s = n.image_size()
-                    ),
-                )
-                .with_help("use square images of one size per folder"))
-            }
-            None => net.insert(Inception::open(
-                dev.clone(),
-                registry,
-                &opts.weights,
-                opts.graph.as_deref(),
-                side,
-                &opts.overrides,
-            )?),
+            Some(n) => n,
+            None => net.insert(Inception::open(dev.clone(), registry, opts, side)?),
         };
         let done = k * READ_CHUNK;
-        let f = extractor.features(&images, opts.batch, &mut |n| progress(done + n))?;
+        let f = extractor.features(&images, &mut |n| progress(done + n))?;
         match &mut all {
             Some(a) => a.append(f),
             None => all = Some(f),
@@ -143,20 +125,21 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// Reads images of one size as 3×S×S CHW in [-1, 1]; returns the data and `S`. Images must
-/// be square and all of one size (the feature extractor resizes them to 299 either way).
-pub fn read_images(files: &[PathBuf]) -> Result<(Vec<f32>, usize)> {
+/// be square and all of one size, `side` when given (the images read before these); the
+/// feature extractor resizes them to 299 either way.
+pub fn read_images(files: &[PathBuf], side: Option<usize>) -> Result<(Vec<f32>, usize)> {
     let mut out = Vec::new();
-    let mut side = None;
+    let mut side = side;
     for path in files {
         let img = crate::data::folder::read_rgb(path)?;
-        let (w, h) = img.dimensions();
+        let (w, h) = (img.width() as usize, img.height() as usize);
         let s = *side.get_or_insert(w);
         if w != h || w != s {
             let why = if w != h { "not square".to_string() } else { format!("the images before it are {s}×{s}") };
             return Err(Error::input("metrics::image_size", format!("`{}` is {w}×{h}: {why}", path.display()))
                 .with_help("use square images of one size per folder"));
         }
-        let n = (w * h) as usize;
+        let n = w * h;
         let start = out.len();
         out.resize(start + 3 * n, 0.0);
         for (i, p) in img.pixels().enumerate() {
@@ -165,5 +148,5 @@ pub fn read_images(files: &[PathBuf]) -> Result<(Vec<f32>, usize)> {
             }
         }
     }
-    Ok((out, side.unwrap_or(0) as usize))
+    Ok((out, side.unwrap_or(0)))
 }

@@ -165,6 +165,13 @@ impl Trained {
         }
     }
 
+    /// The folder a dataset's relative root is relative to: that of the graph file the run
+    /// started from (as `run` resolved it).
+    fn data_dir(&self) -> Result<PathBuf> {
+        let origin = rundir::read_info(&self.dir)?.map(|i| i.graph).unwrap_or_default();
+        Ok(origin.parent().unwrap_or(Path::new("")).to_path_buf())
+    }
+
     /// Refuses typed captions for stage `s` when the embeddings it trained on were not made
     /// by the built-in encoder (`sample --captions` and `interpolate` encode with it): a
     /// folder dataset's `embeddings.npy` needs the record `stackflow encode` writes.
@@ -172,8 +179,7 @@ impl Trained {
         let DataDef::Folder { root, split } = &self.flow.parsed.doc.train[s].data else {
             return Ok(());
         };
-        let origin = rundir::read_info(&self.dir)?.map(|i| i.graph).unwrap_or_default();
-        let npy = origin.parent().unwrap_or(Path::new("")).join(root).join(split).join("embeddings.npy");
+        let npy = self.data_dir()?.join(root).join(split).join("embeddings.npy");
         let found = match data::encode::read_record(&npy) {
             Some(r) if r.encoder == data::encode::BUILTIN => return Ok(()),
             Some(r) => format!("made by the encoder `{}`", r.encoder),
@@ -373,10 +379,8 @@ pub fn real_and_generated<D: KernelDevice>(
             Box::new(data::SyntheticShapes::new(count, data_seed.wrapping_add(0x0E7A_1000), e))
         }
         DataDef::Folder { root, split: own } => {
-            // A folder's relative root is relative to the graph file the run started from.
-            let origin = rundir::read_info(&t.dir)?.map(|i| i.graph).unwrap_or_default();
             let def = DataDef::Folder { root: root.clone(), split: split.unwrap_or(own).to_string() };
-            data::open(&def, origin.parent().unwrap_or(Path::new("")), e)?
+            data::open(&def, &t.data_dir()?, e)?
         }
     };
     let count = count.min(ds.len());
