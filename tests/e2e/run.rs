@@ -264,29 +264,59 @@ fn set_reaches_recipe_fields_and_resume_keeps_them() {
 }
 
 #[test]
-fn ema_ends_the_stage_as_the_average_and_resumes_exactly() {
+fn ema_ends_the_stage_as_the_average_keeps_the_trained_weights_and_resumes_exactly() {
     let a = fresh("ema-a");
     let a_s = a.to_str().unwrap();
     let out = run(&["--out", a_s, "--set", "stage1.ema=0.5"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let ta = weights::read_all(&ckpts(&a).pop().unwrap()).unwrap();
-    let averaged: Vec<&String> = ta.keys().filter(|n| n.starts_with("ema.g.")).collect();
-    assert!(averaged.iter().any(|n| n.starts_with("ema.g.g1.")), "the checkpoint keeps G's average");
-    assert!(!averaged.iter().any(|n| n.starts_with("ema.g.d1.")), "only G is averaged");
-    for n in &averaged {
-        let param = format!("param.{}", &n["ema.g.".len()..]);
-        assert!(ta[&param].1 == ta[*n].1, "{param}: the finished stage's G is its average");
-    }
+    let all = ckpts(&a);
+    let ta = weights::read_all(all.last().unwrap()).unwrap();
+    // Before the stage ends, a checkpoint holds the running average beside the weights.
+    let mid = weights::read_all(&all[all.len() - 2]).unwrap();
+    let averaged: Vec<String> =
+        mid.keys().filter_map(|n| n.strip_prefix("ema.g.")).map(|p| format!("param.{p}")).collect();
+    assert!(averaged.iter().any(|n| n.starts_with("param.g1.")), "the checkpoint keeps G's average");
+    assert!(!averaged.iter().any(|n| n.starts_with("param.d1.")), "only G is averaged");
+    // The finished stage's G is the average; the weights it replaced are kept.
+    assert!(!ta.keys().any(|n| n.starts_with("ema.g.")), "the finished stage's average became G");
+    let trained: Vec<&String> = ta.keys().filter(|n| n.starts_with("ema.trained.")).collect();
+    assert_eq!(trained.len(), averaged.len(), "every averaged parameter keeps its trained weights");
+    assert!(trained.iter().any(|n| ta[*n].1 != ta[&format!("param.{}", &n["ema.trained.".len()..])].1));
 
+    // `sample` uses the average unless told otherwise; `--no-ema` is refused for a run
+    // that kept none.
+    let caps = a.join("captions.txt");
+    std::fs::write(&caps, "a large red circle on a blue background\n").unwrap();
+    let grid = |run: &str, dir: &str, extra: &[&str]| {
+        let out_dir = a.join(dir);
+        let mut args =
+            vec!["sample", run, "--captions", caps.to_str().unwrap(), "--out-dir", out_dir.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let out = stackflow(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        std::fs::read(out_dir.join("grid.png")).unwrap()
+    };
+    assert!(grid(a_s, "with-ema", &[]) != grid(a_s, "no-ema", &["--no-ema"]));
     // Without the average, the same run ends elsewhere.
     let plain = fresh("ema-plain");
     let out = run(&["--out", plain.to_str().unwrap()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let tp = weights::read_all(&ckpts(&plain).pop().unwrap()).unwrap();
-    assert!(averaged.iter().any(|n| {
-        let param = format!("param.{}", &n["ema.g.".len()..]);
-        tp[&param].1 != ta[&param].1
-    }));
+    assert!(averaged.iter().any(|param| tp[param].1 != ta[param].1));
+    // The trained weights are the plain run's: the average never fed back into training.
+    for n in &trained {
+        assert!(ta[*n].1 == tp[&format!("param.{}", &n["ema.trained.".len()..])].1, "{n}");
+    }
+    let out = stackflow(&[
+        "sample",
+        plain.to_str().unwrap(),
+        "--captions",
+        caps.to_str().unwrap(),
+        "--out-dir",
+        "unused",
+        "--no-ema",
+    ]);
+    assert!(out.code == 1 && out.stderr.contains("cli::no_ema"), "{}", out.stderr);
 
     // Interrupted and resumed, the average continues where it was: the same bytes.
     let b = fresh("ema-b");

@@ -39,6 +39,9 @@ pub struct GraphArgs {
     /// Load a plugin library (repeatable); also read from STACKFLOW_PLUGIN_PATH.
     #[arg(long = "plugin", value_name = "LIB")]
     pub plugins: Vec<PathBuf>,
+    /// Use G's trained weights, not the moving average a stage with `ema` keeps (the default).
+    #[arg(long)]
+    pub no_ema: bool,
 }
 
 impl GraphArgs {
@@ -98,6 +101,9 @@ pub struct TrainedArgs {
     /// Libraries recorded in the run's run.json are never loaded implicitly.
     #[arg(long = "plugin", value_name = "LIB")]
     pub plugins: Vec<PathBuf>,
+    /// Use G's trained weights, not the moving average a stage with `ema` keeps (the default).
+    #[arg(long)]
+    pub no_ema: bool,
 }
 
 impl TrainedArgs {
@@ -107,7 +113,10 @@ impl TrainedArgs {
         for lib in plugin::requested(None, &[], &self.plugins) {
             plugin::load(&mut registry, &lib)?;
         }
-        let t = infer::open(&self.run, &registry)?;
+        let mut t = infer::open(&self.run, &registry)?;
+        if self.no_ema {
+            t.without_averages()?;
+        }
         let p = &t.loaded.meta.position;
         eprintln!("using checkpoint {} (stage {}, iteration {})", t.checkpoint.display(), p.stage + 1, p.step);
         Ok(t)

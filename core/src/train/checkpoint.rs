@@ -107,6 +107,9 @@ pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizer
     for (k, avg) in &opt.ema.shadow {
         owned.push((format!("ema.g.{k}"), bytes_of(avg), vec![avg.len()]));
     }
+    for (k, w) in &opt.ema.raw {
+        owned.push((format!("ema.trained.{k}"), bytes_of(w), vec![w.len()]));
+    }
     owned.sort_by(|a, b| a.0.cmp(&b.0));
     let meta_json = serde_json::to_string(meta).map_err(|e| Error::other("checkpoint::write", e.to_string()))?;
     let sum = checksum(&meta_json, owned.iter().map(|(n, b, s)| (n.as_str(), s.as_slice(), b.as_slice())));
@@ -202,6 +205,8 @@ pub fn load(path: &Path) -> Result<Loaded> {
             params.push((p.to_string(), v.shape().to_vec(), data));
         } else if let Some(p) = n.strip_prefix("ema.g.") {
             opt.ema.shadow.insert(p.to_string(), data);
+        } else if let Some(p) = n.strip_prefix("ema.trained.") {
+            opt.ema.raw.insert(p.to_string(), data);
         } else if let Some(rest) = n.strip_prefix("adam.") {
             let (adam, rest): (&mut Adam, &str) = match rest.split_once('.') {
                 Some(("g", r)) => (&mut opt.g, r),

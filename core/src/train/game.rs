@@ -288,6 +288,14 @@ pub struct Optimizers {
     pub ema: Ema,
 }
 
+impl Optimizers {
+    /// The state a stage starts with after this one: fresh Adam moments and no average,
+    /// but the trained weights that earlier averages replaced.
+    pub fn next_stage(&self) -> Optimizers {
+        Optimizers { ema: self.ema.next_stage(), ..Optimizers::default() }
+    }
+}
+
 fn read_scalar(ops: &mut dyn Ops, t: Tensor) -> Result<f32> {
     Ok(ops.read(t)?.first().copied().unwrap_or(f32::NAN))
 }

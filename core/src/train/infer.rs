@@ -32,6 +32,8 @@ pub struct Trained {
     pub flow: Flow,
     /// The kinds the graph was built with (the given ones and the graph's plugins).
     pub registry: Registry,
+    /// Whether G takes its moving average where the run kept one (the default).
+    pub averaged: bool,
 }
 
 /// Open a run directory (its newest loadable checkpoint; newer damaged ones are named on
@@ -72,7 +74,7 @@ pub fn open(path: &Path, registry: &Registry) -> Result<Trained> {
                 e
             }
         })?;
-    Ok(Trained { dir, checkpoint: ckpt, loaded, flow, registry })
+    Ok(Trained { dir, checkpoint: ckpt, loaded, flow, registry, averaged: true })
 }
 
 /// Refuse to hold more than a few GiB of generated images at once.
@@ -90,6 +92,21 @@ pub fn check_image_budget(images: usize, side: usize) -> Result<()> {
 }
 
 impl Trained {
+    /// Sample with the trained weights, not G's moving averages (`--no-ema`); refused
+    /// for a run that kept no average.
+    pub fn without_averages(&mut self) -> Result<()> {
+        let ema = &self.loaded.opt.ema;
+        if ema.raw.is_empty() && ema.shadow.is_empty() {
+            return Err(Error::input(
+                "cli::no_ema",
+                format!("--no-ema: `{}` holds no moving average of G", self.checkpoint.display()),
+            )
+            .with_help("only a stage with `ema: Some(decay)` keeps one; leave out --no-ema"));
+        }
+        self.averaged = false;
+        Ok(())
+    }
+
     /// The stage whose generator to use: `stage` (1-based) or the newest trained one.
     pub fn stage(&self, stage: Option<usize>) -> Result<usize> {
         let n = self.flow.parsed.doc.train.len();
@@ -106,13 +123,16 @@ impl Trained {
         }
     }
 
-    /// A parameter store with the checkpoint's weights.
+    /// A parameter store with the checkpoint's weights: where a stage kept a moving
+    /// average of G (`ema`), the average, or after [`Trained::without_averages`] the
+    /// trained weights it replaced.
     pub fn store<D: KernelDevice>(&self, dev: D) -> Result<ParamStore<D>> {
         let mut store = ParamStore::new(dev);
         for net in &self.flow.nets {
             store.init_net(net, 0)?;
         }
         checkpoint::restore(&mut store, &self.loaded, &self.checkpoint)?;
+        self.loaded.opt.ema.select(&mut store, self.averaged)?;
         Ok(store)
     }
 

@@ -132,7 +132,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
     if pos.stage_done {
         pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
-        opt = Optimizers::default();
+        opt = opt.next_stage();
     }
     let mut t = Trainer {
         flow,
@@ -151,7 +151,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
             return Ok(summary);
         }
         pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
-        opt = Optimizers::default();
+        opt = opt.next_stage();
     }
     Ok(RunSummary { steps: t.total, checkpoint: t.last_ckpt, finished: true, signal: None })
 }
@@ -387,7 +387,7 @@ impl Trainer<'_> {
                 pos.epoch += 1;
                 if pos.epoch >= def.epochs && st.ema.is_some() {
                     // The stage's G ends as its moving average (the last grid shows it).
-                    opt.ema.apply(store)?;
+                    opt.ema.finish(store)?;
                 }
                 let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
                 self.write_grid(st, store, (&grid_batch.emb, &grid_z, &grid_captions), &path)?;
