@@ -377,3 +377,31 @@ fn periodic_eval_logs_scores_and_keeps_the_best_checkpoint() {
     assert_eq!(out.code, 1, "{}", out.stderr);
     assert!(out.stderr.contains("SyntheticShapes"), "{}", out.stderr);
 }
+
+#[cfg(not(feature = "tensorboard"))]
+#[test]
+fn tensorboard_is_refused_by_a_build_without_it() {
+    let dir = fresh("tensorboard");
+    let out = run(&["--out", dir.to_str().unwrap(), "--tensorboard"]);
+    assert!(out.code == 1 && out.stderr.contains("run::no_tensorboard"), "{}", out.stderr);
+    assert!(!dir.exists(), "a refused flag leaves no run behind");
+}
+
+#[cfg(feature = "tensorboard")]
+#[test]
+fn tensorboard_events_hold_the_losses_and_the_grids() {
+    use stackflow_core::train::board::{read, LoggedValue};
+    let dir = fresh("tensorboard");
+    let out = run(&["--out", dir.to_str().unwrap(), "--tensorboard"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let logged = read(&dir.join("tensorboard")).unwrap();
+    let metrics = std::fs::read_to_string(dir.join("metrics.jsonl")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    let d = logged.iter().find(|l| l.tag == "stage1/D").expect("D is logged");
+    let want = LoggedValue::Scalar(first["D"].as_f64().unwrap() as f32);
+    assert_eq!((d.step, &d.value), (first["step"].as_u64().unwrap(), &want));
+    let images: Vec<(&str, u64)> =
+        logged.iter().filter(|l| matches!(l.value, LoggedValue::Image(..))).map(|l| (l.tag.as_str(), l.step)).collect();
+    assert_eq!(images.first(), Some(&("stage1/real", 0)));
+    assert_eq!(images.iter().filter(|(t, _)| *t == "stage1/samples").count(), 2, "one grid per epoch: {images:?}");
+}

@@ -48,6 +48,10 @@ pub struct Args {
     /// Device to run on.
     #[arg(long, value_enum, default_value = "cpu")]
     pub device: Device,
+    /// Also write TensorBoard event files (losses, scores, sample grids) to
+    /// RUN/tensorboard, for `tensorboard --logdir runs/` (a build with the `tensorboard` feature).
+    #[arg(long)]
+    pub tensorboard: bool,
 }
 
 fn parse_every(s: &str) -> std::result::Result<CheckpointEvery, String> {
@@ -64,6 +68,9 @@ fn parse_every(s: &str) -> std::result::Result<CheckpointEvery, String> {
 
 /// Run `run`.
 pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    if a.tensorboard {
+        stackflow_core::train::board::available()?;
+    }
     let seed = a.seed.unwrap_or(0);
     super::on_device!(a.device, seed, |dev| run_on(dev, a, kinds))
 }
@@ -142,6 +149,7 @@ fn run_on<D: KernelDevice>(dev: D, a: Args, kinds: &Registry) -> Result<()> {
         plugins: stackflow_core::plugin::requested(Some(&graph.file), &flow.parsed.doc.plugins, &graph.plugins),
         checkpoint_every: a.checkpoint_every,
         stop: Some(stop),
+        tensorboard: a.tensorboard,
     };
     let summary = run::run(dev, &flow, &registry, &opts)?;
     if summary.finished && summary.steps == 0 {

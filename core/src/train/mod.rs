@@ -4,6 +4,7 @@
 pub mod adam;
 pub mod augment;
 pub mod bench;
+pub mod board;
 pub mod checkpoint;
 pub mod ema;
 pub mod game;

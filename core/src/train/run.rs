@@ -13,6 +13,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 
+use super::board::Board;
 use super::checkpoint::{self, Meta, Position};
 use super::game::{self, Batch, Optimizers, StageSetup};
 use super::infer;
@@ -53,6 +54,8 @@ pub struct RunOptions {
     pub checkpoint_every: Option<CheckpointEvery>,
     /// Set to a signal number (non-zero) to stop after the current iteration with a checkpoint.
     pub stop: Option<Arc<AtomicUsize>>,
+    /// Also write TensorBoard event files to `<dir>/tensorboard`.
+    pub tensorboard: bool,
 }
 
 /// What a run did.
@@ -130,6 +133,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     }
     let metrics =
         OpenOptions::new().create(true).append(true).open(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
+    let board = opts.tensorboard.then(|| Board::open(&opts.dir.join("tensorboard"))).transpose()?;
     if pos.stage_done {
         pos = Position { stage: pos.stage + 1, epoch: 0, step: 0, stage_done: false };
         opt = opt.next_stage();
@@ -142,6 +146,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         run_id,
         metrics,
         metrics_path,
+        board,
         started: Instant::now(),
         total: 0,
         last_ckpt: None,
@@ -310,6 +315,8 @@ struct Trainer<'a> {
     /// `metrics.jsonl`, opened once for appending.
     metrics: std::fs::File,
     metrics_path: PathBuf,
+    /// TensorBoard events, when asked for.
+    board: Option<Board>,
     started: Instant,
     total: u64,
     last_ckpt: Option<PathBuf>,
@@ -346,6 +353,9 @@ impl Trainer<'_> {
         let real_grid = self.opts.dir.join("samples").join(format!("{}-real.png", st.name));
         if !real_grid.exists() {
             write_batch_grid(&real_grid, &grid_batch.real, st.image_size, &grid_captions)?;
+        }
+        if let Some(b) = self.board.as_mut().filter(|_| pos.step == 0) {
+            b.image(0, &format!("{}/real", st.name), &real_grid)?;
         }
         let mut grid_rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
         let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
@@ -391,6 +401,9 @@ impl Trainer<'_> {
                 }
                 let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
                 self.write_grid(st, store, (&grid_batch.emb, &grid_z, &grid_captions), &path)?;
+                if let Some(b) = self.board.as_mut() {
+                    b.image(pos.step, &format!("{}/samples", st.name), &path)?;
+                }
             }
             pos.stage_done = pos.epoch >= def.epochs;
             self.checkpoint(store, opt, pos)?;
@@ -477,7 +490,7 @@ impl Trainer<'_> {
             for (n, v) in &report.terms {
                 line[n] = serde_json::json!(v);
             }
-            writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
+            self.log(&line)?;
             if self.opts.quiet {
                 eprintln!(
                     "{} epoch {} step {}: D {:.4} G {:.4} KL {:.4}",
@@ -493,6 +506,15 @@ impl Trainer<'_> {
         pb.set_message(format!("D {:.3} G {:.3} KL {:.3}", get("D"), get("G"), get("KL")));
         pb.inc(1);
         Ok(())
+    }
+
+    /// Append a line to `metrics.jsonl` (and its numbers to the TensorBoard events).
+    fn log(&mut self, line: &serde_json::Value) -> Result<()> {
+        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
+        match self.board.as_mut() {
+            Some(b) => b.metrics_line(line),
+            None => Ok(()),
+        }
     }
 
     /// What a checkpoint of the current position records besides the tensors.
@@ -524,7 +546,7 @@ impl Trainer<'_> {
             "eval_both": scores.both_fidelity, "eval_object": scores.object_fidelity,
             "eval_background": scores.background_fidelity, "eval_diversity": scores.diversity,
         });
-        writeln!(self.metrics, "{line}").map_err(|e| Error::io(&self.metrics_path, e))?;
+        self.log(&line)?;
         let value = match ev.metric {
             EvalMetric::Both => scores.both_fidelity,
             EvalMetric::Object => scores.object_fidelity,
