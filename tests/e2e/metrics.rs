@@ -141,6 +141,11 @@ fn write_npy(path: &Path, shape: &[usize], data: &[f32]) {
 /// A 16-image folder dataset with embeddings from some other encoder, and a trained run
 /// of `tests/graphs/tiny_folder.ron` on it: (dataset root, graph, run).
 fn folder_run(work: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    folder_run_with(work, "", &[])
+}
+
+/// [`folder_run`] with `stage` added to the stage's fields and `args` to `run`.
+fn folder_run_with(work: &Path, stage: &str, args: &[&str]) -> (PathBuf, PathBuf, PathBuf) {
     let data = work.join("data");
     pictures(&data.join("images"), 16, 2.0);
     std::fs::create_dir_all(data.join("train/captions")).unwrap();
@@ -155,9 +160,12 @@ fn folder_run(work: &Path) -> (PathBuf, PathBuf, PathBuf) {
     write_npy(&data.join("train/embeddings.npy"), &[16, 2, 32], &emb);
     let text = std::fs::read_to_string(root().join("tests/graphs/tiny_folder.ron")).unwrap();
     let graph = work.join("folder.ron");
-    std::fs::write(&graph, text.replace("no-such-dataset", data.to_str().unwrap())).unwrap();
+    let text = text.replace("no-such-dataset", data.to_str().unwrap());
+    std::fs::write(&graph, text.replace("epochs: 2, batch: 8,", &format!("epochs: 2, batch: 8, {stage}"))).unwrap();
     let run = work.join("run");
-    let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", run.to_str().unwrap()]);
+    let mut all = vec!["run", graph.to_str().unwrap(), "--quiet", "--out", run.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = stackflow(&all);
     assert_eq!(out.code, 0, "{}", out.stderr);
     (data, graph, run)
 }
@@ -245,4 +253,46 @@ fn eval_of_a_folder_run_reports_fid_kid_and_is() {
     let out = stackflow(&args);
     assert_eq!(out.code, 1);
     assert!(out.stderr.contains("nope"), "{}", out.stderr);
+}
+
+#[test]
+fn periodic_fid_during_training_logs_scores_and_keeps_the_best_checkpoint() {
+    let work = fresh("periodic-fid");
+    let w = weights();
+    let stage = "eval: Some((every: 2, metric: Fid, images: 8)),";
+    let mut args = vec!["--inception", w.to_str().unwrap(), "--splits", "2"];
+    args.extend_from_slice(&TINY);
+    let (_, graph, run) = folder_run_with(&work, stage, &args);
+    let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+    let scored: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|j: &serde_json::Value| j.get("eval_fid").is_some())
+        .collect();
+    assert_eq!(scored.len(), 2, "iterations 2 and 4: {metrics}");
+    for j in &scored {
+        for k in ["eval_fid", "eval_kid", "eval_is", "eval_precision", "eval_recall"] {
+            assert!(j[k].as_f64().is_some_and(f64::is_finite), "{k} in {j}");
+        }
+    }
+    let fids: Vec<f64> = scored.iter().map(|j| j["eval_fid"].as_f64().unwrap()).collect();
+    let best: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("checkpoints/best.json")).unwrap()).unwrap();
+    assert_eq!(best["metric"], "eval_fid");
+    assert_eq!(best["value"].as_f64().unwrap(), fids.iter().copied().fold(f64::INFINITY, f64::min), "lower is better");
+    assert!(run.join("checkpoints/best.safetensors").is_file());
+
+    // Without the weights the run does not start; caption fidelity needs synthetic shapes.
+    let other = work.join("refused");
+    let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", other.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("run::no_inception"), "{}", out.stderr);
+    assert!(!other.exists(), "a refused run leaves no directory behind");
+    let text = std::fs::read_to_string(&graph).unwrap().replace("metric: Fid", "metric: Both");
+    std::fs::write(&graph, text).unwrap();
+    let out = stackflow(&["check", graph.to_str().unwrap()]);
+    assert!(
+        out.code == 1 && out.stderr.contains("caption fidelity scores stages trained on SyntheticShapes"),
+        "{}",
+        out.stderr
+    );
 }

@@ -12,6 +12,7 @@ use stackflow_core::train::run::{self, RunOptions};
 use stackflow_core::train::rundir;
 use stackflow_core::{Error, Result};
 
+use super::metrics::InceptionArgs;
 use super::{Device, GraphArgs};
 
 /// Arguments of `run`.
@@ -52,6 +53,9 @@ pub struct Args {
     /// RUN/tensorboard, for `tensorboard --logdir runs/` (a build with the `tensorboard` feature).
     #[arg(long)]
     pub tensorboard: bool,
+    /// For a stage with `eval: Some((metric: Fid, …))` (or `Kid`): the extractor.
+    #[command(flatten)]
+    pub inception: InceptionArgs,
 }
 
 fn parse_every(s: &str) -> std::result::Result<CheckpointEvery, String> {
@@ -70,6 +74,9 @@ fn parse_every(s: &str) -> std::result::Result<CheckpointEvery, String> {
 pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     if a.tensorboard {
         stackflow_core::train::board::available()?;
+    }
+    if a.inception.inception.is_some() {
+        a.inception.options()?;
     }
     let seed = a.seed.unwrap_or(0);
     super::on_device!(a.device, seed, |dev| run_on(dev, a, kinds))
@@ -150,6 +157,10 @@ fn run_on<D: KernelDevice>(dev: D, a: Args, kinds: &Registry) -> Result<()> {
         checkpoint_every: a.checkpoint_every,
         stop: Some(stop),
         tensorboard: a.tensorboard,
+        inception: match &a.inception.inception {
+            Some(_) => Some((a.inception.options()?, a.inception.splits)),
+            None => None,
+        },
     };
     let summary = run::run(dev, &flow, &registry, &opts)?;
     if summary.finished && summary.steps == 0 {

@@ -106,8 +106,8 @@ stage_fields! {
         /// DiffAugment policies applied to every image batch D sees, real and fake
         /// (`[Color, Translation, Cutout]`).
         augment: Vec<Augment> = Vec::new(),
-        /// Periodic evaluation on held-out captions, keeping `checkpoints/best.safetensors`
-        /// (`Some((every: 500, metric: Both))`).
+        /// Periodic evaluation, keeping `checkpoints/best.safetensors`
+        /// (`Some((every: 500, metric: Both))`, `Some((every: 1000, metric: Fid))`).
         eval: Option<EvalDef> = None,
     ]
 }
@@ -127,21 +127,25 @@ pub enum CheckpointEvery {
 }
 
 /// Periodic evaluation during a stage: caption fidelity on held-out synthetic captions,
-/// logged to `metrics.jsonl`, with the best checkpoint kept.
+/// or FID/KID against the stage's real images (with `run --inception`), logged to
+/// `metrics.jsonl`, with the best checkpoint kept.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct EvalDef {
     /// Every this many iterations of the stage.
     pub every: u64,
-    /// The score `checkpoints/best.safetensors` is kept by (higher is better).
+    /// The score `checkpoints/best.safetensors` is kept by.
     #[serde(default)]
     pub metric: EvalMetric,
-    /// Held-out captions.
+    /// Held-out captions (caption fidelity).
     #[serde(default = "default_eval_captions")]
     pub captions: usize,
-    /// Samples per caption.
+    /// Samples per caption (caption fidelity).
     #[serde(default = "default_eval_per_caption")]
     pub per_caption: usize,
+    /// Real and generated images compared (FID, KID).
+    #[serde(default = "default_eval_images")]
+    pub images: usize,
 }
 
 fn default_eval_captions() -> usize {
@@ -152,16 +156,24 @@ fn default_eval_per_caption() -> usize {
     2
 }
 
+fn default_eval_images() -> usize {
+    500
+}
+
 /// Which score picks the best checkpoint.
 #[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
 pub enum EvalMetric {
-    /// Background and object colour both match the caption.
+    /// Background and object colour both match the caption (synthetic shapes).
     #[default]
     Both,
-    /// The object colour matches.
+    /// The object colour matches (synthetic shapes).
     Object,
-    /// The background colour matches.
+    /// The background colour matches (synthetic shapes).
     Background,
+    /// Fréchet Inception Distance to the stage's real images (any data).
+    Fid,
+    /// Kernel Inception Distance to the stage's real images (any data).
+    Kid,
 }
 
 impl EvalMetric {
@@ -171,6 +183,22 @@ impl EvalMetric {
             EvalMetric::Both => "eval_both",
             EvalMetric::Object => "eval_object",
             EvalMetric::Background => "eval_background",
+            EvalMetric::Fid => "eval_fid",
+            EvalMetric::Kid => "eval_kid",
+        }
+    }
+
+    /// Whether the score compares Inception features (and needs its weights).
+    pub fn uses_inception(self) -> bool {
+        matches!(self, EvalMetric::Fid | EvalMetric::Kid)
+    }
+
+    /// Whether `a` is a better score than `b`.
+    pub fn better(self, a: f64, b: f64) -> bool {
+        if self.uses_inception() {
+            a < b
+        } else {
+            a > b
         }
     }
 }

@@ -171,14 +171,22 @@ fn check_numbers(flow: &Flow, st: &StageDef, at: &dyn Fn(&str) -> Vec<Key>) -> R
                 "eval needs every, captions and per_caption of at least 1",
             ));
         }
-        if !matches!(st.data, crate::dsl::DataDef::SyntheticShapes { .. }) {
-            return Err(p
-                .error("graph::bad_value", &at("eval"), "periodic evaluation scores stages trained on SyntheticShapes")
-                .with_help("caption fidelity needs the synthetic data's colour judge; remove `eval` for other data"));
-        }
-        let images = ev.captions.saturating_mul(ev.per_caption.saturating_add(1));
-        if images > 1 << 16 {
-            return Err(p.error("graph::bad_value", &at("eval"), "eval would draw more than 65,536 images"));
+        if ev.metric.uses_inception() {
+            if !(4..=1 << 16).contains(&ev.images) {
+                return Err(p
+                    .error("graph::bad_value", &at("eval"), "eval compares 4 to 65,536 images")
+                    .with_help("precision and recall need k + 1 = 4 images; FID wants hundreds or more"));
+            }
+        } else {
+            if !matches!(st.data, crate::dsl::DataDef::SyntheticShapes { .. }) {
+                return Err(p
+                    .error("graph::bad_value", &at("eval"), "caption fidelity scores stages trained on SyntheticShapes")
+                    .with_help("the colour judge needs synthetic data; use `metric: Fid` or `metric: Kid` (with `run --inception`)"));
+            }
+            let images = ev.captions.saturating_mul(ev.per_caption.saturating_add(1));
+            if images > 1 << 16 {
+                return Err(p.error("graph::bad_value", &at("eval"), "eval would draw more than 65,536 images"));
+            }
         }
     }
     if st.ema.is_some_and(|d| !(d > 0.0 && d < 1.0)) {

@@ -383,7 +383,21 @@ pub fn real_and_generated<D: KernelDevice>(
     (count, split): (usize, Option<&str>),
     seed: u64,
 ) -> Result<(Vec<f32>, Vec<f32>, usize)> {
-    let flow = &t.flow;
+    let (embeds, reals) = real_samples(&t.flow, s, &t.data_dir()?, (count, split), seed)?;
+    let (fakes, side) = generate_many(&t.flow, (s, noise), store, &embeds, 1, seed)?;
+    Ok((reals, fakes.concat(), side))
+}
+
+/// The caption embeddings and images (3×S×S CHW in [-1, 1], back to back) of the first
+/// `count` samples of stage `s`'s dataset, crops drawn from `seed`: a held-out set of
+/// synthetic shapes, or the folder dataset (under `data_dir`) in `split` or the stage's own.
+pub fn real_samples(
+    flow: &Flow,
+    s: usize,
+    data_dir: &Path,
+    (count, split): (usize, Option<&str>),
+    seed: u64,
+) -> Result<(Vec<f32>, Vec<f32>)> {
     let st = &flow.stages[s];
     let (net, ports) = (&flow.nets[st.g], &st.g_ports);
     let (e, side) = (ports.embed_dim(net), ports.image_side(net));
@@ -400,7 +414,7 @@ pub fn real_and_generated<D: KernelDevice>(
         }
         DataDef::Folder { root, split: own } => {
             let def = DataDef::Folder { root: root.clone(), split: split.unwrap_or(own).to_string() };
-            data::open(&def, &t.data_dir()?, e)?
+            data::open(&def, data_dir, e)?
         }
     };
     let count = count.min(ds.len());
@@ -412,8 +426,7 @@ pub fn real_and_generated<D: KernelDevice>(
         embeds.extend_from_slice(&smp.embedding);
         reals.extend_from_slice(&smp.images[0]);
     }
-    let (fakes, side) = generate_many(flow, (s, noise), store, &embeds, 1, seed)?;
-    Ok((reals, fakes.concat(), side))
+    Ok((embeds, reals))
 }
 
 /// Text embeddings for captions with the built-in encoder.

@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::exec::ParamStore;
 use crate::ir::Flow;
 use crate::kernels::KernelDevice;
+use crate::metrics::{self, ExtractorOptions, Features, Inception};
 use crate::registry::Registry;
 
 /// How to run.
@@ -56,6 +57,9 @@ pub struct RunOptions {
     pub stop: Option<Arc<AtomicUsize>>,
     /// Also write TensorBoard event files to `<dir>/tensorboard`.
     pub tensorboard: bool,
+    /// The Inception feature extractor and the Inception Score's splits, for stages whose
+    /// periodic evaluation is FID or KID.
+    pub inception: Option<(ExtractorOptions, usize)>,
 }
 
 /// What a run did.
@@ -104,6 +108,7 @@ fn load_batch(ds: &dyn Dataset, idx: &[usize], size: usize, seed: u64) -> Result
 
 /// Train the recipe of `flow` on `dev`.
 pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &RunOptions) -> Result<RunSummary> {
+    check_inception(flow, opts)?;
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io(&opts.dir, e))?;
     let _lock = rundir::lock(&opts.dir)?;
     let stages: Vec<StageSetup> =
@@ -140,6 +145,7 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
     }
     let mut t = Trainer {
         flow,
+        registry,
         opts,
         seed,
         hash,
@@ -159,6 +165,19 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         opt = opt.next_stage();
     }
     Ok(RunSummary { steps: t.total, checkpoint: t.last_ckpt, finished: true, signal: None })
+}
+
+/// Refuse to start a run whose periodic FID or KID has no Inception weights.
+fn check_inception(flow: &Flow, opts: &RunOptions) -> Result<()> {
+    let scored = flow.parsed.doc.train.iter().position(|d| d.eval.is_some_and(|e| e.metric.uses_inception()));
+    match scored {
+        Some(i) if opts.inception.is_none() => Err(Error::input(
+            "run::no_inception",
+            format!("stage {} scores FID or KID during training, which needs the Inception weights", i + 1),
+        )
+        .with_help("pass --inception WEIGHTS (README, `stackflow metrics`: converting pytorch-fid's weights)")),
+        _ => Ok(()),
+    }
 }
 
 /// The run's seed: the one asked for, or on resume the checkpoint's (a contradiction is refused).
@@ -305,9 +324,22 @@ enum Halt {
     Signal(usize),
 }
 
+/// What a stage's periodic FID or KID computes once.
+struct InceptionEval<D: KernelDevice> {
+    /// The feature extractor.
+    net: Inception<D>,
+    /// The real images' features.
+    real: Features,
+    /// Their captions' embeddings, from which G draws the images it is compared by.
+    embeds: Vec<f32>,
+    /// Inception Score splits.
+    splits: usize,
+}
+
 /// The state of one `run` call shared by its stages.
 struct Trainer<'a> {
     flow: &'a Flow,
+    registry: &'a Registry,
     opts: &'a RunOptions,
     seed: u64,
     hash: String,
@@ -361,6 +393,7 @@ impl Trainer<'_> {
         let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
         let every = self.opts.checkpoint_every.or(def.checkpoint_every);
         let mut last_save = (Instant::now(), pos.step);
+        let mut inception = self.inception_eval(st, &base, &store.dev)?;
 
         while pos.epoch < def.epochs {
             let mut order: Vec<usize> = (0..ds.len()).collect();
@@ -378,7 +411,7 @@ impl Trainer<'_> {
                 let ep = Epoch { st, ds: ds.as_ref(), scale, pb: &pb, ipe };
                 self.iteration(&ep, idx, store, opt, pos)?;
                 if let Some(ev) = def.eval.filter(|ev| pos.step.is_multiple_of(ev.every)) {
-                    self.evaluate(st, ev, (store, opt), pos)?;
+                    self.evaluate(st, (ev, inception.as_mut()), (store, opt), pos)?;
                 }
                 if let Some(sig) = self.opts.stop.as_ref().map(|s| s.load(Ordering::SeqCst)).filter(|&s| s != 0) {
                     halt = Some(Halt::Signal(sig));
@@ -529,45 +562,98 @@ impl Trainer<'_> {
         }
     }
 
-    /// Score the stage's G on held-out captions, log the scores, and keep the checkpoint
-    /// with the best score so far in `checkpoints/best.safetensors` (a later stage's first
-    /// score replaces an earlier stage's best: the later G is the run's output).
+    /// What the stage's periodic FID or KID computes once (the extractor, checked against
+    /// its weights before training starts, and the real images' features), if it has one.
+    fn inception_eval<D: KernelDevice>(
+        &self,
+        st: &StageSetup,
+        data_dir: &Path,
+        dev: &D,
+    ) -> Result<Option<InceptionEval<D>>> {
+        let def = &self.flow.parsed.doc.train[st.index];
+        let (Some(ev), Some((extractor, splits))) =
+            (def.eval.filter(|e| e.metric.uses_inception()), self.opts.inception.as_ref())
+        else {
+            return Ok(None);
+        };
+        let (embeds, reals) = infer::real_samples(self.flow, st.index, data_dir, (ev.images, None), self.seed)?;
+        let mut net = Inception::open(dev.clone(), self.registry, extractor, st.image_size)?;
+        let real = net.features(&reals, &mut |_| {})?;
+        Ok(Some(InceptionEval { net, real, embeds, splits: *splits }))
+    }
+
+    /// Score the stage's G (caption fidelity on held-out captions, or FID and the rest
+    /// against real images), log the scores, and keep the checkpoint with the best score
+    /// so far in `checkpoints/best.safetensors` (a later stage's first score replaces an
+    /// earlier stage's best: the later G is the run's output).
     fn evaluate<D: KernelDevice>(
         &mut self,
         st: &StageSetup,
-        ev: EvalDef,
+        (ev, inception): (EvalDef, Option<&mut InceptionEval<D>>),
         (store, opt): (&mut ParamStore<D>, &Optimizers),
         pos: &Position,
     ) -> Result<()> {
         let at = (st.index, st.noise.as_ref());
-        let (scores, _) = infer::evaluate_store(self.flow, at, store, (ev.captions, ev.per_caption), self.seed)?;
-        let line = serde_json::json!({
-            "stage": st.name, "epoch": pos.epoch, "step": pos.step,
-            "eval_both": scores.both_fidelity, "eval_object": scores.object_fidelity,
-            "eval_background": scores.background_fidelity, "eval_diversity": scores.diversity,
-        });
-        self.log(&line)?;
-        let value = match ev.metric {
-            EvalMetric::Both => scores.both_fidelity,
-            EvalMetric::Object => scores.object_fidelity,
-            EvalMetric::Background => scores.background_fidelity,
+        let mut line = serde_json::json!({ "stage": st.name, "epoch": pos.epoch, "step": pos.step });
+        let value = match inception {
+            Some(ie) => {
+                let (fakes, _) = infer::generate_many(self.flow, at, store, &ie.embeds, 1, self.seed)?;
+                let fake = ie.net.features(&fakes.concat(), &mut |_| {})?;
+                let r = metrics::report(&ie.real, &fake, ie.splits)?;
+                for (k, v) in [("fid", r.fid), ("kid", r.kid), ("is", r.is), ("precision", r.precision)] {
+                    line[format!("eval_{k}")] = serde_json::json!(v);
+                }
+                line["eval_recall"] = serde_json::json!(r.recall);
+                if ev.metric == EvalMetric::Fid {
+                    r.fid
+                } else {
+                    r.kid
+                }
+            }
+            None => {
+                let (scores, _) =
+                    infer::evaluate_store(self.flow, at, store, (ev.captions, ev.per_caption), self.seed)?;
+                line["eval_both"] = serde_json::json!(scores.both_fidelity);
+                line["eval_object"] = serde_json::json!(scores.object_fidelity);
+                line["eval_background"] = serde_json::json!(scores.background_fidelity);
+                line["eval_diversity"] = serde_json::json!(scores.diversity);
+                match ev.metric {
+                    EvalMetric::Object => scores.object_fidelity,
+                    EvalMetric::Background => scores.background_fidelity,
+                    _ => scores.both_fidelity,
+                }
+            }
         };
+        self.log(&line)?;
         if self.opts.quiet {
             eprintln!("{} step {}: {} {value:.4}", st.name, pos.step, ev.metric.key());
         }
+        self.keep_best(st, ev.metric, value, (store, opt), pos)
+    }
+
+    /// Keep the checkpoint of `value` as `checkpoints/best.safetensors` if it beats the
+    /// recorded best (or that is an earlier stage's).
+    fn keep_best<D: KernelDevice>(
+        &mut self,
+        st: &StageSetup,
+        metric: EvalMetric,
+        value: f64,
+        (store, opt): (&ParamStore<D>, &Optimizers),
+        pos: &Position,
+    ) -> Result<()> {
         let dir = self.opts.dir.join("checkpoints");
         let record = dir.join("best.json");
         let best: Option<serde_json::Value> =
             std::fs::read_to_string(&record).ok().and_then(|t| serde_json::from_str(&t).ok());
         let beaten = best.is_none_or(|b| {
             let (stage, old) = (b["stage_index"].as_u64(), b["value"].as_f64());
-            stage.is_none_or(|s| (s as usize) < st.index) || old.is_none_or(|old| value > old)
+            stage.is_none_or(|s| (s as usize) < st.index) || old.is_none_or(|old| metric.better(value, old))
         });
         if beaten {
             checkpoint::save(&dir.join("best.safetensors"), store, opt, &self.meta(opt, pos))?;
             let rec = serde_json::json!({
                 "stage": st.name, "stage_index": st.index, "step": pos.step,
-                "metric": ev.metric.key(), "value": value,
+                "metric": metric.key(), "value": value,
             });
             let tmp = dir.join("best.json.tmp");
             std::fs::write(&tmp, format!("{rec}\n")).map_err(|e| Error::io(&tmp, e))?;
