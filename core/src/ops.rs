@@ -39,6 +39,8 @@ pub enum Unary {
     AddScalar(f32),
     /// min(max(x, lo), hi)
     Clamp(f32, f32),
+    /// x·Φ(x) with the exact normal CDF (PyTorch's default GELU)
+    Gelu,
 }
 
 /// Element-wise binary operations on equal shapes.
@@ -126,6 +128,11 @@ pub trait Ops {
     fn reshape(&mut self, x: Tensor, shape: &[usize]) -> Result<Tensor>;
     /// [B, C] → [B, C, H, W] by repetition.
     fn replicate(&mut self, x: Tensor, h: usize, w: usize) -> Result<Tensor>;
+    /// Swap axes `a` and `b` (ranks 2–4, batch axis included); the result is contiguous.
+    fn transpose(&mut self, x: Tensor, a: usize, b: usize) -> Result<Tensor>;
+    /// Layer normalisation over the last axis (ranks 2–3): `(x − mean) / √(var + eps)`,
+    /// times `weight` plus `bias` (both [D]).
+    fn layer_norm(&mut self, x: Tensor, weight: Tensor, bias: Tensor, eps: f32) -> Result<Tensor>;
     /// Softmax along the last axis.
     fn softmax(&mut self, x: Tensor) -> Result<Tensor>;
     /// Sum of all elements → shape [1].

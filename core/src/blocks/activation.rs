@@ -1,4 +1,5 @@
-//! Element-wise activations: `core.relu`, `core.leaky_relu`, `core.tanh`, `core.sigmoid`.
+//! Element-wise activations: `core.relu`, `core.leaky_relu`, `core.tanh`, `core.sigmoid`,
+//! `core.gelu`.
 
 use std::sync::Arc;
 
@@ -37,6 +38,12 @@ pub(super) fn kinds() -> Vec<Arc<dyn BlockKind>> {
             name: "core.sigmoid",
             doc: "1 / (1 + e^-x), any shape",
             op: |_| Unary::Sigmoid,
+            has_slope: false,
+        }),
+        Arc::new(ActivationKind {
+            name: "core.gelu",
+            doc: "x·Φ(x) with the exact normal CDF (BERT's, PyTorch's default GELU), any shape",
+            op: |_| Unary::Gelu,
             has_slope: false,
         }),
     ]

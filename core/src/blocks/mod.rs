@@ -2,13 +2,16 @@
 //! plugin kinds: adding a kind is one file plus one line in [`register_builtins`].
 
 mod activation;
+mod attention;
 mod batch_norm;
 mod concat;
 mod cond_aug;
 mod conv2d;
 mod detach;
 mod elementwise;
+mod embedding;
 mod glu;
+mod layer_norm;
 mod linear;
 mod pool;
 mod replicate;
@@ -44,6 +47,9 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
             Arc::new(split::Split),
             Arc::new(cond_aug::CondAug),
             Arc::new(detach::Detach),
+            Arc::new(layer_norm::LayerNorm),
+            Arc::new(embedding::Embedding),
+            Arc::new(attention::Attention),
         ],
     ]
     .into_iter()

@@ -405,6 +405,22 @@ pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Ve
     }
 }
 
+/// GELU with the exact normal CDF. dfdx 0.13's `accurate_gelu` has the right values but
+/// not the right derivative: its Gaussian term is x·e^(−x²/2)/√π where x·e^(−x²/2)/√(2π)
+/// is due. `c(x) = −k·e^(−x²/2)` with k = 1/√(2π) − 1/√π adds the difference to the
+/// gradient (`c(x) − c(x)` without a tape adds nothing to the value), on every device.
+fn gelu<S: Shape, D: KernelDevice, T: Tape<f32, D>>(
+    t: Tensor<S, f32, D, T>,
+    t2: Tensor<S, f32, D, T>,
+    raw: &Tensor<S, f32, D>,
+) -> Tensor<S, f32, D, T> {
+    use std::f32::consts::PI;
+    let k = 1.0 / (2.0 * PI).sqrt() - 1.0 / PI.sqrt();
+    let taped = (t2.square() * -0.5).exp() * -k;
+    let value = (raw.clone().square() * -0.5).exp() * -k;
+    t.accurate_gelu() + taped - value
+}
+
 macro_rules! unary_all {
     ($self:ident, $v:expr, $t:ident => $body:expr) => {{
         match $v {
@@ -602,6 +618,24 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             Unary::Scale(a) => unary_all!(self, v, t => t * a),
             Unary::AddScalar(a) => unary_all!(self, v, t => t + a),
             Unary::Clamp(lo, hi) => unary_all!(self, v, t => t.clamp(lo, hi)),
+            Unary::Gelu => match v {
+                Val::R1(x) => {
+                    let y = gelu(self.tr(&x), self.tr(&x), &x);
+                    self.put(y, Val::R1)
+                }
+                Val::R2(x) => {
+                    let y = gelu(self.tr(&x), self.tr(&x), &x);
+                    self.put(y, Val::R2)
+                }
+                Val::R3(x) => {
+                    let y = gelu(self.tr(&x), self.tr(&x), &x);
+                    self.put(y, Val::R3)
+                }
+                Val::R4(x) => {
+                    let y = gelu(self.tr(&x), self.tr(&x), &x);
+                    self.put(y, Val::R4)
+                }
+            },
         })
     }
 
@@ -815,6 +849,62 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
         let h = self.put(y, Val::R4);
         self.alias(h, x);
         Ok(h)
+    }
+
+    fn transpose(&mut self, x: H, a: usize, b: usize) -> Result<H> {
+        let v = self.val(x)?.clone();
+        let (a, b) = (a.min(b), a.max(b));
+        macro_rules! swap {
+            ($t:expr, $sh:ty, $axes:ty, $w:expr) => {{
+                let y = self.tr(&$t).permute::<$sh, $axes>().contiguous();
+                self.put(y, $w)
+            }};
+        }
+        type S2 = (usize, usize);
+        type S3 = (usize, usize, usize);
+        type S4 = (usize, usize, usize, usize);
+        Ok(match (v, a, b) {
+            (_, a, b) if a == b => return Err(shape_err("transpose", format!("axes {a} and {b} are the same"))),
+            (Val::R2(t), 0, 1) => swap!(t, S2, Axes2<1, 0>, Val::R2),
+            (Val::R3(t), 0, 1) => swap!(t, S3, Axes3<1, 0, 2>, Val::R3),
+            (Val::R3(t), 0, 2) => swap!(t, S3, Axes3<2, 1, 0>, Val::R3),
+            (Val::R3(t), 1, 2) => swap!(t, S3, Axes3<0, 2, 1>, Val::R3),
+            (Val::R4(t), 0, 1) => swap!(t, S4, Axes4<1, 0, 2, 3>, Val::R4),
+            (Val::R4(t), 0, 2) => swap!(t, S4, Axes4<2, 1, 0, 3>, Val::R4),
+            (Val::R4(t), 0, 3) => swap!(t, S4, Axes4<3, 1, 2, 0>, Val::R4),
+            (Val::R4(t), 1, 2) => swap!(t, S4, Axes4<0, 2, 1, 3>, Val::R4),
+            (Val::R4(t), 1, 3) => swap!(t, S4, Axes4<0, 3, 2, 1>, Val::R4),
+            (Val::R4(t), 2, 3) => swap!(t, S4, Axes4<0, 1, 3, 2>, Val::R4),
+            (v, a, b) => return Err(shape_err("transpose", format!("axes {a} and {b} of {:?}", v.dims()))),
+        })
+    }
+
+    fn layer_norm(&mut self, x: H, weight: H, bias: H, eps: f32) -> Result<H> {
+        let (Val::R1(w), Val::R1(b)) = (self.val(weight)?.clone(), self.val(bias)?.clone()) else {
+            return Err(shape_err("layer_norm", "weight and bias must be [D]"));
+        };
+        let v = self.val(x)?.clone();
+        let d = *v.dims().last().unwrap_or(&0);
+        if w.shape().0 != d || b.shape().0 != d {
+            return Err(shape_err("layer_norm", format!("weight/bias of {} for {:?}", w.shape().0, v.dims())));
+        }
+        Ok(match v {
+            Val::R2(t) => {
+                let sh = *t.shape();
+                let y = self.tr(&t).normalize::<Axis<1>>(eps);
+                let y =
+                    y * self.tr(&w).broadcast_like::<_, Axis<0>>(&sh) + self.tr(&b).broadcast_like::<_, Axis<0>>(&sh);
+                self.put(y, Val::R2)
+            }
+            Val::R3(t) => {
+                let sh = *t.shape();
+                let y = self.tr(&t).normalize::<Axis<2>>(eps);
+                let y = y * self.tr(&w).broadcast_like::<_, Axes2<0, 1>>(&sh)
+                    + self.tr(&b).broadcast_like::<_, Axes2<0, 1>>(&sh);
+                self.put(y, Val::R3)
+            }
+            v => return Err(shape_err("layer_norm", format!("needs rank 2 or 3, got {:?}", v.dims()))),
+        })
     }
 
     fn softmax(&mut self, x: H) -> Result<H> {
