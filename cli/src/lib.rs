@@ -93,7 +93,7 @@ where
         Command::Interpolate(a) => commands::sample::interpolate(a, kinds),
         Command::Eval(a) => commands::eval::run(a, kinds),
         Command::Metrics(a) => commands::metrics::run(a, kinds),
-        Command::Encode(a) => commands::encode::run(a),
+        Command::Encode(a) => commands::encode::run(a, kinds),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "stackflow", &mut std::io::stdout());
             Ok(())

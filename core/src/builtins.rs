@@ -1,5 +1,6 @@
 //! Every kind compiled into stackflow, registered in one place: the blocks of
-//! [`crate::blocks`] and the losses and samplers of [`crate::train`].
+//! [`crate::blocks`], the losses and samplers of [`crate::train`] and the sentence
+//! encoders of [`crate::encoders`].
 
 use crate::registry::Registry;
 
@@ -9,6 +10,7 @@ impl Registry {
         let mut r = Self::empty();
         crate::blocks::register_builtins(&mut r).expect("built-in kinds are unique");
         crate::train::register_builtins(&mut r).expect("built-in kinds are unique");
+        crate::encoders::register_builtins(&mut r).expect("built-in kinds are unique");
         r
     }
 }

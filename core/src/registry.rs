@@ -6,7 +6,7 @@ use std::fmt;
 use std::sync::Arc;
 
 use crate::error::{did_you_mean, Error, Result};
-use crate::kind::{BlockKind, LossKind, SamplerKind};
+use crate::kind::{BlockKind, EncoderKind, LossKind, SamplerKind};
 
 /// Where a kind comes from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,12 +80,14 @@ impl<K: ?Sized> Table<K> {
     }
 }
 
-/// Every kind stackflow knows, built-in or loaded: blocks, losses and samplers.
+/// Every kind stackflow knows, built-in or loaded: blocks, losses, samplers and sentence
+/// encoders.
 #[derive(Clone, Default)]
 pub struct Registry {
     blocks: Table<dyn BlockKind>,
     losses: Table<dyn LossKind>,
     samplers: Table<dyn SamplerKind>,
+    encoders: Table<dyn EncoderKind>,
 }
 
 impl Registry {
@@ -112,6 +114,12 @@ impl Registry {
         self.samplers.add("sampler", &name, kind, source)
     }
 
+    /// Register a sentence encoder kind; a duplicate name is an error.
+    pub fn add_encoder(&mut self, kind: Arc<dyn EncoderKind>, source: Source) -> Result<()> {
+        let name = kind.name().to_string();
+        self.encoders.add("encoder", &name, kind, source)
+    }
+
     /// A block kind by name.
     pub fn block(&self, name: &str) -> Option<&Arc<dyn BlockKind>> {
         self.blocks.get(name)
@@ -130,6 +138,21 @@ impl Registry {
     /// All sampler kinds.
     pub fn samplers(&self) -> &Table<dyn SamplerKind> {
         &self.samplers
+    }
+
+    /// All sentence encoder kinds.
+    pub fn encoders(&self) -> &Table<dyn EncoderKind> {
+        &self.encoders
+    }
+
+    /// An encoder kind by name; a name without a namespace is looked up in `stackflow.`
+    /// (`bert` is `stackflow.bert`).
+    pub fn encoder(&self, name: &str) -> Result<&Arc<dyn EncoderKind>> {
+        let full = if name.contains('.') { name.to_string() } else { format!("stackflow.{name}") };
+        self.encoders.get(&full).ok_or_else(|| {
+            Error::input("registry::unknown_encoder", format!("no sentence encoder `{name}`"))
+                .with_help(self.encoders.suggest(&full))
+        })
     }
 
     /// A help line for an unknown block kind.

@@ -18,7 +18,7 @@ const LAYERS: &[&[&str]] = &[
     &["ir"],
     &["exec"],
     &["blocks"],
-    &["plugin"],
+    &["plugin", "encoders"],
     &["train", "metrics"],
     &["builtins"],
 ];

@@ -1,11 +1,14 @@
-//! `stackflow encode`: captions to embeddings with the built-in text encoder, for a
+//! `stackflow encode`: captions to embeddings with a sentence encoder of the registry
+//! (the built-in hashed one, or a BERT-family model from its Hugging Face folder), for a
 //! folder dataset (`<split>/captions/<name>.txt`, one caption per line) or a file of
 //! captions (one per line), written as float32 `[N, K, D]` `.npy` with a record of the
-//! encoder beside it.
+//! encoder and its weights beside it.
 
 use std::path::PathBuf;
 
-use stackflow_core::data::encode;
+use stackflow_core::encoders::embeddings;
+use stackflow_core::kind::EncoderOptions;
+use stackflow_core::registry::Registry;
 use stackflow_core::{Error, Result};
 
 /// Arguments of `encode`.
@@ -20,29 +23,42 @@ pub struct Args {
     /// The split of a dataset root.
     #[arg(long, default_value = "train")]
     pub split: String,
-    /// Values per embedding: the graph's `embed_dim` (the quickstart's is 64).
-    #[arg(long, default_value_t = 64)]
-    pub dim: usize,
+    /// The sentence encoder: `hashed` (built in, no weights) or `bert` (a Hugging Face
+    /// BERT-family model; `stackflow plugins list` shows all).
+    #[arg(long, default_value = "hashed")]
+    pub encoder: String,
+    /// The encoder's model folder (`bert`: config.json, model.safetensors, tokenizer.json).
+    #[arg(long, value_name = "DIR")]
+    pub weights: Option<PathBuf>,
+    /// Values per embedding for the hashed encoder: the graph's `embed_dim` (the
+    /// quickstart's is 64). A model's width is its own.
+    #[arg(long)]
+    pub dim: Option<usize>,
 }
 
 /// Run `encode`.
-pub fn run(a: Args) -> Result<()> {
-    if a.dim == 0 || a.dim > 65_536 {
-        return Err(Error::input("cli::bad_count", "--dim must be 1 to 65536"));
-    }
+pub fn run(a: Args, kinds: &Registry) -> Result<()> {
+    let kind = kinds.encoder(&a.encoder)?;
+    let dim = a.dim.or((a.weights.is_none()).then_some(64));
+    let mut enc = kind.open(&EncoderOptions { weights: a.weights.clone(), dim })?;
     let rows = if a.input.is_dir() {
-        encode::dataset_captions(&a.input, &a.split)?
+        embeddings::dataset_captions(&a.input, &a.split)?
     } else {
         let text = std::fs::read_to_string(&a.input).map_err(|e| Error::io(&a.input, e))?;
-        text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| vec![l.to_string()]).collect()
+        embeddings::caption_lines(&text).into_iter().map(|l| vec![l]).collect()
     };
-    let (n, k) = encode::write_embeddings(&a.out, &rows, a.dim)?;
+    let total = rows.iter().map(Vec::len).sum::<usize>();
+    let bar = super::metrics::feature_bar(total, "encoding");
+    bar.set_message("captions");
+    let written = embeddings::write_embeddings(&a.out, &rows, &mut *enc, &mut |done| bar.set_position(done as u64));
+    bar.finish_and_clear();
+    let (n, k) = written?;
     println!(
         "wrote {} ([{n}, {k}, {}], encoder {}) and {}",
         a.out.display(),
-        a.dim,
-        encode::BUILTIN,
-        encode::record_path(&a.out).display()
+        enc.dim(),
+        kind.name(),
+        embeddings::record_path(&a.out).display()
     );
     Ok(())
 }

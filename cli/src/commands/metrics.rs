@@ -72,16 +72,17 @@ pub struct Args {
     pub json: bool,
 }
 
-/// A progress bar on stderr over `len` images, labelled `what`.
+/// A progress bar on stderr over `len` images (its message), labelled `what`.
 pub fn feature_bar(len: usize, what: &str) -> indicatif::ProgressBar {
     let pb = indicatif::ProgressBar::new(len as u64);
     pb.set_style(
         indicatif::ProgressStyle::with_template(
-            "{prefix:>10} [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} images",
+            "{prefix:>10} [{elapsed_precise}<{eta_precise}] {bar:30} {pos}/{len} {msg}",
         )
         .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     pb.set_prefix(what.to_string());
+    pb.set_message("images");
     pb
 }
 

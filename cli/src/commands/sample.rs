@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use stackflow_core::data::{folder, write_grid_png, write_png};
+use stackflow_core::encoders::embeddings;
 use stackflow_core::kernels::KernelDevice;
 use stackflow_core::registry::Registry;
 use stackflow_core::train::infer;
@@ -23,6 +24,10 @@ pub struct Args {
     /// Text embeddings instead of captions (.npy, [N, D] or [N, K, D]: the first of K).
     #[arg(long)]
     pub embeddings: Option<PathBuf>,
+    /// The model folder of the encoder the run's embeddings came from, when it is no
+    /// longer where `stackflow encode` recorded it (its hash must match).
+    #[arg(long, value_name = "DIR")]
+    pub encoder_weights: Option<PathBuf>,
     /// Images per caption.
     #[arg(long, default_value_t = 4)]
     pub per_caption: usize,
@@ -53,6 +58,10 @@ pub struct InterpolateArgs {
     /// Caption at the right end.
     #[arg(long)]
     pub to: String,
+    /// The model folder of the encoder the run's embeddings came from, when it is no
+    /// longer where `stackflow encode` recorded it (its hash must match).
+    #[arg(long, value_name = "DIR")]
+    pub encoder_weights: Option<PathBuf>,
     /// Number of images in the strip.
     #[arg(long, default_value_t = 8)]
     pub steps: usize,
@@ -85,15 +94,15 @@ fn sample_on<D: KernelDevice>(dev: D, a: &Args, kinds: &Registry) -> Result<()> 
     let e = gen.embed_dim;
     let (embeds, labels) = match (&a.captions, &a.embeddings) {
         (Some(path), _) => {
-            t.check_caption_encoder(s)?;
+            let mut enc = t.caption_encoder(s, kinds, a.encoder_weights.as_deref())?;
             let text = std::fs::read_to_string(path).map_err(|err| Error::io(path, err))?;
-            let caps: Vec<String> = text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+            let caps = embeddings::caption_lines(&text);
             if caps.is_empty() {
                 return Err(Error::input("sample::empty", format!("`{}` has no captions", path.display())));
             }
             // Before the encoder runs over a file of any length.
             infer::check_image_budget(caps.len().saturating_mul(a.per_caption), gen.side)?;
-            (infer::embed_captions(&caps, e), caps)
+            (enc.encode(&caps, &mut |_| {})?, caps)
         }
         (None, Some(path)) => {
             let (data, n, k, d) = folder::read_embeddings_any(path)?;
@@ -135,8 +144,9 @@ fn interpolate_on<D: KernelDevice>(dev: D, a: &InterpolateArgs, kinds: &Registry
     let gen = t.generator(s);
     let e = gen.embed_dim;
     infer::check_image_budget(a.steps, gen.side)?;
-    t.check_caption_encoder(s)?;
-    let ends = infer::embed_captions(&[a.from.clone(), a.to.clone()], e);
+    let ends = t
+        .caption_encoder(s, kinds, a.encoder_weights.as_deref())?
+        .encode(&[a.from.clone(), a.to.clone()], &mut |_| {})?;
     let (from, to) = ends.split_at(e);
     let embeds: Vec<f32> = (0..a.steps)
         .flat_map(|i| {

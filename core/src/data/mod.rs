@@ -2,7 +2,6 @@
 //! the StackGAN folder layout), the built-in caption encoder and PNG grids of samples.
 //! Layouts, pipelines and the encoder's limits are documented in `docs/data.md`.
 
-pub mod encode;
 pub mod folder;
 pub mod grid;
 pub mod synthetic;

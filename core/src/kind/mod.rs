@@ -1,15 +1,17 @@
-//! The interface every kind implements: blocks, losses and samplers, with the attribute
+//! The interface every kind implements: blocks, losses, samplers and sentence encoders, with the attribute
 //! reader they configure from and the shapes and parameter specs they infer. Built-in and
 //! plugin kinds implement these traits; the [`crate::registry::Registry`] holds them by
 //! name and the compiler and trainer use them only through this module.
 
 pub mod attrs;
+pub mod encoder;
 pub mod shape;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use attrs::Attrs;
+pub use encoder::{EncoderKind, EncoderOptions, Record, SentenceEncoder, WeightsRecord};
 pub use shape::{Inferred, Init, ParamSpec, Role, Shape, MAX_ELEMENTS};
 
 use crate::error::Result;

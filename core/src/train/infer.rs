@@ -11,13 +11,14 @@ use super::game;
 use super::rundir;
 use crate::data::{self, synthetic, Dataset, TextEncoder};
 use crate::dsl::DataDef;
+use crate::encoders::{self, embeddings};
 use crate::error::SourceFile;
 use crate::error::{Error, Result};
 use crate::exec::ParamStore;
 use crate::ir::{self, BuildOptions, Flow};
 use crate::kernels::KernelDevice;
 use crate::kind::attrs::{Attr, Attrs};
-use crate::kind::{NoiseSampler, SamplerImpl};
+use crate::kind::{NoiseSampler, SamplerImpl, SentenceEncoder};
 use crate::registry::Registry;
 
 /// A checkpoint with the graph that made it, rebuilt.
@@ -192,32 +193,50 @@ impl Trained {
         Ok(origin.parent().unwrap_or(Path::new("")).to_path_buf())
     }
 
-    /// Refuses typed captions for stage `s` when the embeddings it trained on were not made
-    /// by the built-in encoder (`sample --captions` and `interpolate` encode with it): a
-    /// folder dataset's `embeddings.npy` needs the record `stackflow encode` writes.
-    pub fn check_caption_encoder(&self, s: usize) -> Result<()> {
+    /// The encoder typed captions for stage `s` go through (`sample --captions`,
+    /// `interpolate`): the one that made the embeddings the stage trained on. A folder
+    /// dataset's `embeddings.npy` names it in the record `stackflow encode` writes beside
+    /// it; its weights are reopened from the recorded folder, or from `weights` when given,
+    /// and must hash the same. Synthetic shapes embed with the built-in encoder.
+    pub fn caption_encoder(
+        &self,
+        s: usize,
+        registry: &Registry,
+        weights: Option<&Path>,
+    ) -> Result<Box<dyn SentenceEncoder>> {
+        let embed_dim = self.generator(s).embed_dim;
         let DataDef::Folder { root, split } = &self.flow.parsed.doc.train[s].data else {
-            return Ok(());
+            return Ok(Box::new(TextEncoder::new(embed_dim)));
         };
         let npy = self.data_dir()?.join(root).join(split).join("embeddings.npy");
-        let found = match data::encode::read_record(&npy) {
-            Some(r) if r.encoder == data::encode::BUILTIN => return Ok(()),
-            Some(r) => format!("made by the encoder `{}`", r.encoder),
-            None => "whose encoder is not recorded (no embeddings.encoder.json beside it)".to_string(),
+        let Some(record) = embeddings::read_record(&npy) else {
+            return Err(Error::input(
+                "sample::encoder",
+                format!(
+                    "stage {} trained on `{}`, whose encoder is not recorded (no embeddings.encoder.json beside \
+                     it): typed captions cannot be encoded the way the model saw them",
+                    s + 1,
+                    npy.display()
+                ),
+            )
+            .with_help(
+                "sample with --embeddings FILE from the encoder the run trained with, or encode the dataset's \
+                 captions with `stackflow encode DATASET --out DATASET/<split>/embeddings.npy` and train on those",
+            ));
         };
-        Err(Error::input(
-            "sample::encoder",
-            format!(
-                "stage {} trained on `{}`, {found}; typed captions are encoded with stackflow's built-in \
-                 encoder, which this model never saw",
-                s + 1,
-                npy.display()
-            ),
-        )
-        .with_help(
-            "sample with --embeddings FILE from the encoder the run trained with, or encode the dataset's \
-             captions with `stackflow encode DATASET --out DATASET/<split>/embeddings.npy` and train on those",
-        ))
+        if record.dim != embed_dim {
+            return Err(Error::input(
+                "sample::encoder",
+                format!(
+                    "`{}` records {}-d embeddings from `{}`; stage {}'s generator reads {embed_dim}",
+                    npy.display(),
+                    record.dim,
+                    record.encoder,
+                    s + 1
+                ),
+            ));
+        }
+        encoders::reopen(registry, &record, weights)
     }
 
     /// What the generator of stage `s` (a checked index, see [`Trained::stage`]) reads and
@@ -427,10 +446,4 @@ pub fn real_samples(
         reals.extend_from_slice(&smp.images[0]);
     }
     Ok((embeds, reals))
-}
-
-/// Text embeddings for captions with the built-in encoder.
-pub fn embed_captions(captions: &[String], dim: usize) -> Vec<f32> {
-    let enc = TextEncoder::new(dim);
-    captions.iter().flat_map(|c| enc.encode(c)).collect()
 }

@@ -1,29 +1,16 @@
-//! `stackflow encode`: captions to a dataset's `embeddings.npy` with the built-in encoder,
-//! and the record beside it (`embeddings.encoder.json`) that says which encoder made
-//! them, so that sampling from typed captions can refuse a run whose embeddings came
-//! from another encoder.
+//! Files of embeddings: captions (a dataset split's or a file's) encoded into float32
+//! `[N, K, D]` `.npy`, with the record beside it (`embeddings.encoder.json`) that says
+//! which encoder and weights made them, so that sampling from typed captions uses the same
+//! encoder or refuses.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use npyz::WriterBuilder;
-use serde::{Deserialize, Serialize};
 
-use super::folder::{read_names, read_text};
-use super::TextEncoder;
+use crate::data::folder::{read_names, read_text};
 use crate::error::{Error, Result};
-
-/// The name recorded for the built-in hashed encoder.
-pub const BUILTIN: &str = "stackflow.hashed";
-
-/// Which encoder made an embeddings file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Record {
-    /// The encoder (`stackflow.hashed`).
-    pub encoder: String,
-    /// Values per embedding.
-    pub dim: usize,
-}
+use crate::kind::{Record, SentenceEncoder};
 
 /// The record of `npy`: `embeddings.npy` → `embeddings.encoder.json`.
 pub fn record_path(npy: &Path) -> PathBuf {
@@ -43,8 +30,7 @@ pub fn dataset_captions(root: &Path, split: &str) -> Result<Vec<Vec<String>>> {
     let mut out: Vec<Vec<String>> = Vec::with_capacity(names.len());
     for name in &names {
         let path = split_dir.join("captions").join(format!("{name}.txt"));
-        let lines: Vec<String> =
-            read_text(&path)?.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect();
+        let lines = caption_lines(&read_text(&path)?);
         if let Some(first) = out.first().filter(|f| f.len() != lines.len()) {
             return Err(Error::input(
                 "data::captions",
@@ -60,15 +46,27 @@ pub fn dataset_captions(root: &Path, split: &str) -> Result<Vec<Vec<String>>> {
     Ok(out)
 }
 
-/// Encodes `rows` (each the same number of captions) with the built-in encoder into a
-/// float32 `[N, K, dim]` `.npy` at `out`, with its record beside it; returns `(N, K)`.
-pub fn write_embeddings(out: &Path, rows: &[Vec<String>], dim: usize) -> Result<(usize, usize)> {
+/// The non-empty lines of a captions text, trimmed.
+pub fn caption_lines(text: &str) -> Vec<String> {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from).collect()
+}
+
+/// Encodes `rows` (each the same number of captions) with `enc` into a float32
+/// `[N, K, dim]` `.npy` at `out`, with its record beside it; returns `(N, K)`. `progress`
+/// hears how many captions are done.
+pub fn write_embeddings(
+    out: &Path,
+    rows: &[Vec<String>],
+    enc: &mut dyn SentenceEncoder,
+    progress: &mut dyn FnMut(usize),
+) -> Result<(usize, usize)> {
     let (n, k) = (rows.len(), rows.first().map_or(0, Vec::len));
     if n == 0 || k == 0 || rows.iter().any(|r| r.len() != k) {
         return Err(Error::input("encode::empty", "nothing to encode: give at least one caption per item"));
     }
-    let enc = TextEncoder::new(dim);
-    let data: Vec<f32> = rows.iter().flatten().flat_map(|c| enc.encode(c)).collect();
+    let captions: Vec<String> = rows.iter().flatten().cloned().collect();
+    let data = enc.encode(&captions, progress)?;
+    let dim = enc.dim();
     let write_err = |e: std::io::Error| Error::io(out, e);
     let mut bytes = Vec::new();
     {
@@ -82,8 +80,8 @@ pub fn write_embeddings(out: &Path, rows: &[Vec<String>], dim: usize) -> Result<
         w.finish().map_err(write_err)?;
     }
     fs::write(out, bytes).map_err(write_err)?;
-    let record = serde_json::to_string_pretty(&Record { encoder: BUILTIN.into(), dim })
-        .map_err(|e| Error::other("encode::record", e.to_string()))?;
+    let record =
+        serde_json::to_string_pretty(&enc.record()).map_err(|e| Error::other("encode::record", e.to_string()))?;
     let record_file = record_path(out);
     fs::write(&record_file, record + "\n").map_err(|e| Error::io(&record_file, e))?;
     Ok((n, k))
@@ -92,6 +90,8 @@ pub fn write_embeddings(out: &Path, rows: &[Vec<String>], dim: usize) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::data::TextEncoder;
+    use crate::encoders::hashed::NAME;
 
     #[test]
     fn written_embeddings_read_back_with_their_record() {
@@ -100,11 +100,12 @@ mod tests {
         let out = dir.join("embeddings.npy");
         let rows =
             vec![vec!["a red circle".to_string(), "red round".into()], vec!["a blue square".into(), "blue".into()]];
-        assert_eq!(write_embeddings(&out, &rows, 8).unwrap(), (2, 2));
-        let (data, n, k, d) = super::super::folder::read_embeddings_any(&out).unwrap();
+        let mut enc = TextEncoder::new(8);
+        assert_eq!(write_embeddings(&out, &rows, &mut enc, &mut |_| {}).unwrap(), (2, 2));
+        let (data, n, k, d) = crate::data::folder::read_embeddings_any(&out).unwrap();
         assert_eq!((n, k, d), (2, 2, 8));
         assert_eq!(&data[8..16], &TextEncoder::new(8).encode("red round")[..]);
-        assert_eq!(read_record(&out), Some(Record { encoder: BUILTIN.into(), dim: 8 }));
-        assert!(write_embeddings(&out, &[], 8).is_err());
+        assert_eq!(read_record(&out), Some(Record { encoder: NAME.into(), dim: 8, weights: None }));
+        assert!(write_embeddings(&out, &[], &mut enc, &mut |_| {}).is_err());
     }
 }
