@@ -211,6 +211,66 @@ fn typed_captions_need_the_encoder_the_run_trained_with() {
 }
 
 #[test]
+fn a_run_trained_on_bert_embeddings_samples_from_typed_captions() {
+    let work = fresh("encode-bert");
+    let (data, graph, _) = folder_run(&work);
+    // The tiny BERT of the fixtures (hidden size 32: the graph's embed_dim), moved later.
+    let model = work.join("tiny-bert");
+    std::fs::create_dir_all(&model).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        std::fs::copy(root().join("tests/fixtures/bert").join(f), model.join(f)).unwrap();
+    }
+    let (d, m) = (data.to_str().unwrap(), model.to_str().unwrap());
+    let npy = data.join("train/embeddings.npy");
+    let out = stackflow(&["encode", d, "--encoder", "bert", "--weights", m, "--out", npy.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("[16, 2, 32]") && out.stdout.contains("stackflow.bert"), "{}", out.stdout);
+    let record = std::fs::read_to_string(data.join("train/embeddings.encoder.json")).unwrap();
+    assert!(record.contains("stackflow.bert") && record.contains("sha256"), "{record}");
+
+    let run = work.join("run-bert");
+    let out = stackflow(&["run", graph.to_str().unwrap(), "--quiet", "--out", run.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let captions = work.join("captions.txt");
+    std::fs::write(&captions, "a red wave\nwaves in blue\n").unwrap();
+    let out_dir = work.join("out");
+    let sample = |extra: &[&str]| {
+        let mut args = vec!["sample", run.to_str().unwrap(), "--captions", captions.to_str().unwrap()];
+        args.extend_from_slice(&["--out-dir", out_dir.to_str().unwrap(), "--per-caption", "2"]);
+        args.extend_from_slice(extra);
+        stackflow(&args)
+    };
+    let out = sample(&[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out_dir.join("grid.png").is_file() && out_dir.join("1-1.png").is_file());
+
+    // The model folder moved: named again with --encoder-weights; other weights are refused.
+    let moved = work.join("moved-bert");
+    std::fs::rename(&model, &moved).unwrap();
+    let out = sample(&[]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("--encoder-weights"), "{}", out.stderr);
+    let out = sample(&["--encoder-weights", moved.to_str().unwrap()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let config = moved.join("config.json");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, text + " ").unwrap();
+    let out = sample(&["--encoder-weights", moved.to_str().unwrap()]);
+    assert_eq!(out.code, 1, "{}", out.stdout);
+    assert!(out.stderr.contains("encode::weights_changed"), "{}", out.stderr);
+
+    // Asked wrongly: a diagnostic, not a panic.
+    let c = captions.to_str().unwrap();
+    let one = work.join("one.npy");
+    let out = stackflow(&["encode", c, "--encoder", "bert", "-o", one.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("encode::no_weights"), "{}", out.stderr);
+    let out = stackflow(&["encode", c, "--encoder", "bret", "-o", one.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("stackflow.bert"), "{}", out.stderr);
+    let out = stackflow(&["encode", c, "--encoder", "bert", "--weights", d, "-o", one.to_str().unwrap()]);
+    assert!(out.code == 1 && out.stderr.contains("config.json"), "{}", out.stderr);
+}
+
+#[test]
 fn eval_of_a_folder_run_reports_fid_kid_and_is() {
     let work = fresh("eval-folder");
     let (data, _, run) = folder_run(&work);
