@@ -37,7 +37,7 @@ impl Block for AttentionBlock {
                 inputs[0], inputs[1], inputs[2]
             ));
         }
-        if q[1] % self.heads != 0 {
+        if !q[1].is_multiple_of(self.heads) {
             return Err(format!("{} heads do not divide D = {}", self.heads, q[1]));
         }
         let (t, d) = (q[0] as u64, q[1] as u64);

@@ -36,9 +36,9 @@ struct LinearBlock {
 impl Block for LinearBlock {
     fn infer(&self, inputs: &[Shape]) -> std::result::Result<Inferred, String> {
         super::arity(inputs, 1)?;
-        let (n, rows) = match inputs[0].dims() {
-            &[n] => (n, 1),
-            &[t, n] => (n, t),
+        let (n, rows) = match *inputs[0].dims() {
+            [n] => (n, 1),
+            [t, n] => (n, t),
             _ => return Err(format!("expects a vector [in] or a sequence [T, in], got {}", inputs[0])),
         };
         let mut params = vec![ParamSpec::trainable("weight", [self.out, n], self.init)];
