@@ -66,6 +66,7 @@ fn rows(r: &Registry, libs: &[plugin::PluginInfo]) -> Vec<Row> {
     let mut out: Vec<Row> = r.blocks().iter().map(|(n, k, s)| row("block", n, k.doc(), s)).collect();
     out.extend(r.losses().iter().map(|(n, k, s)| row("loss", n, k.doc(), s)));
     out.extend(r.samplers().iter().map(|(n, k, s)| row("sampler", n, k.doc(), s)));
+    out.extend(r.encoders().iter().map(|(n, k, s)| row("encoder", n, k.doc(), s)));
     out
 }
 
@@ -99,7 +100,7 @@ fn list(a: ListArgs, kinds: &Registry) -> Result<()> {
     }
     let name_w = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(0);
     let src_w = rows.iter().map(|r| r.source.chars().count()).max().unwrap_or(0);
-    for (family, title) in [("block", "blocks"), ("loss", "losses"), ("sampler", "samplers")] {
+    for (family, title) in [("block", "blocks"), ("loss", "losses"), ("sampler", "samplers"), ("encoder", "encoders")] {
         let of: Vec<&Row> = rows.iter().filter(|r| r.family == family).collect();
         println!("{title} ({})", of.len());
         for r in of {
