@@ -7,7 +7,7 @@
 //!
 //! Modules only look down this list (a test holds it: `tests/layers.rs`):
 //! `error`, `mem`, `kernels` → `dsl` → `data` → `ops` → `kind` → `registry` → `ir` →
-//! `exec` → `blocks` → `plugin`, `encoders` → `train`, `metrics` → `builtins`.
+//! `exec` → `blocks` → `plugin`, `encoders` → `metrics` → `train` → `builtins`.
 
 pub mod blocks;
 pub mod builtins;

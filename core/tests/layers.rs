@@ -19,7 +19,8 @@ const LAYERS: &[&[&str]] = &[
     &["exec"],
     &["blocks"],
     &["plugin", "encoders"],
-    &["train", "metrics"],
+    &["metrics"],
+    &["train"],
     &["builtins"],
 ];
 
