@@ -1,9 +1,9 @@
 //! stackflow-core: StackGAN as data. A RON graph file is parsed ([`dsl`]), checked and
 //! shape-inferred ([`ir`]), and run on dfdx ([`exec`], [`kernels`]); [`train`] plays the
-//! two-player game a recipe describes. Every kind (block, loss, sampler, sentence encoder) implements the
-//! interface of [`kind`] over the op table of [`ops`] and lives in one [`registry`]; the
-//! built-in kinds are in [`blocks`] and [`train`], registered by [`builtins`], and
-//! [`plugin`] loads more.
+//! two-player game a recipe describes. Every kind (block, loss, sampler, sentence
+//! encoder) implements the interface of [`kind`] and lives in one [`registry`]; the
+//! built-in kinds are in [`blocks`], [`train`] and [`encoders`], registered by
+//! [`builtins`], and [`plugin`] loads more.
 //!
 //! Modules only look down this list (a test holds it: `tests/layers.rs`):
 //! `error`, `mem`, `kernels` → `dsl` → `data` → `ops` → `kind` → `registry` → `ir` →

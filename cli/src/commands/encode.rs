@@ -39,8 +39,7 @@ pub struct Args {
 /// Run `encode`.
 pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     let kind = kinds.encoder(&a.encoder)?;
-    let dim = a.dim.or((a.weights.is_none()).then_some(64));
-    let mut enc = kind.open(&EncoderOptions { weights: a.weights.clone(), dim })?;
+    let mut enc = kind.open(&EncoderOptions { weights: a.weights.clone(), dim: a.dim })?;
     let rows = if a.input.is_dir() {
         embeddings::dataset_captions(&a.input, &a.split)?
     } else {

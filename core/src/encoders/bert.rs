@@ -23,7 +23,7 @@ use crate::error::{Error, Result, SourceFile};
 use crate::exec::forward::{forward_named, Named};
 use crate::exec::weights::{self, Naming};
 use crate::exec::ParamStore;
-use crate::ir::{self, BuildOptions, Flow};
+use crate::ir::{self, BuildOptions, Flow, Net};
 use crate::kind::{EncoderKind, EncoderOptions, Record, SentenceEncoder, WeightsRecord};
 use crate::registry::Registry;
 
@@ -184,17 +184,12 @@ impl BertEncoder {
         };
         let model = dir.join("model.safetensors");
         let flow = enc.flow(1)?;
-        let net = flow.net(NET).ok_or_else(|| Error::other("encode::graph", "the BERT graph has no net `bert`"))?;
+        let net = bert_net(flow)?;
         let mut store = ParamStore::new(Cpu::default());
         weights::load(&mut store, flow, net, &model, &Naming::Mapped(WEIGHT_MAP.into()))
             .map_err(|e| e.with_help("the weights are a Hugging Face BertModel's model.safetensors"))?;
         enc.store = store;
         Ok(enc)
-    }
-
-    /// The model folder's path and hash.
-    pub fn weights(&self) -> &WeightsRecord {
-        &self.weights
     }
 
     /// The token ids of `caption`, with the tokenizer's special tokens, at most
@@ -245,7 +240,7 @@ impl BertEncoder {
         inputs.insert("token_type_ids".into(), (vec![b, seq], vec![0.0; b * seq]));
         self.flow(seq)?;
         let flow = &self.flows[&seq];
-        let net = flow.net(NET).ok_or_else(|| Error::other("encode::graph", "the BERT graph has no net `bert`"))?;
+        let net = bert_net(flow)?;
         let naming = Naming::Mapped(WEIGHT_MAP.into());
         let (out, _) = forward_named(flow, net, &mut self.store, &inputs, false, &naming, 0)?;
         let (shape, hidden) = &out["hidden"];
@@ -294,6 +289,11 @@ impl SentenceEncoder for BertEncoder {
     fn record(&self) -> Record {
         Record { encoder: NAME.into(), dim: self.dim(), weights: Some(self.weights.clone()) }
     }
+}
+
+/// The net of a built BERT graph.
+fn bert_net(flow: &Flow) -> Result<&Net> {
+    flow.net(NET).ok_or_else(|| Error::other("encode::graph", "the BERT graph has no net `bert`"))
 }
 
 /// SHA-256 over the model folder's files that determine the embeddings.

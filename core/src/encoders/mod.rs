@@ -26,7 +26,7 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
 pub fn reopen(registry: &Registry, record: &Record, weights: Option<&Path>) -> Result<Box<dyn SentenceEncoder>> {
     let kind = registry.encoder(&record.encoder)?;
     let folder = weights.map(Path::to_path_buf).or_else(|| record.weights.as_ref().map(|w| w.path.clone()));
-    let enc = kind.open(&EncoderOptions { weights: folder.clone(), dim: Some(record.dim) }).map_err(|e| {
+    let enc = kind.open(&EncoderOptions { weights: folder, dim: Some(record.dim) }).map_err(|e| {
         e.with_help(format!(
             "the embeddings were made by `{}`{}; give its model folder with --encoder-weights DIR",
             record.encoder,
