@@ -1,10 +1,10 @@
-//! Heap accounting for benchmarks: a global allocator that counts live bytes and their
-//! peak. A binary opts in with
+//! Memory accounting for benchmarks: a global allocator that counts live bytes and their
+//! peak, and the bytes copied between host and device ([`transferred`]). A binary opts in with
 //! `#[global_allocator] static A: Counting<System> = Counting(System);` (any allocator inside);
 //! without it [`live`] and [`peak`] answer `None`.
 
 use std::alloc::{GlobalAlloc, Layout};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -69,6 +69,37 @@ pub fn peak() -> Option<usize> {
 /// Start a new high-water mark from the bytes live now.
 pub fn reset_peak() {
     PEAK.store(LIVE.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+static TO_DEVICE: AtomicU64 = AtomicU64::new(0);
+static TO_HOST: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes copied between host memory and device tensors since the process started, counted
+/// where values cross (a value made from or read into a host vector, a gradient read back,
+/// a parameter a device without its own optimiser kernel updates on the host). On CUDA
+/// these are transfers; on the CPU device, copies between vectors and tensors. Kernels'
+/// own buffers are not counted: they are the device's memory.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Transfers {
+    /// Bytes to the device.
+    pub to_device: u64,
+    /// Bytes to the host.
+    pub to_host: u64,
+}
+
+/// The bytes copied so far (see [`Transfers`]).
+pub fn transferred() -> Transfers {
+    Transfers { to_device: TO_DEVICE.load(Ordering::Relaxed), to_host: TO_HOST.load(Ordering::Relaxed) }
+}
+
+/// Count `n` `f32`s read back to the host.
+pub(crate) fn count_to_host(n: usize) {
+    TO_HOST.fetch_add(4 * n as u64, Ordering::Relaxed);
+}
+
+/// Count `n` `f32`s copied to the device.
+pub(crate) fn count_to_device(n: usize) {
+    TO_DEVICE.fetch_add(4 * n as u64, Ordering::Relaxed);
 }
 
 /// The process's peak resident set size in bytes (Linux `VmHWM`), if known.

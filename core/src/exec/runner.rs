@@ -388,7 +388,7 @@ pub fn grad_of<D: KernelDevice>(grads: &mut Gradients<f32, D>, v: &Val<D>) -> Ve
             let dev = $t.device().clone();
             match grads.get_or_alloc_mut($t) {
                 Ok(g) if Storage::<f32>::len(&dev, g) > 0 || $t.shape().num_elements() == 0 => {
-                    super::value::count_to_host($t.shape().num_elements());
+                    crate::mem::count_to_host($t.shape().num_elements());
                     let mut buf = vec![0.0; $t.shape().num_elements()];
                     grads.get($t).copy_into(&mut buf);
                     buf

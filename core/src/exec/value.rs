@@ -1,34 +1,9 @@
 //! A runtime value: a dfdx tensor of rank 1–4 with runtime dims (batch first).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use dfdx::prelude::*;
 
 use crate::error::{Error, Result};
-
-static TO_DEVICE: AtomicU64 = AtomicU64::new(0);
-static TO_HOST: AtomicU64 = AtomicU64::new(0);
-
-/// Bytes copied between host memory and device tensors since the process started, counted
-/// where values cross ([`Val::from_host`], [`Val::to_vec`], gradients read back). On CUDA
-/// these are transfers; on the CPU device, copies between vectors and tensors.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Transfers {
-    /// Bytes to the device.
-    pub to_device: u64,
-    /// Bytes to the host.
-    pub to_host: u64,
-}
-
-/// The bytes copied so far (see [`Transfers`]).
-pub fn transferred() -> Transfers {
-    Transfers { to_device: TO_DEVICE.load(Ordering::Relaxed), to_host: TO_HOST.load(Ordering::Relaxed) }
-}
-
-/// Count `n` `f32`s read back to the host.
-pub(crate) fn count_to_host(n: usize) {
-    TO_HOST.fetch_add(4 * n as u64, Ordering::Relaxed);
-}
+use crate::kernels::{AdamKernel, AdamStep, AdamVisit};
 
 /// Rank-erased tensor without a tape; the executor keeps one tape for the whole pass.
 #[derive(Clone, Debug)]
@@ -70,7 +45,7 @@ impl<D: Device<f32>> Val<D> {
 
     /// Host copy in C order.
     pub fn to_vec(&self) -> Vec<f32> {
-        count_to_host(self.numel());
+        crate::mem::count_to_host(self.numel());
         // One bulk copy of a contiguous tensor (a view is made contiguous first; for a
         // contiguous one that is a reference); `as_vec` walks element by element.
         let mut buf = vec![0.0; self.numel()];
@@ -97,7 +72,7 @@ impl<D: Device<f32>> Val<D> {
         if n != data.len() {
             return Err(Error::input("exec::shape", format!("{} values do not fill shape {dims:?}", data.len())));
         }
-        TO_DEVICE.fetch_add(4 * n as u64, Ordering::Relaxed);
+        crate::mem::count_to_device(n);
         Ok(match *dims {
             [a] => Val::R1(dev.tensor_from_vec(data, (a,))),
             [a, b] => Val::R2(dev.tensor_from_vec(data, (a, b))),
@@ -129,6 +104,26 @@ impl<D: Device<f32>> Val<D> {
             Val::R2(t) => to!(t),
             Val::R3(t) => to!(t),
             Val::R4(t) => to!(t),
+        })
+    }
+}
+
+impl<D: AdamKernel> Val<D> {
+    /// This parameter after one Adam step from its gradient in `grads`, its moments moved;
+    /// `None` when backward released the gradient (see [`AdamKernel::adam`]).
+    pub fn adam(
+        &self,
+        step: &AdamStep,
+        moments: (&mut [f32], &mut [f32]),
+        grads: &mut Gradients<f32, D>,
+        visit: AdamVisit<'_>,
+    ) -> Result<Option<Self>> {
+        let err = |e: crate::kernels::KernelError| Error::other("exec::kernel", e.to_string());
+        Ok(match self {
+            Val::R1(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R1),
+            Val::R2(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R2),
+            Val::R3(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R3),
+            Val::R4(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R4),
         })
     }
 }

@@ -1,5 +1,5 @@
 //! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling,
-//! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
+//! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops, and Adam's update on dfdx's public tape API. CPU gets hand-written multithreaded
 //! kernels (im2col + `gemm`); CUDA gets composites of dfdx ops (each op's `composite`).
 //!
 //! Every op is generic over the tape, so the same call serves inference (`NoneTape`) and
@@ -7,6 +7,7 @@
 //! ops gets the sum of their contributions. Shapes are checked before any work and reported
 //! as [`KernelError`]; nothing here panics on a shape.
 
+pub mod adam;
 pub mod batch_norm;
 pub mod conv2d;
 mod cpu;
@@ -21,6 +22,7 @@ mod testutil;
 
 use dfdx::prelude::{Cpu, Device, Storage, Tensor};
 
+pub use adam::{AdamKernel, AdamStep, AdamVisit};
 pub use batch_norm::{batch_norm, BatchNormKernel, BatchNormMode};
 pub use conv2d::{conv2d, conv2d_for, Conv2dGeom, Conv2dKernel, ConvGrads};
 pub use leaky_relu::{leaky_relu, LeakyReluKernel};
@@ -100,7 +102,15 @@ impl ReleaseGrad for dfdx::prelude::Cuda {
 /// A dfdx device that has every stackflow kernel: implemented for `Cpu` (hand-written
 /// kernels) and, with the `cuda` feature, for `Cuda` (composites of dfdx ops).
 pub trait KernelDevice:
-    Device<f32> + Conv2dKernel + BatchNormKernel + UpsampleKernel + PoolKernel + LeakyReluKernel + TanhKernel + ReleaseGrad
+    Device<f32>
+    + Conv2dKernel
+    + BatchNormKernel
+    + UpsampleKernel
+    + PoolKernel
+    + LeakyReluKernel
+    + TanhKernel
+    + AdamKernel
+    + ReleaseGrad
 {
 }
 
@@ -112,6 +122,7 @@ impl<D> KernelDevice for D where
         + PoolKernel
         + LeakyReluKernel
         + TanhKernel
+        + AdamKernel
         + ReleaseGrad
 {
 }

@@ -8,12 +8,12 @@ use rand::{Rng, SeedableRng};
 
 use super::game::{self, Batch, Optimizers, StageSetup};
 use crate::error::Result;
-use crate::exec::value::{transferred, Transfers};
 use crate::exec::{profile, ParamStore};
 use crate::ir::estimate;
 use crate::ir::Flow;
 use crate::kernels::KernelDevice;
 use crate::mem;
+use crate::mem::{transferred, Transfers};
 
 /// What `bench` measured.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -46,7 +46,7 @@ pub struct BenchResult {
     /// Peak resident set size of the process so far, in MB (Linux).
     pub peak_rss_mb: Option<f64>,
     /// Bytes copied from the host to the device per timed training iteration (the batch,
-    /// and today each updated parameter; see [`crate::exec::value::Transfers`]).
+    /// and today each updated parameter; see [`crate::mem::Transfers`]).
     pub train_bytes_to_device: u64,
     /// Bytes copied from the device to the host per timed training iteration (logged
     /// scalars, and today every parameter and its gradient for the host-side Adam).

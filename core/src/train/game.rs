@@ -14,7 +14,7 @@ use super::augment::diff_augment;
 use super::ema::Ema;
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
-use crate::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
+use crate::exec::{NoiseSource, ParamStore, Runner, Val};
 use crate::ir::{DiscriminatorPorts, Flow, GeneratorPorts, Net, Producer, ValueId};
 use crate::kernels::KernelDevice;
 use crate::kind::attrs::{Attr, Attrs};
@@ -355,19 +355,25 @@ fn adam_step<D: KernelDevice>(
 ) -> Result<()> {
     let AdamStep { net, params, adam, cfg, lr, mut ema } = s;
     adam.begin_step();
+    let step = adam.step(cfg, lr);
     for (p, v) in params {
-        let g = grad_of(grads, v);
         let path = &net.params[*p].path;
-        let mut data = v.to_vec();
-        adam.update(cfg, lr, path, &mut data, &g);
-        if let Some((avg, decay)) = ema.as_mut() {
-            avg.update(*decay, path, &data);
-        }
+        let mut consumed = Vec::new();
+        let mut visit = |g: &[f32], new: &[f32]| {
+            if let Some((avg, decay)) = ema.as_mut() {
+                avg.update(*decay, path, new);
+            }
+            if keep.is_some() {
+                consumed = g.to_vec();
+            }
+        };
+        let updated = v.adam(&step, adam.moments_mut(path, v.numel()), grads, &mut visit)?;
         if let Some((tag, out)) = keep.as_mut() {
-            out.push((*tag, path.clone(), g));
+            out.push((*tag, path.clone(), consumed));
         }
-        let nv = Val::from_host(&store.dev, data, &v.dims())?;
-        store.set(path, nv)?;
+        if let Some(nv) = updated {
+            store.set(path, nv)?;
+        }
     }
     Ok(())
 }
