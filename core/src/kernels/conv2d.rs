@@ -505,7 +505,7 @@ fn for_chunks<T: Send>(data: &mut [T], len: usize, par: bool, f: impl Fn((usize,
 /// GEMM packing, which reads down the rows, then misses on every read (the quickstart's
 /// 32×32 and 64×64 layers: the weight-gradient GEMM spent half its time packing).
 fn col_stride(n: usize) -> usize {
-    if n % 128 == 0 {
+    if n.is_multiple_of(128) {
         n + 16
     } else {
         n
