@@ -46,10 +46,11 @@ pub struct BenchResult {
     /// Peak resident set size of the process so far, in MB (Linux).
     pub peak_rss_mb: Option<f64>,
     /// Bytes copied from the host to the device per timed training iteration (the batch,
-    /// and today each updated parameter; see [`crate::mem::Transfers`]).
+    /// and on CUDA each updated parameter; see [`crate::mem::Transfers`]).
     pub train_bytes_to_device: u64,
     /// Bytes copied from the device to the host per timed training iteration (logged
-    /// scalars, and today every parameter and its gradient for the host-side Adam).
+    /// scalars, and on CUDA every parameter and its gradient, which its Adam kernel reads
+    /// back).
     pub train_bytes_to_host: u64,
     /// With `--profile`: milliseconds per training iteration by net and node kind, from
     /// as many further iterations as were timed (slowest first).
