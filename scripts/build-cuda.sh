@@ -71,11 +71,11 @@ export PATH="$ROOT/bin:$CU/bin:$PATH" CUDA_ROOT="$ROOT" CUDA_COMPUTE_CAP="$CAP"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
 release=(--release --features cuda --config 'profile.release.debug=false' --config 'profile.release.strip=true')
 cargo build -p stackflow-cli "${release[@]}"
-golden=$(cargo test -p stackflow-core "${release[@]}" --test golden --no-run --message-format json 2>/dev/null |
+golden=$(cargo test -p stackflow-core "${release[@]}" --test suite --no-run --message-format json 2>/dev/null |
   python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "golden" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "suite" and m.get("executable"):
         print(m["executable"])')
 
 step "dist/"

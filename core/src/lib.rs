@@ -5,8 +5,8 @@
 //! built-in kinds are in [`blocks`], [`train`] and [`encoders`], registered by
 //! [`builtins`], and [`plugin`] loads more.
 //!
-//! Modules only look down this list (a test holds it: `tests/layers.rs`):
-//! `error`, `mem`, `kernels` → `dsl` → `data` → `ops` → `kind` → `registry` → `ir` →
+//! Modules only look down this list (a test holds it: `tests/suite/layers.rs`):
+//! `error`, `mem` → `kernels` → `dsl` → `data` → `ops` → `kind` → `registry` → `ir` →
 //! `exec` → `blocks` → `plugin`, `encoders` → `metrics` → `train` → `builtins`.
 
 pub mod blocks;

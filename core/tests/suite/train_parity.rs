@@ -2,7 +2,7 @@
 //! stage2.train): losses, D probabilities, the gradients Adam consumed, the parameters
 //! and running statistics after the iteration, and Adam itself from the stored gradients.
 
-mod common;
+use crate::common;
 
 use common::{check, fixtures, flow, manifest, Fixture};
 use dfdx::prelude::Cpu;

@@ -3,7 +3,7 @@
 //! train mode, the io loss, every parameter and input gradient, and the BatchNorm running
 //! statistics match to the manifest's tolerances, for g1, d1, g2 and d2.
 
-mod common;
+use crate::common;
 
 use common::{check, fixtures, flow, hash_uniform, manifest, Fixture};
 use dfdx::prelude::*;
@@ -148,7 +148,7 @@ fn stage2_discriminator_matches_reference() {
     io_case("d2", "stage2_d", "stage2", &[]);
 }
 
-/// The same protocol on a GPU: `cargo test -p stackflow-core --features cuda --test golden`.
+/// The same protocol on a GPU: `cargo test -p stackflow-core --features cuda --test suite golden::`.
 #[cfg(feature = "cuda")]
 #[test]
 fn all_nets_match_reference_on_cuda() {

@@ -1,0 +1,16 @@
+//! Core's integration tests, one binary (one link instead of one per file). The memory
+//! test stays its own binary: it installs a counting global allocator and measures the
+//! process's heap.
+
+#[path = "../common/mod.rs"]
+mod common;
+
+mod blocks;
+mod checkpoint;
+mod golden;
+mod layers;
+mod metrics;
+mod mutated_graphs;
+mod plugins;
+mod recipe;
+mod train_parity;
