@@ -56,6 +56,34 @@ pub enum Binary {
     Div,
 }
 
+/// Reductions along one axis ([`Ops::reduce_axis`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reduce {
+    /// Σ
+    Sum,
+    /// Σ / n
+    Mean,
+    /// max (the gradient goes to every position holding the maximum)
+    Max,
+}
+
+/// Element-wise comparisons ([`Ops::compare`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compare {
+    /// a > b
+    Gt,
+    /// a ≥ b
+    Ge,
+    /// a < b
+    Lt,
+    /// a ≤ b
+    Le,
+    /// a = b
+    Eq,
+    /// a ≠ b
+    Ne,
+}
+
 /// Distribution of sampled noise.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Noise {
@@ -135,6 +163,17 @@ pub trait Ops {
     fn layer_norm(&mut self, x: Tensor, weight: Tensor, bias: Tensor, eps: f32) -> Result<Tensor>;
     /// Softmax along the last axis.
     fn softmax(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Group normalisation of [B, C, …] (ranks 3–4): each sample's channels in `groups`
+    /// groups of C/groups, normalised over the group's channels and every axis after
+    /// them, `(x − mean) / √(var + eps)`, times `weight` plus `bias` (both [C]).
+    /// `groups` = C is instance normalisation, 1 layer normalisation over (C, …).
+    fn group_norm(&mut self, x: Tensor, groups: usize, weight: Tensor, bias: Tensor, eps: f32) -> Result<Tensor>;
+    /// Reduction along `axis` (0 is the batch), kept with length 1.
+    fn reduce_axis(&mut self, x: Tensor, op: Reduce, axis: usize) -> Result<Tensor>;
+    /// 1 where `op(a, b)` holds, else 0, on equal shapes; no gradient flows back.
+    fn compare(&mut self, op: Compare, a: Tensor, b: Tensor) -> Result<Tensor>;
+    /// `a` where `cond` ≠ 0, else `b` (equal shapes); gradients flow to `a` and `b`.
+    fn select(&mut self, cond: Tensor, a: Tensor, b: Tensor) -> Result<Tensor>;
     /// Sum of all elements → shape [1].
     fn sum(&mut self, x: Tensor) -> Result<Tensor>;
     /// Mean of all elements → shape [1].

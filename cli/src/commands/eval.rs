@@ -109,12 +109,7 @@ fn regressions(all: &[StageScores]) -> Vec<String> {
 
 /// Run `eval`.
 pub fn run(a: Args, kinds: &Registry) -> Result<()> {
-    if a.captions == 0 || a.per_caption == 0 {
-        return Err(Error::input("cli::bad_count", "--captions and --per-caption must be at least 1"));
-    }
-    if a.captions > 100_000 || a.per_caption > 1_000 {
-        return Err(Error::input("cli::too_many", "--captions is at most 100000 and --per-caption at most 1000"));
-    }
+    check_counts(&a)?;
     let t = a.run.open(kinds)?;
     let newest = t.stage(None)?;
     let stages = match a.stage {
@@ -160,24 +155,7 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     }
     let warnings = regressions(&all);
     if a.json {
-        let stage_json = |s: &StageScores| {
-            let mut j = serde_json::json!({ "stage": s.stage, "side": s.side });
-            if let Some((model, real)) = &s.fidelity {
-                j["model"] = serde_json::json!(model);
-                j["real_images"] = serde_json::json!(real);
-            }
-            if let Some(m) = &s.metrics {
-                j["metrics"] = serde_json::json!(m);
-            }
-            j
-        };
-        let last = all.last().ok_or_else(|| Error::other("eval::nothing", "no stage to score"))?;
-        let mut j = stage_json(last);
-        j["checkpoint"] = serde_json::json!(t.checkpoint);
-        j["stages"] = all.iter().map(stage_json).collect();
-        j["below_earlier_stage"] = serde_json::json!(warnings);
-        println!("{j}");
-        return Ok(());
+        return print_json(&all, &t.checkpoint, &warnings);
     }
     println!("checkpoint {}", t.checkpoint.display());
     if all.iter().any(|s| s.fidelity.is_some()) {
@@ -196,6 +174,39 @@ pub fn run(a: Args, kinds: &Registry) -> Result<()> {
     for w in &warnings {
         println!("warning: {w}");
     }
+    Ok(())
+}
+
+/// Refuses caption and sample counts of zero or beyond what a run can hold.
+fn check_counts(a: &Args) -> Result<()> {
+    if a.captions == 0 || a.per_caption == 0 {
+        return Err(Error::input("cli::bad_count", "--captions and --per-caption must be at least 1"));
+    }
+    if a.captions > 100_000 || a.per_caption > 1_000 {
+        return Err(Error::input("cli::too_many", "--captions is at most 100000 and --per-caption at most 1000"));
+    }
+    Ok(())
+}
+
+/// `--json`: the last stage's scores at the top level, every stage's in `stages`.
+fn print_json(all: &[StageScores], checkpoint: &std::path::Path, warnings: &[String]) -> Result<()> {
+    let stage_json = |s: &StageScores| {
+        let mut j = serde_json::json!({ "stage": s.stage, "side": s.side });
+        if let Some((model, real)) = &s.fidelity {
+            j["model"] = serde_json::json!(model);
+            j["real_images"] = serde_json::json!(real);
+        }
+        if let Some(m) = &s.metrics {
+            j["metrics"] = serde_json::json!(m);
+        }
+        j
+    };
+    let last = all.last().ok_or_else(|| Error::other("eval::nothing", "no stage to score"))?;
+    let mut j = stage_json(last);
+    j["checkpoint"] = serde_json::json!(checkpoint);
+    j["stages"] = all.iter().map(stage_json).collect();
+    j["below_earlier_stage"] = serde_json::json!(warnings);
+    println!("{j}");
     Ok(())
 }
 

@@ -11,11 +11,14 @@ mod detach;
 mod elementwise;
 mod embedding;
 mod glu;
+mod group_norm;
 mod layer_norm;
 mod linear;
 mod pool;
+mod reduce;
 mod replicate;
 mod reshape;
+mod select;
 mod split;
 mod upsample;
 
@@ -50,6 +53,10 @@ pub fn register_builtins(r: &mut Registry) -> Result<()> {
             Arc::new(layer_norm::LayerNorm),
             Arc::new(embedding::Embedding),
             Arc::new(attention::Attention),
+            Arc::new(group_norm::GroupNorm),
+            Arc::new(reduce::ReduceKind),
+            Arc::new(select::CompareKind),
+            Arc::new(select::Where),
         ],
     ]
     .into_iter()

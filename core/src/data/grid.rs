@@ -65,43 +65,66 @@ pub fn write_grid_png(
     let n = images.len();
     let cols = cols.min(n);
     let rows = n.div_ceil(cols);
-    let cell = size as u32;
+    let layout = Layout::new(captions, n, rows, size as u32)?;
+    let canvas = draw_grid(images, size, cols, &layout);
+    save_atomic(path, &canvas)
+}
 
-    enum Layout {
-        Plain,
-        Beside(Vec<Vec<String>>, u32),
-        Under(Vec<Vec<String>>, u32),
+/// Where a grid's captions go, already wrapped.
+enum Layout {
+    /// No captions.
+    Plain,
+    /// One caption per row, and the width of the text panel beside the rows.
+    Beside(Vec<Vec<String>>, u32),
+    /// One caption per picture, and the height of the text under each cell.
+    Under(Vec<Vec<String>>, u32),
+}
+
+impl Layout {
+    /// Chooses the layout from the number of captions (rows win over pictures) and wraps
+    /// them for it.
+    fn new(captions: Option<&[String]>, n: usize, rows: usize, cell: u32) -> Result<Layout> {
+        Ok(match captions {
+            None => Layout::Plain,
+            Some(c) if c.len() == rows => {
+                let max_lines = ((cell / LINE) as usize).max(1);
+                let wrapped: Vec<Vec<String>> = c.iter().map(|t| wrap(t, ROW_CHARS, max_lines)).collect();
+                let chars = wrapped.iter().flatten().map(|l| l.len()).max().unwrap_or(0) as u32;
+                Layout::Beside(wrapped, chars * 8 + 2 * PAD)
+            }
+            Some(c) if c.len() == n => {
+                let width = ((cell.max(MIN_CAPTION_WIDTH) - 2 * PAD) / 8) as usize;
+                let wrapped: Vec<Vec<String>> = c.iter().map(|t| wrap(t, width, MAX_CELL_LINES)).collect();
+                let lines = wrapped.iter().map(Vec::len).max().unwrap_or(0) as u32;
+                Layout::Under(wrapped, lines * LINE)
+            }
+            Some(c) => {
+                return Err(Error::other(
+                    "grid::captions",
+                    format!(
+                        "{} captions for a grid of {n} pictures in {rows} rows; give one per row or one per picture",
+                        c.len()
+                    ),
+                ))
+            }
+        })
     }
-    let layout = match captions {
-        None => Layout::Plain,
-        Some(c) if c.len() == rows => {
-            let max_lines = ((cell / LINE) as usize).max(1);
-            let wrapped: Vec<Vec<String>> = c.iter().map(|t| wrap(t, ROW_CHARS, max_lines)).collect();
-            let chars = wrapped.iter().flatten().map(|l| l.len()).max().unwrap_or(0) as u32;
-            Layout::Beside(wrapped, chars * 8 + 2 * PAD)
+
+    /// Column width, width of the text panel beside the rows, height of the text under cells.
+    fn extents(&self, cell: u32) -> (u32, u32, u32) {
+        match self {
+            Layout::Plain => (cell, 0, 0),
+            Layout::Beside(_, w) => (cell, *w, 0),
+            Layout::Under(_, h) => (cell.max(MIN_CAPTION_WIDTH), 0, *h),
         }
-        Some(c) if c.len() == n => {
-            let width = ((cell.max(MIN_CAPTION_WIDTH) - 2 * PAD) / 8) as usize;
-            let wrapped: Vec<Vec<String>> = c.iter().map(|t| wrap(t, width, MAX_CELL_LINES)).collect();
-            let lines = wrapped.iter().map(Vec::len).max().unwrap_or(0) as u32;
-            Layout::Under(wrapped, lines * LINE)
-        }
-        Some(c) => {
-            return Err(Error::other(
-                "grid::captions",
-                format!(
-                    "{} captions for a grid of {n} pictures in {rows} rows; give one per row or one per picture",
-                    c.len()
-                ),
-            ))
-        }
-    };
-    // Column width, width of the text panel beside the rows, height of the text under cells.
-    let (col_w, text_w, text_h) = match &layout {
-        Layout::Plain => (cell, 0, 0),
-        Layout::Beside(_, w) => (cell, *w, 0),
-        Layout::Under(_, h) => (cell.max(MIN_CAPTION_WIDTH), 0, *h),
-    };
+    }
+}
+
+/// Draws checked pictures and their captions onto a new canvas, `cols` to a row.
+fn draw_grid(images: &[Vec<f32>], size: usize, cols: usize, layout: &Layout) -> RgbImage {
+    let rows = images.len().div_ceil(cols);
+    let cell = size as u32;
+    let (col_w, text_w, text_h) = layout.extents(cell);
     let (cols32, rows32) = (cols as u32, rows as u32);
     let width = PAD + cols32 * (col_w + PAD) + text_w;
     let height = PAD + rows32 * (cell + text_h + PAD);
@@ -110,18 +133,18 @@ pub fn write_grid_png(
         let (r, c) = ((i / cols) as u32, (i % cols) as u32);
         let (x, y) = (PAD + c * (col_w + PAD), PAD + r * (cell + text_h + PAD));
         paste(&mut canvas, img, size, x + (col_w - cell) / 2, y);
-        if let Layout::Under(text, _) = &layout {
+        if let Layout::Under(text, _) = layout {
             draw_lines(&mut canvas, &text[i], x, y + cell + 1);
         }
     }
-    if let Layout::Beside(text, _) = &layout {
+    if let Layout::Beside(text, _) = layout {
         for (r, lines) in text.iter().enumerate() {
             let y = PAD + r as u32 * (cell + PAD);
             let y = y + (cell.saturating_sub(lines.len() as u32 * LINE)) / 2;
             draw_lines(&mut canvas, lines, PAD + cols32 * (col_w + PAD) + PAD, y);
         }
     }
-    save_atomic(path, &canvas)
+    canvas
 }
 
 fn check_image(image: &[f32], size: usize, index: usize) -> Result<()> {

@@ -17,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::ir::{ModeOverride, Net, ValueId};
 use crate::kernels::{self, KernelDevice, KernelError};
 use crate::kind::Role;
-use crate::ops::{Binary, BnStats, Noise, Ops, PoolKind, Tensor as H, Unary};
+use crate::ops::{Binary, BnStats, Compare, Noise, Ops, PoolKind, Reduce, Tensor as H, Unary};
 
 fn kerr(e: KernelError) -> Error {
     Error::other("exec::kernel", e.to_string())
@@ -327,6 +327,13 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 self.release(h);
             }
         }
+        self.bind_outputs(net, i, outs, run)
+    }
+
+    /// Bind node `i`'s outputs to its values after checking them against its ports and
+    /// the inferred shapes (batch first).
+    fn bind_outputs(&self, net: &Net, i: usize, outs: Vec<H>, run: &mut NetRun) -> Result<()> {
+        let node = &net.nodes[i];
         if outs.len() != node.outputs.len() {
             return Err(Error::other(
                 "exec::ports",
@@ -925,6 +932,129 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
                 let y = self.tr(&t).softmax::<Axis<3>>();
                 self.put(y, Val::R4)
             }
+        })
+    }
+
+    fn group_norm(&mut self, x: H, groups: usize, weight: H, bias: H, eps: f32) -> Result<H> {
+        let (Val::R1(w), Val::R1(b)) = (self.val(weight)?.clone(), self.val(bias)?.clone()) else {
+            return Err(shape_err("group_norm", "weight and bias must be [C]"));
+        };
+        let v = self.val(x)?.clone();
+        let dims = v.dims();
+        let c = dims.get(1).copied().unwrap_or(0);
+        if !(3..=4).contains(&dims.len()) || groups == 0 || c % groups != 0 {
+            return Err(shape_err("group_norm", format!("{groups} groups of the channels of {dims:?}")));
+        }
+        if w.shape().0 != c || b.shape().0 != c {
+            return Err(shape_err("group_norm", format!("weight/bias of {} for {c} channels", w.shape().0)));
+        }
+        let per_group = dims[1..].iter().product::<usize>() / groups;
+        Ok(match v {
+            Val::R3(t) => {
+                let sh = *t.shape();
+                let y =
+                    self.tr(&t).reshape_like(&(sh.0, groups, per_group)).normalize::<Axis<2>>(eps).reshape_like(&sh);
+                let y = y * self.tr(&w).broadcast_like::<_, Axes2<0, 2>>(&sh)
+                    + self.tr(&b).broadcast_like::<_, Axes2<0, 2>>(&sh);
+                self.put(y, Val::R3)
+            }
+            Val::R4(t) => {
+                let sh = *t.shape();
+                let y =
+                    self.tr(&t).reshape_like(&(sh.0, groups, per_group)).normalize::<Axis<2>>(eps).reshape_like(&sh);
+                let y = y * self.tr(&w).broadcast_like::<_, Axes3<0, 2, 3>>(&sh)
+                    + self.tr(&b).broadcast_like::<_, Axes3<0, 2, 3>>(&sh);
+                self.put(y, Val::R4)
+            }
+            v => return Err(shape_err("group_norm", format!("needs rank 3 or 4, got {:?}", v.dims()))),
+        })
+    }
+
+    fn reduce_axis(&mut self, x: H, op: Reduce, axis: usize) -> Result<H> {
+        let v = self.val(x)?.clone();
+        let mut kept = v.dims();
+        if axis >= kept.len() {
+            return Err(shape_err("reduce", format!("axis {axis} of {kept:?}")));
+        }
+        kept[axis] = 1;
+        macro_rules! red {
+            ($t:expr, $dst:ty, $ax:ty, $wrap:expr, $keep:expr) => {{
+                let t = self.tr(&$t);
+                let y: Tensor<$dst, f32, D, T> = match op {
+                    Reduce::Sum => t.sum::<$dst, $ax>(),
+                    Reduce::Mean => t.mean::<$dst, $ax>(),
+                    Reduce::Max => t.max::<$dst, $ax>(),
+                };
+                let y = y.reshape_like(&$keep);
+                self.put(y, $wrap)
+            }};
+        }
+        type S1 = (usize,);
+        type S2 = (usize, usize);
+        type S3 = (usize, usize, usize);
+        let k = &kept;
+        Ok(match (v, axis) {
+            (Val::R1(t), _) => red!(t, (), Axis<0>, Val::R1, (1usize,)),
+            (Val::R2(t), 0) => red!(t, S1, Axis<0>, Val::R2, (k[0], k[1])),
+            (Val::R2(t), _) => red!(t, S1, Axis<1>, Val::R2, (k[0], k[1])),
+            (Val::R3(t), 0) => red!(t, S2, Axis<0>, Val::R3, (k[0], k[1], k[2])),
+            (Val::R3(t), 1) => red!(t, S2, Axis<1>, Val::R3, (k[0], k[1], k[2])),
+            (Val::R3(t), _) => red!(t, S2, Axis<2>, Val::R3, (k[0], k[1], k[2])),
+            (Val::R4(t), 0) => red!(t, S3, Axis<0>, Val::R4, (k[0], k[1], k[2], k[3])),
+            (Val::R4(t), 1) => red!(t, S3, Axis<1>, Val::R4, (k[0], k[1], k[2], k[3])),
+            (Val::R4(t), 2) => red!(t, S3, Axis<2>, Val::R4, (k[0], k[1], k[2], k[3])),
+            (Val::R4(t), _) => red!(t, S3, Axis<3>, Val::R4, (k[0], k[1], k[2], k[3])),
+        })
+    }
+
+    fn compare(&mut self, op: Compare, a: H, b: H) -> Result<H> {
+        let (a, b) = (self.val(a)?.clone(), self.val(b)?.clone());
+        if a.dims() != b.dims() {
+            return Err(shape_err("compare", format!("{:?} vs {:?}", a.dims(), b.dims())));
+        }
+        macro_rules! cmp {
+            ($x:expr, $y:expr, $w:expr) => {{
+                let mask = match op {
+                    Compare::Gt => $x.gt(&$y),
+                    Compare::Ge => $x.ge(&$y),
+                    Compare::Lt => $x.lt(&$y),
+                    Compare::Le => $x.le(&$y),
+                    Compare::Eq => $x.eq(&$y),
+                    Compare::Ne => $x.ne(&$y),
+                };
+                let sh = *$x.shape();
+                let dev = $x.device().clone();
+                $w(mask.choose(dev.ones_like(&sh), dev.zeros_like(&sh)))
+            }};
+        }
+        let v = match (a, b) {
+            (Val::R1(x), Val::R1(y)) => cmp!(x, y, Val::R1),
+            (Val::R2(x), Val::R2(y)) => cmp!(x, y, Val::R2),
+            (Val::R3(x), Val::R3(y)) => cmp!(x, y, Val::R3),
+            (Val::R4(x), Val::R4(y)) => cmp!(x, y, Val::R4),
+            _ => return Err(shape_err("compare", "ranks differ")),
+        };
+        Ok(self.push_constant(v))
+    }
+
+    fn select(&mut self, cond: H, a: H, b: H) -> Result<H> {
+        let b = self.distinct(a, b)?;
+        let (c, a, b) = (self.val(cond)?.clone(), self.val(a)?.clone(), self.val(b)?.clone());
+        if c.dims() != a.dims() || a.dims() != b.dims() {
+            return Err(shape_err("select", format!("{:?}, {:?} and {:?}", c.dims(), a.dims(), b.dims())));
+        }
+        macro_rules! sel {
+            ($c:expr, $x:expr, $y:expr, $w:expr) => {{
+                let z = $c.ne(0.0).choose(self.tr(&$x), self.tr(&$y));
+                self.put(z, $w)
+            }};
+        }
+        Ok(match (c, a, b) {
+            (Val::R1(c), Val::R1(x), Val::R1(y)) => sel!(c, x, y, Val::R1),
+            (Val::R2(c), Val::R2(x), Val::R2(y)) => sel!(c, x, y, Val::R2),
+            (Val::R3(c), Val::R3(x), Val::R3(y)) => sel!(c, x, y, Val::R3),
+            (Val::R4(c), Val::R4(x), Val::R4(y)) => sel!(c, x, y, Val::R4),
+            _ => return Err(shape_err("select", "ranks differ")),
         })
     }
 

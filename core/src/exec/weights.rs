@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use dfdx::prelude::*;
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype as StDtype, SafeTensors};
 
 use super::params::ParamStore;
@@ -89,6 +90,26 @@ pub fn load<D: Device<f32>>(
     let bytes = std::fs::read(file).map_err(|e| Error::io(file, e))?;
     let st = SafeTensors::deserialize(&bytes)
         .map_err(|e| Error::input("weights::format", format!("`{}` is not a safetensors file: {e}", file.display())))?;
+    check_map(flow, net, naming)?;
+    let mut found = match_params(&st, flow, net, naming);
+    found.unexpected = st
+        .names()
+        .into_iter()
+        .filter(|n| !found.used.contains(*n) && !ignored(flow, net, naming, n))
+        .map(str::to_string)
+        .collect();
+    found.unexpected.sort();
+    found.check(file, net, naming)?;
+    store.init_net(net, 0)?;
+    for (path, (data, shape)) in found.values {
+        let v = Val::from_host(&store.dev, data, &shape)?;
+        store.set(&path, v)?;
+    }
+    Ok(())
+}
+
+/// A mapped `naming` must have a weight map for `net`.
+fn check_map(flow: &Flow, net: &Net, naming: &Naming) -> Result<()> {
     if let Naming::Mapped(f) = naming {
         if !flow.parsed.doc.weight_maps.get(f).is_some_and(|m| m.contains_key(&net.name)) {
             return Err(Error::input(
@@ -98,81 +119,106 @@ pub fn load<D: Device<f32>>(
             .with_help("add one under `weight_maps` in the graph file, or use the native format"));
         }
     }
-    let mut missing = Vec::new();
-    let mut mismatched = Vec::new();
-    let mut used = BTreeSet::new();
-    let mut values = BTreeMap::new();
+    Ok(())
+}
+
+/// What matching a net's parameters with a file's tensors found.
+#[derive(Default)]
+struct Matched {
+    /// Parameter path → data and graph shape, for each tensor that fits.
+    values: BTreeMap<String, (Vec<f32>, Vec<usize>)>,
+    /// File names of the tensors read.
+    used: BTreeSet<String>,
+    missing: Vec<String>,
+    mismatched: Vec<String>,
+    unexpected: Vec<String>,
+}
+
+impl Matched {
+    /// One error that lists every missing, mis-shaped and unexpected tensor, if any.
+    fn check(&self, file: &Path, net: &Net, naming: &Naming) -> Result<()> {
+        let (missing, mismatched, unexpected) = (&self.missing, &self.mismatched, &self.unexpected);
+        if missing.is_empty() && mismatched.is_empty() && unexpected.is_empty() {
+            return Ok(());
+        }
+        let mut msg = format!("`{}` does not fit net `{}`", file.display(), net.name);
+        for (what, list) in [("missing", missing), ("mis-shaped", mismatched), ("unexpected", unexpected)] {
+            if !list.is_empty() {
+                msg.push_str(&format!("\n  {what} ({}): {}", list.len(), list.join(", ")));
+            }
+        }
+        Err(Error::input("weights::mismatch", msg).with_help(match naming {
+            Naming::Native => {
+                "is it a file of another graph or format? try --weights-format stackgan-pytorch".to_string()
+            }
+            Naming::Mapped(f) => format!("check the `{f}` weight map of net `{}`", net.name),
+        }))
+    }
+}
+
+/// Looks up each parameter of `net` in the file under `naming` and reads those that fit.
+fn match_params(st: &SafeTensors<'_>, flow: &Flow, net: &Net, naming: &Naming) -> Matched {
+    let mut found = Matched::default();
     for p in &net.params {
         let Some(name) = external_name(flow, naming, &net.name, &p.path) else {
-            missing.push(format!("{} (no name in the map)", p.path));
+            found.missing.push(format!("{} (no name in the map)", p.path));
             continue;
         };
         let Ok(view) = st.tensor(&name) else {
             // PyTorch fills in a BatchNorm counter missing from older files; so do we.
             if p.path.ends_with(".num_batches_tracked") {
-                values.insert(p.path.clone(), (vec![0.0], p.spec.shape.clone()));
+                found.values.insert(p.path.clone(), (vec![0.0], p.spec.shape.clone()));
                 continue;
             }
-            missing.push(if name == p.path { name } else { format!("{name} (for {})", p.path) });
+            found.missing.push(if name == p.path { name } else { format!("{name} (for {})", p.path) });
             continue;
         };
-        used.insert(name.clone());
+        found.used.insert(name.clone());
         let shape: Vec<usize> = view.shape().to_vec();
         let numel: usize = shape.iter().product();
         let want = &p.spec.shape;
         // PyTorch stores scalars such as num_batches_tracked with shape [].
         if numel != p.spec.numel() || (shape != *want && !(shape.is_empty() && want == &[1])) {
-            mismatched.push(format!("{name}: file {shape:?}, graph {want:?}"));
+            found.mismatched.push(format!("{name}: file {shape:?}, graph {want:?}"));
             continue;
         }
-        let data: Vec<f32> = match view.dtype() {
-            StDtype::F32 => view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            StDtype::I64 => {
-                view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
-            }
-            StDtype::F64 => {
-                view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect()
-            }
-            other => {
-                mismatched.push(format!("{name}: dtype {other:?} (expected F32)"));
-                continue;
-            }
+        let Some(data) = to_f32(&view) else {
+            found.mismatched.push(format!("{name}: dtype {:?} (expected F32)", view.dtype()));
+            continue;
         };
-        values.insert(p.path.clone(), (data, want.clone()));
+        found.values.insert(p.path.clone(), (data, want.clone()));
     }
-    let ignored = |n: &str| match naming {
+    found
+}
+
+/// A tensor's values as f32, from F32, I64 or F64; `None` for another dtype.
+fn to_f32(view: &TensorView<'_>) -> Option<Vec<f32>> {
+    match view.dtype() {
+        StDtype::F32 => {
+            Some(view.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        }
+        StDtype::I64 => Some(
+            view.data().chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
+        ),
+        StDtype::F64 => Some(
+            view.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])) as f32).collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Whether the weight map of `net` under `naming` says to ignore the file's tensor `name`.
+fn ignored(flow: &Flow, net: &Net, naming: &Naming, name: &str) -> bool {
+    match naming {
         Naming::Mapped(f) => flow
             .parsed
             .doc
             .weight_maps
             .get(f)
             .and_then(|m| m.get(&net.name))
-            .is_some_and(|m| m.ignore.iter().any(|pat| matches(pat, n))),
+            .is_some_and(|m| m.ignore.iter().any(|pat| matches(pat, name))),
         Naming::Native => false,
-    };
-    let mut unexpected: Vec<String> =
-        st.names().into_iter().filter(|n| !used.contains(*n) && !ignored(n)).map(str::to_string).collect();
-    unexpected.sort();
-    if !missing.is_empty() || !mismatched.is_empty() || !unexpected.is_empty() {
-        let mut msg = format!("`{}` does not fit net `{}`", file.display(), net.name);
-        for (what, list) in [("missing", &missing), ("mis-shaped", &mismatched), ("unexpected", &unexpected)] {
-            if !list.is_empty() {
-                msg.push_str(&format!("\n  {what} ({}): {}", list.len(), list.join(", ")));
-            }
-        }
-        return Err(Error::input("weights::mismatch", msg).with_help(match naming {
-            Naming::Native => {
-                "is it a file of another graph or format? try --weights-format stackgan-pytorch".to_string()
-            }
-            Naming::Mapped(f) => format!("check the `{f}` weight map of net `{}`", net.name),
-        }));
     }
-    store.init_net(net, 0)?;
-    for (path, (data, shape)) in values {
-        let v = Val::from_host(&store.dev, data, &shape)?;
-        store.set(&path, v)?;
-    }
-    Ok(())
 }
 
 /// Save tensors as safetensors, named by `names` (path → file name), f32.

@@ -72,6 +72,16 @@ struct TemplateUse<'a> {
     id: &'a str,
 }
 
+/// One use of an embedded net: node `i` of `frame`, the net's name, and the values the
+/// node gives it.
+struct NetUse<'a> {
+    frame: &'a Frame<'a>,
+    i: usize,
+    kind: &'a str,
+    inputs: &'a [ValueId],
+}
+
+/// Evaluate the graph's variables in order; a `--set name=expr` replaces a definition.
 fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> {
     let Some(defs) = entries(&p.doc.vars) else {
         return Err(p.error(
@@ -81,6 +91,39 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
         ));
     };
     let set_src = SourceFile::new("--set", overrides.join(" "));
+    let over = var_overrides(&defs, overrides, &set_src)?;
+    let mut vars = BTreeMap::new();
+    for (name, def) in &defs {
+        if !is_ident(name) {
+            return Err(p
+                .spans
+                .key_span(&["vars".into(), name.as_str().into()])
+                .map(|s| p.src.error("graph::bad_name", s, format!("`{name}` is not a valid variable name")))
+                .unwrap_or_else(|| {
+                    p.error("graph::bad_name", &["vars".into()], format!("`{name}` is not a valid variable name"))
+                }));
+        }
+        let names = || vars.keys().cloned().collect();
+        let look = |n: &str| vars.get(n).copied();
+        let value = if let Some((text, at)) = over.get(name) {
+            expr::eval(text, &look, &names).map_err(|e| {
+                set_src.error("cli::bad_set", (at + e.range.0, (e.range.1 - e.range.0).max(1)).into(), e.message)
+            })?
+        } else {
+            var_value(p, name, def, &vars)?
+        };
+        vars.insert(name.clone(), value);
+    }
+    Ok(vars)
+}
+
+/// The variable overrides among the `--set` flags (recipe ones are skipped): each
+/// variable's expression and its offset in `set_src`, the flags joined by spaces.
+fn var_overrides(
+    defs: &[(String, ron::Value)],
+    overrides: &[String],
+    set_src: &SourceFile,
+) -> Result<HashMap<String, (String, usize)>> {
     let mut over: HashMap<String, (String, usize)> = HashMap::new();
     let mut offset = 0;
     for o in overrides {
@@ -108,53 +151,36 @@ fn eval_vars(p: &Parsed, overrides: &[String]) -> Result<BTreeMap<String, i64>> 
         over.insert(k.to_string(), (v.to_string(), offset + o.find('=').unwrap_or(0) + 1));
         offset += o.len() + 1;
     }
-    let mut vars = BTreeMap::new();
-    for (name, def) in &defs {
-        if !is_ident(name) {
-            return Err(p
-                .spans
-                .key_span(&["vars".into(), name.as_str().into()])
-                .map(|s| p.src.error("graph::bad_name", s, format!("`{name}` is not a valid variable name")))
-                .unwrap_or_else(|| {
-                    p.error("graph::bad_name", &["vars".into()], format!("`{name}` is not a valid variable name"))
-                }));
-        }
-        let names = || vars.keys().cloned().collect();
-        let look = |n: &str| vars.get(n).copied();
-        let value = if let Some((text, at)) = over.get(name) {
-            expr::eval(text, &look, &names).map_err(|e| {
-                set_src.error("cli::bad_set", (at + e.range.0, (e.range.1 - e.range.0).max(1)).into(), e.message)
-            })?
-        } else {
-            let path = [Key::from("vars"), Key::from(name.as_str())];
-            match def {
-                ron::Value::Number(n) if n.into_f64().fract() == 0.0 && n.into_f64().abs() < 9e15 => {
-                    n.into_f64() as i64
-                }
-                ron::Value::String(s) => expr::eval(s, &look, &names).map_err(|e| {
-                    let base = p.span(&path).offset() + 1;
-                    let mut err = p.src.error(
-                        "graph::bad_expression",
-                        (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(),
-                        e.message,
-                    );
-                    if let Some(h) = e.help {
-                        err = err.with_help(format!("{h} (a variable may use only variables defined before it)"));
-                    }
-                    err
-                })?,
-                _ => {
-                    return Err(p.error(
-                        "graph::bad_value",
-                        &path,
-                        format!("variable `{name}` must be an integer or an expression string"),
-                    ))
-                }
+    Ok(over)
+}
+
+/// The value of variable `name` as the graph defines it, from the variables before it.
+fn var_value(p: &Parsed, name: &str, def: &ron::Value, vars: &BTreeMap<String, i64>) -> Result<i64> {
+    let names = || vars.keys().cloned().collect();
+    let look = |n: &str| vars.get(n).copied();
+    let path = [Key::from("vars"), Key::from(name)];
+    Ok(match def {
+        ron::Value::Number(n) if n.into_f64().fract() == 0.0 && n.into_f64().abs() < 9e15 => n.into_f64() as i64,
+        ron::Value::String(s) => expr::eval(s, &look, &names).map_err(|e| {
+            let base = p.span(&path).offset() + 1;
+            let mut err = p.src.error(
+                "graph::bad_expression",
+                (base + e.range.0, (e.range.1 - e.range.0).max(1)).into(),
+                e.message,
+            );
+            if let Some(h) = e.help {
+                err = err.with_help(format!("{h} (a variable may use only variables defined before it)"));
             }
-        };
-        vars.insert(name.clone(), value);
-    }
-    Ok(vars)
+            err
+        })?,
+        _ => {
+            return Err(p.error(
+                "graph::bad_value",
+                &path,
+                format!("variable `{name}` must be an integer or an expression string"),
+            ))
+        }
+    })
 }
 
 fn is_ident(s: &str) -> bool {
@@ -376,28 +402,7 @@ impl Builder<'_> {
         }
         // Outputs.
         let mut out = Vec::new();
-        let items = if is_template && matches!(outputs, ron::Value::Unit | ron::Value::Option(None)) {
-            match frame.nodes.last() {
-                Some(last) => vec![("out".to_string(), ron::Value::String(last.0.clone()))],
-                None => {
-                    return Err(self.err(
-                        "graph::missing_output",
-                        self.p.span(out_path),
-                        "template has no nodes",
-                        frame,
-                    ))
-                }
-            }
-        } else {
-            entries(outputs).ok_or_else(|| {
-                self.err(
-                    "graph::bad_value",
-                    self.p.span(out_path),
-                    "`outputs` must map names to values, e.g. `(img: \"tanh\")`",
-                    frame,
-                )
-            })?
-        };
+        let items = self.output_items(frame, outputs, out_path, is_template)?;
         for (name, v) in items {
             let opath = [out_path, &[Key::from(name.as_str())]].concat();
             let ron::Value::String(r) = v else {
@@ -413,6 +418,31 @@ impl Builder<'_> {
             out.push((name, id));
         }
         Ok(out)
+    }
+
+    /// A frame's outputs by name: its `outputs` map, or the last node of a template that
+    /// declares none.
+    fn output_items(
+        &self,
+        frame: &Frame,
+        outputs: &ron::Value,
+        out_path: &[Key],
+        is_template: bool,
+    ) -> Result<Vec<(String, ron::Value)>> {
+        if is_template && matches!(outputs, ron::Value::Unit | ron::Value::Option(None)) {
+            return match frame.nodes.last() {
+                Some(last) => Ok(vec![("out".to_string(), ron::Value::String(last.0.clone()))]),
+                None => Err(self.err("graph::missing_output", self.p.span(out_path), "template has no nodes", frame)),
+            };
+        }
+        entries(outputs).ok_or_else(|| {
+            self.err(
+                "graph::bad_value",
+                self.p.span(out_path),
+                "`outputs` must map names to values, e.g. `(img: \"tanh\")`",
+                frame,
+            )
+        })
     }
 
     /// Evaluation order of a frame's nodes; duplicate ids, dangling edges and cycles are errors.
@@ -469,24 +499,21 @@ impl Builder<'_> {
         }
         match toposort(&g, None) {
             Ok(order) => Ok(order.into_iter().map(|n| g[n]).collect()),
-            Err(_) => {
-                let scc =
-                    tarjan_scc(&g).into_iter().find(|c| c.len() > 1 || g.contains_edge(c[0], c[0])).unwrap_or_default();
-                let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
-                members.sort_unstable();
-                let cycle = cycle_path(&g, &scc);
-                let names: Vec<&str> = cycle.iter().map(|&i| frame.nodes[i].0.as_str()).collect();
-                let first = members.first().copied().unwrap_or(0);
-                Err(self
-                    .err(
-                        "graph::cycle",
-                        self.span(frame, &[Key::Index(first)]),
-                        format!("cycle: {}", names.join(" → ")),
-                        frame,
-                    )
-                    .with_help("a net must be a DAG; break the cycle by reading a value from earlier in the chain"))
-            }
+            Err(_) => Err(self.cycle_error(frame, &g)),
         }
+    }
+
+    /// The error for a frame whose graph `g` has a cycle: it names one, from the node that
+    /// comes first.
+    fn cycle_error(&self, frame: &Frame, g: &DiGraph<usize, ()>) -> Error {
+        let scc = tarjan_scc(g).into_iter().find(|c| c.len() > 1 || g.contains_edge(c[0], c[0])).unwrap_or_default();
+        let mut members: Vec<usize> = scc.iter().map(|n| g[*n]).collect();
+        members.sort_unstable();
+        let cycle = cycle_path(g, &scc);
+        let names: Vec<&str> = cycle.iter().map(|&i| frame.nodes[i].0.as_str()).collect();
+        let first = members.first().copied().unwrap_or(0);
+        self.err("graph::cycle", self.span(frame, &[Key::Index(first)]), format!("cycle: {}", names.join(" → ")), frame)
+            .with_help("a net must be a DAG; break the cycle by reading a value from earlier in the chain")
     }
 
     fn resolve(&self, r: &str, local: &HashMap<&str, Ports>, frame: &Frame, rest: &[Key]) -> Result<ValueId> {
@@ -565,13 +592,7 @@ impl Builder<'_> {
             return self.embed(nb, frame, i, inputs, kind);
         }
         let Some(bk) = self.reg.block(kind) else {
-            let mut names: Vec<&str> =
-                self.p.doc.blocks.keys().chain(self.p.doc.nets.keys()).map(String::as_str).collect();
-            let suggestion = did_you_mean(kind, names.iter().copied());
-            names.clear();
-            return Err(self
-                .err("graph::unknown_kind", kind_span, format!("unknown kind `{kind}`"), frame)
-                .with_help(suggestion.unwrap_or_else(|| self.reg.suggest_block(kind))));
+            return Err(self.unknown_kind(frame, kind, kind_span));
         };
         let attrs_span = self.span(frame, &[Key::Index(i), Key::Index(2)]);
         let mut attrs = Attrs::new(self.attrs(frame, i)?, &frame.vars, &self.p.src, attrs_span, kind);
@@ -617,6 +638,16 @@ impl Builder<'_> {
             flops: inferred.flops,
         });
         Ok(ports)
+    }
+
+    /// The error for a kind that is neither a template, a net nor a registered block, with
+    /// the nearest template or net name, else the registry's suggestion.
+    fn unknown_kind(&self, frame: &Frame, kind: &str, kind_span: Span) -> Error {
+        let mut names: Vec<&str> = self.p.doc.blocks.keys().chain(self.p.doc.nets.keys()).map(String::as_str).collect();
+        let suggestion = did_you_mean(kind, names.iter().copied());
+        names.clear();
+        self.err("graph::unknown_kind", kind_span, format!("unknown kind `{kind}`"), frame)
+            .with_help(suggestion.unwrap_or_else(|| self.reg.suggest_block(kind)))
     }
 
     /// A block's inferred outputs: one per port, each a sane, non-empty shape.
@@ -745,7 +776,7 @@ impl Builder<'_> {
         inputs: &[ValueId],
         used: TemplateUse<'_>,
     ) -> Result<Ports> {
-        let TemplateUse { kind, def: t, attrs, id } = used;
+        let (kind, t, id) = (used.kind, used.def, used.id);
         let node = &frame.nodes[i];
         let node_span = self.span(frame, &[Key::Index(i)]);
         if inputs.len() != t.inputs.len() {
@@ -762,46 +793,8 @@ impl Builder<'_> {
                 frame,
             ));
         }
-        let mut vars = self.vars.clone();
-        let mut subst = HashMap::new();
-        for a in &attrs {
-            if !t.params.contains(&a.name) {
-                let mut e = self.err(
-                    "graph::unknown_attribute",
-                    a.key_span.unwrap_or(a.span),
-                    format!("template `{kind}` has no parameter `{}`", a.name),
-                    frame,
-                );
-                e = e.with_help(
-                    did_you_mean(&a.name, t.params.iter().map(String::as_str))
-                        .unwrap_or_else(|| format!("its parameters: {}", t.params.join(", "))),
-                );
-                return Err(e);
-            }
-        }
-        for pname in &t.params {
-            let Some(a) = attrs.iter().find(|a| &a.name == pname) else {
-                return Err(self.err(
-                    "graph::missing_attribute",
-                    node_span,
-                    format!("template `{kind}` needs parameter `{pname}`"),
-                    frame,
-                ));
-            };
-            let value = match &a.value {
-                ron::Value::String(s) if !is_ident(s) || frame.vars.contains_key(s) => {
-                    let mut one = Attrs::new(vec![a.clone()], &frame.vars, &self.p.src, a.span, kind);
-                    ron::Value::Number(ron::Number::from(one.int_or(pname, 0)?))
-                }
-                v => v.clone(),
-            };
-            if let ron::Value::Number(n) = &value {
-                if n.into_f64().fract() == 0.0 {
-                    vars.insert(pname.clone(), n.into_f64() as i64);
-                }
-            }
-            subst.insert(pname.clone(), value);
-        }
+        self.check_template_attrs(frame, &used)?;
+        let (vars, subst) = self.template_args(frame, i, &used)?;
         let mut stack = frame.stack.clone();
         stack.push(kind.to_string());
         let sub = Frame {
@@ -820,46 +813,70 @@ impl Builder<'_> {
         self.expand(nb, &sub, &t.outputs, &[Key::from("blocks"), Key::from(kind), Key::from("outputs")], true)
     }
 
-    fn embed(&self, nb: &mut NetBuild, frame: &Frame, i: usize, inputs: &[ValueId], kind: &str) -> Result<Ports> {
-        let node = &frame.nodes[i];
-        let node_span = self.span(frame, &[Key::Index(i)]);
-        let attrs_span = self.span(frame, &[Key::Index(i), Key::Index(2)]);
-        let mut attrs = Attrs::new(self.attrs(frame, i)?, &frame.vars, &self.p.src, attrs_span, kind);
-        let frozen = attrs.bool_or("frozen", false)?;
-        let mode = match attrs.choice("bn", &["follow", "train", "eval"])? {
-            "train" => ModeOverride::Train,
-            "eval" => ModeOverride::Eval,
-            _ => frame.mode,
-        };
-        attrs.finish()?;
-        let declared = self.net_inputs(kind)?;
-        if declared.len() != inputs.len() {
-            return Err(self.err(
-                "graph::arity",
-                self.span(frame, &[Key::Index(i), Key::Index(3)]),
-                format!(
-                    "net `{kind}` takes {} input(s) ({}), node `{}` gives {}",
-                    declared.len(),
-                    declared.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(", "),
-                    node.0,
-                    inputs.len()
-                ),
-                frame,
-            ));
-        }
-        for (j, ((dname, dshape), &v)) in declared.iter().zip(inputs).enumerate() {
-            if &nb.values[v].shape != dshape {
-                return Err(self.err(
-                    "graph::shape",
-                    self.span(frame, &[Key::Index(i), Key::Index(3), Key::Index(j)]),
-                    format!(
-                        "input `{dname}` of net `{kind}` is declared {dshape}, but this value is {}",
-                        nb.values[v].shape
-                    ),
+    /// Every attribute of a template use must name one of the template's parameters.
+    fn check_template_attrs(&self, frame: &Frame, used: &TemplateUse<'_>) -> Result<()> {
+        let (kind, t) = (used.kind, used.def);
+        for a in &used.attrs {
+            if !t.params.contains(&a.name) {
+                let mut e = self.err(
+                    "graph::unknown_attribute",
+                    a.key_span.unwrap_or(a.span),
+                    format!("template `{kind}` has no parameter `{}`", a.name),
                     frame,
-                ));
+                );
+                e = e.with_help(
+                    did_you_mean(&a.name, t.params.iter().map(String::as_str))
+                        .unwrap_or_else(|| format!("its parameters: {}", t.params.join(", "))),
+                );
+                return Err(e);
             }
         }
+        Ok(())
+    }
+
+    /// The template's parameters bound from node `i`'s attributes: the variables inside
+    /// the template (integer parameters added) and the substitutions of its attributes.
+    fn template_args(
+        &self,
+        frame: &Frame,
+        i: usize,
+        used: &TemplateUse<'_>,
+    ) -> Result<(BTreeMap<String, i64>, HashMap<String, ron::Value>)> {
+        let (kind, t) = (used.kind, used.def);
+        let mut vars = self.vars.clone();
+        let mut subst = HashMap::new();
+        for pname in &t.params {
+            let Some(a) = used.attrs.iter().find(|a| &a.name == pname) else {
+                return Err(self.err(
+                    "graph::missing_attribute",
+                    self.span(frame, &[Key::Index(i)]),
+                    format!("template `{kind}` needs parameter `{pname}`"),
+                    frame,
+                ));
+            };
+            let value = match &a.value {
+                ron::Value::String(s) if !is_ident(s) || frame.vars.contains_key(s) => {
+                    let mut one = Attrs::new(vec![a.clone()], &frame.vars, &self.p.src, a.span, kind);
+                    ron::Value::Number(ron::Number::from(one.int_or(pname, 0)?))
+                }
+                v => v.clone(),
+            };
+            if let ron::Value::Number(n) = &value {
+                if n.into_f64().fract() == 0.0 {
+                    vars.insert(pname.clone(), n.into_f64() as i64);
+                }
+            }
+            subst.insert(pname.clone(), value);
+        }
+        Ok((vars, subst))
+    }
+
+    fn embed(&self, nb: &mut NetBuild, frame: &Frame, i: usize, inputs: &[ValueId], kind: &str) -> Result<Ports> {
+        let at = NetUse { frame, i, kind, inputs };
+        let node = &frame.nodes[i];
+        let node_span = self.span(frame, &[Key::Index(i)]);
+        let (frozen, mode) = self.embed_attrs(&at)?;
+        let declared = self.embed_inputs(nb, &at)?;
         let def = &self.p.doc.nets[kind];
         let mut stack = frame.stack.clone();
         stack.push(kind.to_string());
@@ -881,7 +898,67 @@ impl Builder<'_> {
         if !frozen {
             return Ok(outs);
         }
-        // A frozen embedded net is a constant for the outer net: detach what leaves it.
+        self.detach_outputs(nb, &at, outs, mode)
+    }
+
+    /// The attributes of a node that embeds a net: whether it is frozen, and its
+    /// BatchNorm mode.
+    fn embed_attrs(&self, at: &NetUse<'_>) -> Result<(bool, ModeOverride)> {
+        let (frame, i) = (at.frame, at.i);
+        let attrs_span = self.span(frame, &[Key::Index(i), Key::Index(2)]);
+        let mut attrs = Attrs::new(self.attrs(frame, i)?, &frame.vars, &self.p.src, attrs_span, at.kind);
+        let frozen = attrs.bool_or("frozen", false)?;
+        let mode = match attrs.choice("bn", &["follow", "train", "eval"])? {
+            "train" => ModeOverride::Train,
+            "eval" => ModeOverride::Eval,
+            _ => frame.mode,
+        };
+        attrs.finish()?;
+        Ok((frozen, mode))
+    }
+
+    /// The declared inputs of the embedded net, checked against the values the node gives
+    /// it: as many, of the same shapes.
+    fn embed_inputs(&self, nb: &NetBuild, at: &NetUse<'_>) -> Result<Vec<(String, Shape)>> {
+        let (frame, i, kind, inputs) = (at.frame, at.i, at.kind, at.inputs);
+        let declared = self.net_inputs(kind)?;
+        if declared.len() != inputs.len() {
+            return Err(self.err(
+                "graph::arity",
+                self.span(frame, &[Key::Index(i), Key::Index(3)]),
+                format!(
+                    "net `{kind}` takes {} input(s) ({}), node `{}` gives {}",
+                    declared.len(),
+                    declared.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(", "),
+                    frame.nodes[i].0,
+                    inputs.len()
+                ),
+                frame,
+            ));
+        }
+        for (j, ((dname, dshape), &v)) in declared.iter().zip(inputs).enumerate() {
+            if &nb.values[v].shape != dshape {
+                return Err(self.err(
+                    "graph::shape",
+                    self.span(frame, &[Key::Index(i), Key::Index(3), Key::Index(j)]),
+                    format!(
+                        "input `{dname}` of net `{kind}` is declared {dshape}, but this value is {}",
+                        nb.values[v].shape
+                    ),
+                    frame,
+                ));
+            }
+        }
+        Ok(declared)
+    }
+
+    /// A frozen embedded net is a constant for the outer net: detach what leaves it, one
+    /// `core.detach` node per output (none when no such block is registered).
+    fn detach_outputs(&self, nb: &mut NetBuild, at: &NetUse<'_>, outs: Ports, mode: ModeOverride) -> Result<Ports> {
+        let (frame, i) = (at.frame, at.i);
+        let node = &frame.nodes[i];
+        let node_span = self.span(frame, &[Key::Index(i)]);
+        let attrs_span = self.span(frame, &[Key::Index(i), Key::Index(2)]);
         let detach = self.reg.block("core.detach").cloned();
         let Some(detach) = detach else { return Ok(outs) };
         let mut attrs = Attrs::new(Vec::new(), &frame.vars, &self.p.src, attrs_span, "core.detach");

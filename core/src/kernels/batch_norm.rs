@@ -100,6 +100,39 @@ where
         .collect()
 }
 
+/// The batch's mean and (biased) variance per channel of `xs` `[b, c, hw]`: sums in f64
+/// over f32 partial sums, the variance from deviations (two passes, as PyTorch's CPU).
+fn batch_stats((b, c, hw): (usize, usize, usize), xs: &[f32]) -> (Vec<f32>, Vec<f32>) {
+    let n = b * hw;
+    let sums = per_channel(b, c, hw, |o| (cpu::sum(&xs[o..o + hw]), 0.0));
+    let mean: Vec<f32> = sums.iter().map(|s| (s.0 / n as f64) as f32).collect();
+    let sq = per_channel(b, c, hw, |o| (cpu::sum_sq_dev(&xs[o..o + hw], mean[o / hw % c]), 0.0));
+    let var = sq.iter().map(|s| (s.0 / n as f64) as f32).collect();
+    (mean, var)
+}
+
+/// `y = x·scale[c] + shift[c]` over `[b, c, hw]`: from `saved` into `out`, or in place in
+/// `out` when no copy of the input is kept.
+fn normalise((c, hw): (usize, usize), (scale, shift): (&[f32], &[f32]), saved: Option<&[f32]>, out: &mut [f32]) {
+    let min_rows = (MIN_TASK / hw).max(1);
+    match saved {
+        Some(xs) => out.par_chunks_mut(hw).zip(xs.par_chunks(hw)).enumerate().with_min_len(min_rows).for_each(
+            |(q, (ys, xs))| {
+                let (a, s) = (scale[q % c], shift[q % c]);
+                for (y, x) in ys.iter_mut().zip(xs) {
+                    *y = x * a + s;
+                }
+            },
+        ),
+        None => out.par_chunks_mut(hw).enumerate().with_min_len(min_rows).for_each(|(q, ys)| {
+            let (a, s) = (scale[q % c], shift[q % c]);
+            for y in ys {
+                *y = *y * a + s;
+            }
+        }),
+    }
+}
+
 impl BatchNormKernel for Cpu {
     fn batch_norm<T: Tape<f32, Self>>(
         x: T4<Self, T>,
@@ -130,37 +163,12 @@ impl BatchNormKernel for Cpu {
         };
         let xs: &[f32] = saved.as_deref().unwrap_or(&out);
 
-        let (mean, var): (Vec<f32>, Vec<f32>) = if mode.train {
-            let sums = per_channel(b, c, hw, |o| (cpu::sum(&xs[o..o + hw]), 0.0));
-            let mean: Vec<f32> = sums.iter().map(|s| (s.0 / n as f64) as f32).collect();
-            let sq = per_channel(b, c, hw, |o| (cpu::sum_sq_dev(&xs[o..o + hw], mean[o / hw % c]), 0.0));
-            let var = sq.iter().map(|s| (s.0 / n as f64) as f32).collect();
-            (mean, var)
-        } else {
-            (running_mean.as_vec(), running_var.as_vec())
-        };
+        let (mean, var): (Vec<f32>, Vec<f32>) =
+            if mode.train { batch_stats((b, c, hw), xs) } else { (running_mean.as_vec(), running_var.as_vec()) };
         let inv_std: Vec<f32> = var.iter().map(|v| (1.0 / (*v as f64 + mode.eps as f64).sqrt()) as f32).collect();
         let scale: Vec<f32> = (0..c).map(|i| gs[i] * inv_std[i]).collect();
         let shift: Vec<f32> = (0..c).map(|i| bs[i] - mean[i] * scale[i]).collect();
-
-        let min_rows = (MIN_TASK / hw).max(1);
-        match &saved {
-            Some(xs) => out.par_chunks_mut(hw).zip(xs.par_chunks(hw)).enumerate().with_min_len(min_rows).for_each(
-                |(q, (ys, xs))| {
-                    let (a, s) = (scale[q % c], shift[q % c]);
-                    for (y, x) in ys.iter_mut().zip(xs) {
-                        *y = x * a + s;
-                    }
-                },
-            ),
-            None => out.par_chunks_mut(hw).enumerate().with_min_len(min_rows).for_each(|(q, ys)| {
-                let (a, s) = (scale[q % c], shift[q % c]);
-                for y in ys {
-                    *y = *y * a + s;
-                }
-            }),
-        }
-
+        normalise((c, hw), (&scale, &shift), saved.as_deref(), &mut out);
         if mode.train {
             let m = mode.momentum;
             let unbias = n as f32 / (n - 1) as f32;

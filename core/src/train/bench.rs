@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::game::{self, Batch, Optimizers, StageSetup};
@@ -68,6 +69,56 @@ fn median(v: &[f64]) -> f64 {
     }
 }
 
+/// Runs `f` for the rounds `rounds` of `total` (each reported as `label i/total`) and
+/// returns each round's milliseconds.
+fn timed(
+    label: &str,
+    (rounds, total): (std::ops::Range<usize>, usize),
+    progress: &mut impl FnMut(&str),
+    mut f: impl FnMut() -> Result<()>,
+) -> Result<Vec<f64>> {
+    let mut ms = Vec::with_capacity(rounds.len());
+    for i in rounds {
+        let t = Instant::now();
+        f()?;
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+        progress(&format!("{label} {}/{total}", i + 1));
+    }
+    Ok(ms)
+}
+
+/// Random images in [−1, 1) and embeddings for a batch of `batch`.
+fn random_batch(st: &StageSetup, batch: usize, rng: &mut StdRng) -> Batch {
+    let s = st.image_size;
+    Batch {
+        real: (0..batch * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        emb: (0..batch * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
+        tags: vec![Vec::new(); batch],
+    }
+}
+
+/// Per net and node kind (or node), the milliseconds of `iters` further training
+/// iterations, averaged; separate from the timed ones, which the markers would slow.
+fn profiled<D: KernelDevice>(
+    (flow, st): (&Flow, &StageSetup),
+    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    (data, rng): (&Batch, &mut StdRng),
+    (by, iters): (profile::GroupBy, usize),
+    progress: &mut impl FnMut(&str),
+) -> Result<Vec<profile::Row>> {
+    profile::start(by);
+    timed("profile", (0..iters, iters), progress, || {
+        game::iteration(flow, st, (&mut *store, &mut *opt), game::Step::on(data), &mut *rng).map(|_| ())
+    })?;
+    let mut rows = profile::finish();
+    for row in &mut rows {
+        row.forward_ms /= iters as f64;
+        row.backward_ms /= iters as f64;
+        row.calls /= iters as u64;
+    }
+    Ok(rows)
+}
+
 /// Benchmark `st` on `dev` with random weights and data.
 pub fn bench<D: KernelDevice>(
     dev: D,
@@ -81,60 +132,29 @@ pub fn bench<D: KernelDevice>(
     let (g, d) = (&flow.nets[st.g], &flow.nets[st.d]);
     store.init_net(g, 1)?;
     store.init_net(d, 2)?;
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let s = st.image_size;
-    let data = Batch {
-        real: (0..batch * 3 * s * s).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        emb: (0..batch * st.embed_dim).map(|_| rng.gen_range(-1.0..1.0)).collect(),
-        tags: vec![Vec::new(); batch],
-    };
+    let mut rng = StdRng::seed_from_u64(3);
+    let data = random_batch(st, batch, &mut rng);
     let z: Vec<f32> = st.noise.sample(&mut rng, batch, st.z_dim)?;
     let mb = |b: Option<usize>| b.map(|b| b as f64 / 1e6);
-    let mut sample_all = Vec::new();
+    let total = warmup + iters;
     mem::reset_peak();
-    for i in 0..warmup + iters {
-        let t = Instant::now();
-        game::generate(flow, st.index, &mut store, (&data.emb, &z), false, 0)?;
-        if i >= warmup {
-            sample_all.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        progress(&format!("sample {}/{}", i + 1, warmup + iters));
-    }
+    let mut sample = || game::generate(flow, st.index, &mut store, (&data.emb, &z), false, 0).map(|_| ());
+    timed("sample", (0..warmup, total), &mut progress, &mut sample)?;
+    let sample_all = timed("sample", (warmup..total, total), &mut progress, &mut sample)?;
     let sample_peak_heap_mb = mb(mem::peak());
     let mut opt = Optimizers::default();
-    let mut train_all = Vec::new();
     mem::reset_peak();
-    let mut copied = (transferred(), transferred());
-    for i in 0..warmup + iters {
-        if i == warmup {
-            copied.0 = transferred();
-        }
-        let t = Instant::now();
-        game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
-        if i >= warmup {
-            train_all.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-        progress(&format!("train {}/{}", i + 1, warmup + iters));
-    }
+    let mut train = || game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng).map(|_| ());
+    timed("train", (0..warmup, total), &mut progress, &mut train)?;
+    let before = transferred();
+    let train_all = timed("train", (warmup..total, total), &mut progress, &mut train)?;
     let train_peak_heap_mb = mb(mem::peak());
-    copied.1 = transferred();
+    let copied = (before, transferred());
     let per_iter = |f: fn(&Transfers) -> u64| (f(&copied.1) - f(&copied.0)) / iters.max(1) as u64;
-    let mut rows = None;
-    if let Some(by) = with_profile {
-        // Separate iterations: the markers cost a little, and the timings above stay clean.
-        profile::start(by);
-        for i in 0..iters {
-            game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng)?;
-            progress(&format!("profile {}/{iters}", i + 1));
-        }
-        let mut r = profile::finish();
-        for row in &mut r {
-            row.forward_ms /= iters as f64;
-            row.backward_ms /= iters as f64;
-            row.calls /= iters as u64;
-        }
-        rows = Some(r);
-    }
+    let rows = match with_profile {
+        Some(by) => Some(profiled((flow, st), (&mut store, &mut opt), (&data, &mut rng), (by, iters), &mut progress)?),
+        None => None,
+    };
     let gf = estimate::stats(g).flops as f64 * batch as f64 / 1e9;
     let df = estimate::stats(d).flops as f64 * batch as f64 / 1e9;
     let train_gflop = 3.0 * gf + 3.0 * 3.0 * df;

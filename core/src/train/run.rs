@@ -318,6 +318,14 @@ struct Epoch<'a> {
     ipe: u64,
 }
 
+/// The fixed inputs of a stage's per-epoch sample grids: caption embeddings, noise and
+/// the captions' text.
+struct FixedGrid {
+    emb: Vec<f32>,
+    z: Vec<f32>,
+    captions: Vec<String>,
+}
+
 /// Why the iterations of an epoch ended early.
 enum Halt {
     MaxSteps,
@@ -378,19 +386,7 @@ impl Trainer<'_> {
         first_in_epoch(pos, def.epochs, ipe, resumed_from)?;
         let total_steps = ipe.saturating_mul(def.epochs);
         let pb = self.progress(st, total_steps, pos.step);
-        // Fixed captions and noise for the per-epoch sample grids.
-        let grid_idx: Vec<usize> = (0..GRID.min(ds.len())).collect();
-        let (grid_batch, grid_captions) = load_batch(ds.as_ref(), &grid_idx, st.image_size, self.seed)?;
-        // The real images of the grid's captions, once, to read the fakes' grids against.
-        let real_grid = self.opts.dir.join("samples").join(format!("{}-real.png", st.name));
-        if !real_grid.exists() {
-            write_batch_grid(&real_grid, &grid_batch.real, st.image_size, &grid_captions)?;
-        }
-        if let Some(b) = self.board.as_mut().filter(|_| pos.step == 0) {
-            b.image(0, &format!("{}/real", st.name), &real_grid)?;
-        }
-        let mut grid_rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
-        let grid_z = st.noise.sample(&mut grid_rng, grid_captions.len(), st.z_dim)?;
+        let grid = self.fixed_grid(st, ds.as_ref(), pos.step)?;
         let every = self.opts.checkpoint_every.or(def.checkpoint_every);
         let mut last_save = (Instant::now(), pos.step);
         let mut inception = self.inception_eval(st, &base, &store.dev)?;
@@ -427,16 +423,7 @@ impl Trainer<'_> {
                 (!at_end && self.opts.max_steps.is_some_and(|m| self.total >= m)).then_some(Halt::MaxSteps)
             });
             if halt.is_none() {
-                pos.epoch += 1;
-                if pos.epoch >= def.epochs && st.ema.is_some() {
-                    // The stage's G ends as its moving average (the last grid shows it).
-                    opt.ema.finish(store)?;
-                }
-                let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
-                self.write_grid(st, store, (&grid_batch.emb, &grid_z, &grid_captions), &path)?;
-                if let Some(b) = self.board.as_mut() {
-                    b.image(pos.step, &format!("{}/samples", st.name), &path)?;
-                }
+                self.end_epoch(st, (store, opt), pos, &grid)?;
             }
             pos.stage_done = pos.epoch >= def.epochs;
             self.checkpoint(store, opt, pos)?;
@@ -444,21 +431,60 @@ impl Trainer<'_> {
             let panels = plot::panels_from_metrics(&self.metrics_path, &["D", "G", "KL"])?;
             plot::write_loss_plot(&self.opts.dir.join("losses.png"), &panels)?;
             if let Some(h) = halt {
-                let (msg, signal) = match h {
-                    Halt::MaxSteps => ("stopped at --max-steps".to_string(), None),
-                    Halt::Signal(s) => (format!("stopped by signal {s}"), Some(s)),
-                };
-                pb.abandon_with_message(msg);
-                return Ok(Some(RunSummary {
-                    steps: self.total,
-                    checkpoint: self.last_ckpt.clone(),
-                    finished: false,
-                    signal,
-                }));
+                return Ok(Some(self.halted(h, &pb)));
             }
         }
         pb.finish();
         Ok(None)
+    }
+
+    /// The fixed captions, real images and noise of the stage's sample grids; the real
+    /// images' grid is written once (and shown in TensorBoard at step 0), to read the
+    /// fakes' grids against.
+    fn fixed_grid(&mut self, st: &StageSetup, ds: &dyn Dataset, step: u64) -> Result<FixedGrid> {
+        let idx: Vec<usize> = (0..GRID.min(ds.len())).collect();
+        let (batch, captions) = load_batch(ds, &idx, st.image_size, self.seed)?;
+        let real_grid = self.opts.dir.join("samples").join(format!("{}-real.png", st.name));
+        if !real_grid.exists() {
+            write_batch_grid(&real_grid, &batch.real, st.image_size, &captions)?;
+        }
+        if let Some(b) = self.board.as_mut().filter(|_| step == 0) {
+            b.image(0, &format!("{}/real", st.name), &real_grid)?;
+        }
+        let mut rng = rand::rngs::StdRng::seed_from_u64(self.seed ^ 0x5151);
+        let z = st.noise.sample(&mut rng, captions.len(), st.z_dim)?;
+        Ok(FixedGrid { emb: batch.emb, z, captions })
+    }
+
+    /// Close a completed epoch: count it, let G take its moving average when the stage
+    /// ends with one (the last grid shows it), write the epoch's sample grid.
+    fn end_epoch<D: KernelDevice>(
+        &mut self,
+        st: &StageSetup,
+        (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+        pos: &mut Position,
+        grid: &FixedGrid,
+    ) -> Result<()> {
+        pos.epoch += 1;
+        if pos.epoch >= self.flow.parsed.doc.train[pos.stage].epochs && st.ema.is_some() {
+            opt.ema.finish(store)?;
+        }
+        let path = self.opts.dir.join("samples").join(format!("{}-epoch{:04}.png", st.name, pos.epoch));
+        self.write_grid(st, store, (&grid.emb, &grid.z, &grid.captions), &path)?;
+        if let Some(b) = self.board.as_mut() {
+            b.image(pos.step, &format!("{}/samples", st.name), &path)?;
+        }
+        Ok(())
+    }
+
+    /// The summary of a run stopped early, with the progress bar left showing why.
+    fn halted(&self, h: Halt, pb: &ProgressBar) -> RunSummary {
+        let (msg, signal) = match h {
+            Halt::MaxSteps => ("stopped at --max-steps".to_string(), None),
+            Halt::Signal(s) => (format!("stopped by signal {s}"), Some(s)),
+        };
+        pb.abandon_with_message(msg);
+        RunSummary { steps: self.total, checkpoint: self.last_ckpt.clone(), finished: false, signal }
     }
 
     /// The sample grid: fixed captions (embeddings, noise, text) through the stage's G.
