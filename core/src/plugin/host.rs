@@ -9,7 +9,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use stackflow_plugin_api::abi::{self, HostV1, SinkV1, Status, Str, ERR, OK};
 
 use crate::error::{Error, Result};
-use crate::ops::{Binary, BnStats, Noise, Ops, PoolKind, Tensor, Unary};
+use crate::ops::{Binary, BnStats, Compare, Noise, Ops, PoolKind, Reduce, Tensor, Unary};
 
 /// The context of one plugin call that may run tensor ops.
 pub(crate) struct Call<'a> {
@@ -66,6 +66,12 @@ pub(crate) fn table(tag: &'static PluginTag) -> &'static HostV1 {
         detach: h_detach,
         pool2d: h_pool2d,
         resize_bilinear: h_resize_bilinear,
+        reduce_axis: h_reduce_axis,
+        compare: h_compare,
+        select: h_select,
+        group_norm: h_group_norm,
+        layer_norm: h_layer_norm,
+        transpose: h_transpose,
     }))
 }
 
@@ -398,6 +404,57 @@ unsafe extern "C" fn h_reduce(ctx: *mut c_void, op: u32, x: u32, out: *mut u32) 
         abi::reduce::MEAN => ops.mean(Tensor(x)),
         _ => Err(bad("reduce", format!("unknown reduction {op}"))),
     })
+}
+
+unsafe extern "C" fn h_reduce_axis(ctx: *mut c_void, op: u32, x: u32, axis: usize, out: *mut u32) -> Status {
+    run(ctx, out, |ops| {
+        let op = match op {
+            abi::reduce::SUM => Reduce::Sum,
+            abi::reduce::MEAN => Reduce::Mean,
+            abi::reduce::MAX => Reduce::Max,
+            _ => return Err(bad("reduce_axis", format!("unknown reduction {op}"))),
+        };
+        ops.reduce_axis(Tensor(x), op, axis)
+    })
+}
+
+unsafe extern "C" fn h_compare(ctx: *mut c_void, op: u32, a: u32, b: u32, out: *mut u32) -> Status {
+    run(ctx, out, |ops| {
+        let op = match op {
+            abi::compare::GT => Compare::Gt,
+            abi::compare::GE => Compare::Ge,
+            abi::compare::LT => Compare::Lt,
+            abi::compare::LE => Compare::Le,
+            abi::compare::EQ => Compare::Eq,
+            abi::compare::NE => Compare::Ne,
+            _ => return Err(bad("compare", format!("unknown comparison {op}"))),
+        };
+        ops.compare(op, Tensor(a), Tensor(b))
+    })
+}
+
+unsafe extern "C" fn h_select(ctx: *mut c_void, cond: u32, a: u32, b: u32, out: *mut u32) -> Status {
+    run(ctx, out, |ops| ops.select(Tensor(cond), Tensor(a), Tensor(b)))
+}
+
+unsafe extern "C" fn h_group_norm(
+    ctx: *mut c_void,
+    x: u32,
+    groups: usize,
+    weight: u32,
+    bias: u32,
+    eps: f32,
+    out: *mut u32,
+) -> Status {
+    run(ctx, out, |ops| ops.group_norm(Tensor(x), groups, Tensor(weight), Tensor(bias), eps))
+}
+
+unsafe extern "C" fn h_layer_norm(ctx: *mut c_void, x: u32, weight: u32, bias: u32, eps: f32, out: *mut u32) -> Status {
+    run(ctx, out, |ops| ops.layer_norm(Tensor(x), Tensor(weight), Tensor(bias), eps))
+}
+
+unsafe extern "C" fn h_transpose(ctx: *mut c_void, x: u32, a: usize, b: usize, out: *mut u32) -> Status {
+    run(ctx, out, |ops| ops.transpose(Tensor(x), a, b))
 }
 
 unsafe extern "C" fn h_detach(ctx: *mut c_void, x: u32, out: *mut u32) -> Status {

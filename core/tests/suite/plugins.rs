@@ -433,3 +433,66 @@ fn a_panicking_plugin_loss_is_an_error_and_the_host_carries_on() {
     let g = l.g_loss(&mut rn, &outs, &outs).unwrap();
     assert!(rn.read(g.total).unwrap()[0].is_finite());
 }
+
+const STDDEV: &str = r#"Flow(
+    name: "mbstd",
+    nets: {
+        "n": Net(
+            inputs: (x: [2, 2, 3]),
+            nodes: [("s", "example.minibatch_stddev", (), ["x"])],
+            outputs: (y: "s"),
+        ),
+    },
+)"#;
+
+/// The reductions along an axis of API revision 3, through the C ABI: ProGAN's minibatch
+/// standard deviation against a plain f64 computation, and its gradient against finite
+/// differences.
+#[test]
+fn minibatch_stddev_block_matches_a_reference_and_finite_differences() {
+    let r = registry();
+    let flow = build(STDDEV, &r).unwrap();
+    let net = flow.net("n").unwrap();
+    let dev = Cpu::default();
+    let (b, c, hw) = (3usize, 2usize, 6usize);
+    let x: Vec<f32> = hash(b * c * hw, 21).iter().map(|u| 2.0 * u - 1.0).collect();
+    let weights: Vec<f32> = hash(b * (c + 1) * hw, 22);
+    let (xv, yv) = (net.input("x").unwrap(), net.output("y").unwrap());
+    let run = |x: &[f32]| -> (Vec<f32>, f32, Vec<f32>) {
+        let mut noise = NoiseSource::seeded(0);
+        let mut rn: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
+        let xval = Val::from_host(&dev, x.to_vec(), &[b, c, 2, 3]).unwrap();
+        let xh = rn.push(xval.clone());
+        let outs = rn.run_net(net, &mut ParamStore::new(dev.clone()), &[(xv, xh)], &[yv]).unwrap();
+        let w = rn.constant(&weights, &[b, c + 1, 2, 3]).unwrap();
+        let prod = rn.binary(Binary::Mul, outs[0], w).unwrap();
+        let s: H = rn.sum(prod).unwrap();
+        let (y, total) = (rn.read(outs[0]).unwrap(), rn.read(s).unwrap()[0]);
+        let mut grads = rn.backward(s).unwrap();
+        (y, total, grad_of(&mut grads, &xval))
+    };
+    let (y, _, gx) = run(&x);
+
+    let at = |s: usize, ch: usize, p: usize| x[(s * c + ch) * hw + p] as f64;
+    let mut mean_std = 0.0;
+    for ch in 0..c {
+        for p in 0..hw {
+            let m = (0..b).map(|s| at(s, ch, p)).sum::<f64>() / b as f64;
+            let var = (0..b).map(|s| (at(s, ch, p) - m).powi(2)).sum::<f64>() / b as f64;
+            mean_std += (var + 1e-8).sqrt() / (c * hw) as f64;
+        }
+    }
+    for s in 0..b {
+        for ch in 0..=c {
+            for p in 0..hw {
+                let want = if ch < c { at(s, ch, p) } else { mean_std };
+                let got = y[(s * (c + 1) + ch) * hw + p] as f64;
+                assert!((got - want).abs() < 1e-5, "y[{s}][{ch}][{p}] = {got} vs {want}");
+            }
+        }
+    }
+    let want_gx = fd(&|xp: &[f32]| run(xp).1, &x, 1e-2);
+    for (i, (a, w)) in gx.iter().zip(&want_gx).enumerate() {
+        assert!((a - w).abs() < 5e-3 + 2e-2 * w.abs(), "d/dx[{i}]: {a} vs {w}");
+    }
+}

@@ -39,7 +39,7 @@ pub const ABI_VERSION: u32 = 2;
 /// Revision of the host function table ([`HostV1`]) within ABI version 1. New host
 /// functions are only appended, so a plugin built for revision `n` runs on any host that
 /// provides revision `>= n`.
-pub const API_VERSION: u32 = 2;
+pub const API_VERSION: u32 = 3;
 
 /// Name of the exported declaration ([`PluginV1`]), NUL-terminated for `dlsym`.
 pub const SYMBOL: &[u8] = b"STACKFLOW_PLUGIN_V1\0";
@@ -473,12 +473,31 @@ pub mod binary {
     pub const DIV: u32 = 3;
 }
 
-/// Reductions for [`HostV1::reduce`] (over all elements, to shape `[1]`).
+/// Reductions for [`HostV1::reduce`] (over all elements, to shape `[1]`) and
+/// [`HostV1::reduce_axis`].
 pub mod reduce {
     /// Σ x
     pub const SUM: u32 = 0;
     /// mean x
     pub const MEAN: u32 = 1;
+    /// max x (revision 3, [`super::HostV1::reduce_axis`] only)
+    pub const MAX: u32 = 2;
+}
+
+/// Comparisons for [`HostV1::compare`] (revision 3).
+pub mod compare {
+    /// a > b
+    pub const GT: u32 = 0;
+    /// a ≥ b
+    pub const GE: u32 = 1;
+    /// a < b
+    pub const LT: u32 = 2;
+    /// a ≤ b
+    pub const LE: u32 = 3;
+    /// a = b
+    pub const EQ: u32 = 4;
+    /// a ≠ b
+    pub const NE: u32 = 5;
 }
 
 /// Noise distributions for [`HostV1::noise`].
@@ -617,6 +636,29 @@ pub struct HostV1 {
     ) -> Status,
     /// Bilinear resizing of [B, C, H, W] to `h`×`w` (PyTorch, `align_corners=False`).
     pub resize_bilinear: unsafe extern "C" fn(ctx: *mut c_void, x: u32, h: usize, w: usize, out: *mut u32) -> Status,
+    // Revision 3.
+    /// Reduction from [`reduce`] along `axis` (0 is the batch), kept with length 1.
+    pub reduce_axis: unsafe extern "C" fn(ctx: *mut c_void, op: u32, x: u32, axis: usize, out: *mut u32) -> Status,
+    /// 1 where the comparison from [`compare`] holds, else 0 (equal shapes); no gradient.
+    pub compare: unsafe extern "C" fn(ctx: *mut c_void, op: u32, a: u32, b: u32, out: *mut u32) -> Status,
+    /// `a` where `cond` ≠ 0, else `b` (equal shapes); gradients flow to `a` and `b`.
+    pub select: unsafe extern "C" fn(ctx: *mut c_void, cond: u32, a: u32, b: u32, out: *mut u32) -> Status,
+    /// Group normalisation of [B, C, …] (ranks 3–4) in `groups` groups of channels, times
+    /// `weight` plus `bias` (both `[C]`).
+    pub group_norm: unsafe extern "C" fn(
+        ctx: *mut c_void,
+        x: u32,
+        groups: usize,
+        weight: u32,
+        bias: u32,
+        eps: f32,
+        out: *mut u32,
+    ) -> Status,
+    /// Layer normalisation over the last axis (ranks 2–3), times `weight` plus `bias` (`[D]`).
+    pub layer_norm:
+        unsafe extern "C" fn(ctx: *mut c_void, x: u32, weight: u32, bias: u32, eps: f32, out: *mut u32) -> Status,
+    /// Swap axes `a` and `b` (ranks 2–4, the batch axis included).
+    pub transpose: unsafe extern "C" fn(ctx: *mut c_void, x: u32, a: usize, b: usize, out: *mut u32) -> Status,
 }
 
 // The table is immutable and lives as long as the process.

@@ -365,6 +365,83 @@ impl<'a> Tensor<'a> {
             .make("resize_bilinear", &[self.id], |ctx, out| unsafe { (host.resize_bilinear)(ctx, self.id, h, w, out) })
     }
 
+    /// Sum along `axis` (0 is the batch), kept with length 1. Host API revision 3.
+    pub fn sum_axis(self, axis: usize) -> Tensor<'a> {
+        self.reduce_axis(abi::reduce::SUM, axis)
+    }
+
+    /// Mean along `axis`, kept with length 1. Host API revision 3.
+    pub fn mean_axis(self, axis: usize) -> Tensor<'a> {
+        self.reduce_axis(abi::reduce::MEAN, axis)
+    }
+
+    /// Maximum along `axis`, kept with length 1; the gradient goes to every position
+    /// holding it. Host API revision 3.
+    pub fn max_axis(self, axis: usize) -> Tensor<'a> {
+        self.reduce_axis(abi::reduce::MAX, axis)
+    }
+
+    fn reduce_axis(self, op: u32, axis: usize) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: live table and context; a plugin of API revision 3 loads only on hosts
+        // that have this function (as for every revision-3 function below).
+        self.ops.make("reduce_axis", &[self.id], |ctx, out| unsafe { (h.reduce_axis)(ctx, op, self.id, axis, out) })
+    }
+
+    /// 1 where `self > other`, else 0 (equal shapes; no gradient). Host API revision 3.
+    pub fn gt(self, other: Tensor<'a>) -> Tensor<'a> {
+        self.compare(abi::compare::GT, other)
+    }
+
+    /// 1 where `self < other`, else 0. Host API revision 3.
+    pub fn lt(self, other: Tensor<'a>) -> Tensor<'a> {
+        self.compare(abi::compare::LT, other)
+    }
+
+    /// 1 where the comparison `op` (from [`abi::compare`]) holds, else 0. Host API revision 3.
+    pub fn compare(self, op: u32, other: Tensor<'a>) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: as for `reduce_axis`.
+        self.ops
+            .make("compare", &[self.id, other.id], |ctx, out| unsafe { (h.compare)(ctx, op, self.id, other.id, out) })
+    }
+
+    /// `a` where `self` ≠ 0, else `b` (equal shapes); gradients flow to `a` and `b`. Host
+    /// API revision 3.
+    pub fn select(self, a: Tensor<'a>, b: Tensor<'a>) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: as for `reduce_axis`.
+        self.ops.make("select", &[self.id, a.id, b.id], |ctx, out| unsafe { (h.select)(ctx, self.id, a.id, b.id, out) })
+    }
+
+    /// Group normalisation of [B, C, …] (ranks 3–4) in `groups` groups of channels, times
+    /// `weight` plus `bias` (both `[C]`; `groups` = C is instance normalisation). Host API
+    /// revision 3.
+    pub fn group_norm(self, groups: usize, weight: Tensor<'a>, bias: Tensor<'a>, eps: f32) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: as for `reduce_axis`.
+        self.ops.make("group_norm", &[self.id, weight.id, bias.id], |ctx, out| unsafe {
+            (h.group_norm)(ctx, self.id, groups, weight.id, bias.id, eps, out)
+        })
+    }
+
+    /// Layer normalisation over the last axis (ranks 2–3), times `weight` plus `bias`
+    /// (`[D]`). Host API revision 3.
+    pub fn layer_norm(self, weight: Tensor<'a>, bias: Tensor<'a>, eps: f32) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: as for `reduce_axis`.
+        self.ops.make("layer_norm", &[self.id, weight.id, bias.id], |ctx, out| unsafe {
+            (h.layer_norm)(ctx, self.id, weight.id, bias.id, eps, out)
+        })
+    }
+
+    /// Swap axes `a` and `b` (ranks 2–4, the batch axis included). Host API revision 3.
+    pub fn transpose(self, a: usize, b: usize) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: as for `reduce_axis`.
+        self.ops.make("transpose", &[self.id], |ctx, out| unsafe { (h.transpose)(ctx, self.id, a, b, out) })
+    }
+
     /// Rows of the batch axis, in the given order (repeats allowed).
     pub fn select_rows(self, rows: &[usize]) -> Tensor<'a> {
         let h = self.host();

@@ -1,5 +1,6 @@
-//! A block a user would write, as a stackflow plugin: SAGAN-style self-attention over a
-//! feature map (Zhang et al., "Self-Attention Generative Adversarial Networks", 2019).
+//! Blocks a user would write, as a stackflow plugin: SAGAN-style self-attention over a
+//! feature map (Zhang et al., "Self-Attention Generative Adversarial Networks", 2019), and
+//! the minibatch standard deviation feature of ProGAN's discriminator (Karras et al., 2018).
 //!
 //! For x [C, H, W] with N = H·W positions: query and key are 1×1 convolutions to
 //! C' = C / `reduction` channels, value a 1×1 convolution to C channels;
@@ -96,9 +97,48 @@ impl Block for SelfAttention {
     }
 }
 
+/// `example.minibatch_stddev`.
+#[derive(Debug)]
+pub struct MinibatchStddev;
+
+impl Block for MinibatchStddev {
+    const NAME: &'static str = "example.minibatch_stddev";
+    const DOC: &'static str =
+        "ProGAN's minibatch standard deviation: [C, H, W] → [C + 1, H, W], the extra map holding \
+         the mean over channels and positions of each feature's standard deviation across the batch \
+         (a collapsed G gives a D that sees it)";
+    const ATTRS: &'static [(&'static str, &'static str)] = &[];
+
+    fn configure(_attrs: &mut Attrs) -> Result<Self> {
+        Ok(Self)
+    }
+
+    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<Inferred, String> {
+        let [x] = inputs else {
+            return Err(format!("takes 1 input, got {}", inputs.len()));
+        };
+        let &[c, h, w] = x.as_slice() else {
+            return Err(format!("expects a feature map [C, H, W], got {x:?}"));
+        };
+        Ok(Inferred { outputs: vec![vec![c + 1, h, w]], params: vec![], flops: 6 * (c * h * w) as u64 })
+    }
+
+    fn forward<'a>(&self, ops: &'a Ops, inputs: &[Tensor<'a>], _params: &[Tensor<'a>]) -> Result<Vec<Tensor<'a>>> {
+        let x = inputs[0];
+        let &[b, _, h, w] = x.shape().as_slice() else {
+            return Err(Error::new("expects [B, C, H, W]"));
+        };
+        let full = x.shape();
+        let dev = x - x.mean_axis(0).broadcast_to(&full);
+        let std = ((dev * dev).mean_axis(0) + 1e-8).sqrt(); // [1, C, H, W]
+        let s = std.mean_axis(1).mean_axis(2).mean_axis(3); // [1, 1, 1, 1]
+        Ok(vec![ops.concat(&[x, s.broadcast_to(&[b, 1, h, w])], 1)])
+    }
+}
+
 export_plugin!(
     name: "example",
-    blocks: [SelfAttention],
+    blocks: [SelfAttention, MinibatchStddev],
 );
 
 #[cfg(test)]
