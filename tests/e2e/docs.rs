@@ -73,3 +73,22 @@ fn documented_bad_graphs_are_refused() {
     let n = check_examples("ron,bad", 1);
     assert!(n >= 1, "expected at least one `ron,bad` example, found {n}");
 }
+
+#[test]
+fn every_built_in_block_kind_has_a_row_in_the_reference() {
+    let out = stackflow(&["plugins", "list"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let markdown = std::fs::read_to_string(root().join("docs/graph-format.md")).expect("docs/graph-format.md exists");
+    // `plugins list` starts with the blocks: `blocks (n)`, then one indented line per kind.
+    let kinds: Vec<&str> = out
+        .stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("blocks"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(kinds.len() >= 20, "read {} block kinds from:\n{}", kinds.len(), out.stdout);
+    let missing: Vec<&&str> = kinds.iter().filter(|k| !markdown.contains(&format!("| `{k}` |"))).collect();
+    assert!(missing.is_empty(), "block kinds without a row in docs/graph-format.md: {missing:?}");
+}
