@@ -11,7 +11,7 @@
 #
 # The wheels are pinned to CUDA 13.0 so that the PTX they emit (ISA 9.0) loads on a
 # driver of the 580 series (CUDA 13.0) or newer. Output in dist/: stackflow-cuda (the
-# stripped binary), golden-cuda (the golden tests, for scripts/gpu-check.sh) and
+# stripped binary), golden-cuda (core's test suite binary; gpu-check.sh runs its golden tests) and
 # cuda-build.txt (sizes and the libraries each needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,7 +66,7 @@ printf 'compute_cap\n%s.%s\n' "${CAP%?}" "${CAP#?}"
 EOF
 chmod +x "$ROOT/bin/nvidia-smi"
 
-step "cargo build --release --features cuda (sm_$CAP): the binary and the golden test binary"
+step "cargo build --release --features cuda (sm_$CAP): the binary and core's test suite binary"
 export PATH="$ROOT/bin:$CU/bin:$PATH" CUDA_ROOT="$ROOT" CUDA_COMPUTE_CAP="$CAP"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target/cuda}"
 release=(--release --features cuda --config 'profile.release.debug=false' --config 'profile.release.strip=true')

@@ -65,7 +65,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let hinge =
         out.stdout.lines().find(|l| l.trim_start().starts_with("gan_losses.hinge")).expect("the hinge loss is listed");
     assert!(hinge.contains(&gan) && hinge.contains("hinge GAN loss"), "{hinge}");
-    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 2, API 2)"), "{}", out.stdout);
+    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 2, API 3)"), "{}", out.stdout);
     for builtin in ["core.conv2d", "stackgan.matching_aware_bce", "core.normal"] {
         let line = out.stdout.lines().find(|l| l.trim_start().starts_with(builtin)).expect("built-ins are listed");
         assert!(line.contains("built-in"), "{line}");

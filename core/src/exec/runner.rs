@@ -19,7 +19,8 @@ use crate::kernels::{self, KernelDevice, KernelError};
 use crate::kind::Role;
 use crate::ops::{Binary, BnStats, Compare, Noise, Ops, PoolKind, Reduce, Tensor as H, Unary};
 
-fn kerr(e: KernelError) -> Error {
+/// A kernel's refusal as the executor's error.
+pub(crate) fn kerr(e: KernelError) -> Error {
     Error::other("exec::kernel", e.to_string())
 }
 
@@ -318,7 +319,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         // the runner keeps only the outputs (backward ops hold what they need).
         for i in start..self.vals.len() {
             let h = H(i as u32);
-            self.constant[i] = !recorded;
+            // A constant the node pushed (a mask, a detached copy) stays one.
+            self.constant[i] |= !recorded;
             // (A node that recorded nothing left no gradient to free.)
             if let Some(r) = self.grad_release(h).filter(|_| recorded && !self.aliases.contains_key(&h.0)) {
                 releases.borrow_mut().push(r);

@@ -118,7 +118,7 @@ impl<D: AdamKernel> Val<D> {
         grads: &mut Gradients<f32, D>,
         visit: AdamVisit<'_>,
     ) -> Result<Option<Self>> {
-        let err = |e: crate::kernels::KernelError| Error::other("exec::kernel", e.to_string());
+        let err = super::runner::kerr;
         Ok(match self {
             Val::R1(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R1),
             Val::R2(t) => D::adam(step, t, moments, grads, visit).map_err(err)?.map(Val::R2),

@@ -1,11 +1,12 @@
 //! Adam's update of one parameter from its gradient, on the device that holds both.
 //!
-//! CPU: the gradient is read where backward left it (no copy), the update is PyTorch's
-//! non-fused Adam evaluated in f32 operation for operation ([`AdamStep::apply`]), spread
-//! over threads, and the new values become the parameter's tensor by a move. Nothing is
-//! copied out to a host vector and back, so a CPU training iteration moves only its batch
-//! in and its logged scalars out. CUDA: the parameter and its gradient are read back, updated
-//! on the host and copied up again (counted in [`crate::mem::transferred`]); a device kernel
+//! CPU: the gradient is read where backward left it (no copy), the parameter's values are
+//! copied once into a new buffer of the device, the update is PyTorch's non-fused Adam
+//! evaluated in f32 operation for operation ([`AdamStep::apply`]), spread over threads,
+//! and the buffer becomes the parameter's new tensor by a move. Nothing crosses to a
+//! host vector and back, so a CPU training iteration moves only its batch in and its
+//! logged scalars out. CUDA: the parameter and its gradient are read back, updated on the
+//! host and copied up again (counted in [`crate::mem::transferred`]); a device kernel
 //! for it is not written yet.
 
 use dfdx::prelude::*;

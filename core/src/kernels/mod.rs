@@ -1,11 +1,12 @@
 //! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling,
-//! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops, and Adam's update on dfdx's public tape API. CPU gets hand-written multithreaded
+//! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
 //! kernels (im2col + `gemm`); CUDA gets composites of dfdx ops (each op's `composite`).
 //!
 //! Every op is generic over the tape, so the same call serves inference (`NoneTape`) and
 //! training (`OwnedTape`). Backward ops *add* into gradients, so a tensor consumed by several
 //! ops gets the sum of their contributions. Shapes are checked before any work and reported
-//! as [`KernelError`]; nothing here panics on a shape.
+//! as [`KernelError`]; nothing here panics on a shape. Adam's update of a parameter
+//! ([`adam`]) is not a tape op: it runs after backward, on the device that holds both.
 
 pub mod adam;
 pub mod batch_norm;

@@ -224,7 +224,24 @@ pub fn load(path: &Path) -> Result<Loaded> {
             return Err(corrupt(path, format!("unknown tensor `{n}`")));
         }
     }
+    check_moments(path, &params, &opt)?;
     Ok(Loaded { meta, params, opt })
+}
+
+/// Every Adam moment belongs to a stored parameter and has its element count.
+fn check_moments(path: &Path, params: &[(String, Vec<usize>, Vec<f32>)], opt: &Optimizers) -> Result<()> {
+    for (tag, adam) in [("g", &opt.g), ("d", &opt.d)] {
+        for (key, (m, v)) in &adam.moments {
+            let n = params.iter().find(|(name, _, _)| name == key).map(|(_, _, data)| data.len());
+            if n != Some(m.len()) || n != Some(v.len()) {
+                return Err(corrupt(
+                    path,
+                    format!("the Adam moments `adam.{tag}.m/v.{key}` do not match a stored parameter of that size"),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Put a checkpoint's parameters into `store`: every stored tensor must exist in the

@@ -336,7 +336,7 @@ fn d_pass<D: KernelDevice, T: dfdx::prelude::Tape<f32, D>>(
 /// One optimiser step: the net, its trainable parameters with the values the backward
 /// pass saw, its Adam state and settings, the learning rate of this iteration, and the
 /// moving average the updated values move (G's, when the stage keeps one).
-struct AdamStep<'a, D: KernelDevice> {
+struct AdamArgs<'a, D: KernelDevice> {
     net: &'a Net,
     params: &'a [(usize, Val<D>)],
     adam: &'a mut Adam,
@@ -349,11 +349,11 @@ struct AdamStep<'a, D: KernelDevice> {
 /// `keep` collects every gradient consumed, tagged `'D'` or `'G'`.
 fn adam_step<D: KernelDevice>(
     store: &mut ParamStore<D>,
-    s: AdamStep<'_, D>,
+    s: AdamArgs<'_, D>,
     grads: &mut dfdx::prelude::Gradients<f32, D>,
     mut keep: Option<(char, &mut Vec<KeptGrad>)>,
 ) -> Result<()> {
-    let AdamStep { net, params, adam, cfg, lr, mut ema } = s;
+    let AdamArgs { net, params, adam, cfg, lr, mut ema } = s;
     adam.begin_step();
     let step = adam.step(cfg, lr);
     for (p, v) in params {
@@ -371,8 +371,14 @@ fn adam_step<D: KernelDevice>(
         if let Some((tag, out)) = keep.as_mut() {
             out.push((*tag, path.clone(), consumed));
         }
-        if let Some(nv) = updated {
-            store.set(path, nv)?;
+        match updated {
+            Some(nv) => store.set(path, nv)?,
+            // No gradient, no step: the average still moves toward the unchanged value.
+            None => {
+                if let Some((avg, decay)) = ema.as_mut() {
+                    avg.update(*decay, path, &v.to_vec());
+                }
+            }
         }
     }
     Ok(())
@@ -525,7 +531,7 @@ fn d_step<D: KernelDevice>(
     check_finite(report, "D")?;
     let mut grads = dr.backward(terms.total)?;
     let lr = st.opt_d.lr * step.lr_scale;
-    let adam = AdamStep { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr, ema: None };
+    let adam = AdamArgs { net: dn, params: &d_params, adam: &mut opt.d, cfg: &st.opt_d, lr, ema: None };
     adam_step(store, adam, &mut grads, step.keep_grads.then_some(('D', &mut report.grads)))?;
     Ok(real_host)
 }
@@ -581,7 +587,7 @@ pub fn iteration<D: KernelDevice>(
     drop(gr);
     let lr = st.opt_g.lr * step.lr_scale;
     let ema = st.ema.map(|decay| (&mut opt.ema, decay));
-    let adam = AdamStep { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr, ema };
+    let adam = AdamArgs { net: gn, params: &g_params, adam: &mut opt.g, cfg: &st.opt_g, lr, ema };
     adam_step(store, adam, &mut grads, step.keep_grads.then_some(('G', &mut report.grads)))?;
     Ok(report)
 }

@@ -51,3 +51,29 @@ fn a_checkpoint_missing_parameters_of_the_graph_is_refused() {
     assert!(e.message().contains("n.b.weight"), "{}", e.message());
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn adam_moments_that_do_not_fit_their_parameter_are_refused() {
+    let f = flow(
+        r#"Flow(name: "c", nets: { "n": Net(inputs: (x: [4]), nodes: [("a", "core.linear", (out: 2), ["x"])], outputs: (y: "a")) })"#,
+    );
+    let dir = std::env::temp_dir().join(format!("stackflow-ckpt-moments-{}", std::process::id()));
+    let meta = Meta {
+        position: Position { stage: 0, epoch: 0, step: 1, stage_done: false },
+        seed: 0,
+        graph_hash: String::new(),
+        overrides: Vec::new(),
+        adam_t: (1, 1),
+        run_id: String::new(),
+    };
+    for (key, len) in [("n.a.weight", 3), ("n.gone", 8)] {
+        let mut opt = Optimizers::default();
+        opt.g.moments.insert(key.to_string(), (vec![0.0; len], vec![0.0; len]));
+        let path = dir.join(format!("{len}.safetensors"));
+        checkpoint::save(&path, &store(&f), &opt, &meta).unwrap();
+        let e = checkpoint::load(&path).err().expect("refused");
+        assert_eq!(e.code_str(), "checkpoint::corrupt", "{e:?}");
+        assert!(e.message().contains(key), "{}", e.message());
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}

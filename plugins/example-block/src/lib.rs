@@ -2,12 +2,18 @@
 //! feature map (Zhang et al., "Self-Attention Generative Adversarial Networks", 2019), and
 //! the minibatch standard deviation feature of ProGAN's discriminator (Karras et al., 2018).
 //!
-//! For x [C, H, W] with N = H·W positions: query and key are 1×1 convolutions to
+//! Self-attention: for x [C, H, W] with N = H·W positions: query and key are 1×1 convolutions to
 //! C' = C / `reduction` channels, value a 1×1 convolution to C channels;
 //! `attention = softmax(qᵀk)` over the key positions ([N, N]); `o = v · attentionᵀ`;
 //! `out = γ·o + x` with a learnable scalar γ initialised to 0, so the block starts as the
-//! identity and learns how much non-local evidence to mix in. Everything runs as host
-//! tensor ops, so it is differentiable and runs on whichever device the host uses.
+//! identity and learns how much non-local evidence to mix in.
+//!
+//! Minibatch standard deviation: for x [B, C, H, W], the standard deviation of each
+//! feature across the batch, averaged over channels and positions, appended as one more
+//! channel; D sees how varied a batch is, which penalises a collapsed G.
+//!
+//! Everything runs as host tensor ops, so both are differentiable and run on whichever
+//! device the host uses.
 
 use stackflow_plugin_api::prelude::*;
 
