@@ -65,7 +65,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let hinge =
         out.stdout.lines().find(|l| l.trim_start().starts_with("gan_losses.hinge")).expect("the hinge loss is listed");
     assert!(hinge.contains(&gan) && hinge.contains("hinge GAN loss"), "{hinge}");
-    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 2, API 3)"), "{}", out.stdout);
+    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 3, API 3)"), "{}", out.stdout);
     for builtin in ["core.conv2d", "stackgan.matching_aware_bce", "core.normal"] {
         let line = out.stdout.lines().find(|l| l.trim_start().starts_with(builtin)).expect("built-ins are listed");
         assert!(line.contains("built-in"), "{line}");
@@ -77,7 +77,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let find = |n: &str| kinds.iter().find(|k| k["name"] == n).unwrap_or_else(|| panic!("{n} listed"));
     assert_eq!(find("samplers.class_aware")["family"], "sampler");
     assert_eq!(find("samplers.class_aware")["source"], lib("stackflow_samplers"));
-    assert_eq!(j["plugins"][0]["abi_version"], 2);
+    assert_eq!(j["plugins"][0]["abi_version"], 3);
 }
 
 #[test]
@@ -173,7 +173,7 @@ fn broken_libraries_are_diagnostics() {
     let out = stackflow(&["plugins", "list", "--plugin", &fixture("bad_abi")]);
     refused(&out, "plugin::abi_mismatch");
     assert!(
-        flat(&out.stderr).contains("ABI version 999") && flat(&out.stderr).contains("ABI version 2"),
+        flat(&out.stderr).contains("ABI version 999") && flat(&out.stderr).contains("ABI version 3"),
         "both versions:\n{}",
         out.stderr
     );

@@ -6,7 +6,7 @@
 use std::ffi::c_void;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
-use stackflow_plugin_api::abi::{self, HostV1, SinkV1, Status, Str, ERR, OK};
+use stackflow_plugin_api::abi::{self, BatchNormV1, HostV1, SinkV1, Status, Str, ERR, OK};
 
 use crate::error::{Error, Result};
 use crate::ops::{Binary, BnStats, Compare, Noise, Ops, PoolKind, Reduce, Tensor, Unary};
@@ -300,23 +300,12 @@ unsafe extern "C" fn h_conv2d(
     })
 }
 
-// The signature is `HostV1::batch_norm` of the versioned C ABI: fixed, not ours to regroup.
-#[allow(clippy::too_many_arguments)]
-unsafe extern "C" fn h_batch_norm(
-    ctx: *mut c_void,
-    x: u32,
-    gamma: u32,
-    beta: u32,
-    mean: u32,
-    var: u32,
-    count: u32,
-    momentum: f32,
-    eps: f32,
-    out: *mut u32,
-) -> Status {
+unsafe extern "C" fn h_batch_norm(ctx: *mut c_void, args: *const BatchNormV1, out: *mut u32) -> Status {
     run(ctx, out, |ops| {
-        let stats = BnStats { mean: Tensor(mean), var: Tensor(var), count: Tensor(count) };
-        ops.batch_norm(Tensor(x), Tensor(gamma), Tensor(beta), stats, momentum, eps)
+        // SAFETY: the plugin passes its arguments for the duration of the call.
+        let a = unsafe { args.as_ref() }.ok_or_else(|| bad("batch_norm", "no arguments"))?;
+        let stats = BnStats { mean: Tensor(a.mean), var: Tensor(a.var), count: Tensor(a.count) };
+        ops.batch_norm(Tensor(a.x), Tensor(a.gamma), Tensor(a.beta), stats, a.momentum, a.eps)
     })
 }
 
@@ -567,6 +556,42 @@ mod tests {
             assert_eq!(r.read(avg).unwrap()[0], (0.0 + 1.0 + 4.0 + 5.0) / 4.0);
             assert_eq!(r.shape(big).unwrap(), vec![1, 1, 2, 8]);
         }
+    }
+
+    #[test]
+    fn batch_norm_through_the_table_normalises_and_updates_its_statistics() {
+        let dev = Cpu::default();
+        let mut noise = NoiseSource::seeded(0);
+        let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
+        let push = |r: &mut Runner<Cpu, OwnedTape<f32, Cpu>>, data: Vec<f32>, dims: &[usize]| {
+            r.push(Val::from_host(&dev, data, dims).unwrap()).0
+        };
+        // Four samples of one feature: 1, 3, 5, 7 (mean 4, biased variance 5, unbiased 20/3).
+        let x = push(&mut r, vec![1.0, 3.0, 5.0, 7.0], &[4, 1]);
+        let (gamma, beta) = (push(&mut r, vec![2.0], &[1]), push(&mut r, vec![0.5], &[1]));
+        let (mean, var, count) =
+            (push(&mut r, vec![0.0], &[1]), push(&mut r, vec![1.0], &[1]), push(&mut r, vec![0.0], &[1]));
+        let tag: &'static PluginTag = Box::leak(Box::new(PluginTag { name: "test".into() }));
+        let host = table(tag);
+        let mut call = Call::new(&mut r);
+        let ctx = call.as_ctx();
+        let mut out = 0u32;
+        let args = BatchNormV1 { x, gamma, beta, mean, var, count, momentum: 0.1, eps: 0.0 };
+        // SAFETY: a live context and table, as a plugin would call them.
+        unsafe {
+            assert_eq!((host.batch_norm)(ctx, &args, &mut out), OK);
+            assert_eq!((host.batch_norm)(ctx, std::ptr::null(), &mut out), ERR);
+        }
+        drop(call);
+        let y = r.read(Tensor(out)).unwrap();
+        let want: Vec<f32> = [1.0f32, 3.0, 5.0, 7.0].iter().map(|v| 2.0 * (v - 4.0) / 5f32.sqrt() + 0.5).collect();
+        for (a, b) in y.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{y:?} vs {want:?}");
+        }
+        let mut running = |t: u32| r.read(Tensor(t)).unwrap()[0];
+        assert!((running(mean) - 0.4).abs() < 1e-6);
+        assert!((running(var) - (0.9 + 0.1 * 20.0 / 3.0)).abs() < 1e-5);
+        assert_eq!(running(count), 1.0);
     }
 
     #[test]

@@ -492,67 +492,35 @@ impl Loss for PluginLoss {
     }
 
     fn d_loss(&self, ops: &mut dyn Ops, real: &Outs, wrong: &Outs, fake: &Outs) -> Result<Terms> {
-        let (r_, w_, f_) = (named(real), named(wrong), named(fake));
-        self.terms(ops, "the D loss", |inst, host, ctx, total, parts, err| {
-            // SAFETY: a live instance; every buffer outlives the call.
-            unsafe {
-                (self.live.kind().desc.d_loss)(
-                    inst,
-                    host,
-                    ctx,
-                    r_.as_ptr(),
-                    r_.len(),
-                    w_.as_ptr(),
-                    w_.len(),
-                    f_.as_ptr(),
-                    f_.len(),
-                    total,
-                    parts,
-                    err,
-                )
-            }
-        })
+        self.terms(ops, "the D loss", [real, wrong, fake], self.live.kind().desc.d_loss)
     }
 
     fn g_loss(&self, ops: &mut dyn Ops, real: &Outs, fake: &Outs) -> Result<Terms> {
-        let (r_, f_) = (named(real), named(fake));
-        self.terms(ops, "the G loss", |inst, host, ctx, total, parts, err| {
-            // SAFETY: a live instance; every buffer outlives the call.
-            unsafe {
-                (self.live.kind().desc.g_loss)(
-                    inst,
-                    host,
-                    ctx,
-                    r_.as_ptr(),
-                    r_.len(),
-                    f_.as_ptr(),
-                    f_.len(),
-                    total,
-                    parts,
-                    err,
-                )
-            }
-        })
+        self.terms(ops, "the G loss", [real, &Vec::new(), fake], self.live.kind().desc.g_loss)
     }
 }
 
+/// A loss function of the ABI (`d_loss` or `g_loss`).
+type LossFn =
+    unsafe extern "C" fn(Instance, *const LossCallV1, *mut u32, *const PartsSinkV1, *const ErrorSinkV1) -> Status;
+
 impl PluginLoss {
-    /// One loss call across the ABI: `f` makes it with the instance, the host table, the
-    /// call context, the total's slot and the parts and error sinks; the terms come back.
-    fn terms(
-        &self,
-        ops: &mut dyn Ops,
-        what: &str,
-        f: impl FnOnce(Instance, *const HostV1, *mut c_void, *mut u32, &PartsSinkV1, &ErrorSinkV1) -> Status,
-    ) -> Result<Terms> {
+    /// One loss call across the ABI with D's outputs on the (real, mismatched, fake)
+    /// pairs; the terms come back.
+    fn terms(&self, ops: &mut dyn Ops, what: &str, [real, wrong, fake]: [&Outs; 3], f: LossFn) -> Result<Terms> {
         let k = self.live.kind();
+        let (r_, w_, f_) = (named(real), named(wrong), named(fake));
+        let list = |v: &Vec<NamedTensorV1>| NamedListV1 { items: v.as_ptr(), len: v.len() };
         let mut parts: Vec<(String, Tensor)> = Vec::new();
         let psink = PartsSinkV1 { ctx: &mut parts as *mut Vec<(String, Tensor)> as *mut c_void, part: push_part };
         let mut total = abi::NO_TENSOR;
         let mut call = Call::new(ops);
+        let args =
+            LossCallV1 { host: k.lib.host, ctx: call.as_ctx(), real: list(&r_), wrong: list(&w_), fake: list(&f_) };
         let mut r = Report::default();
         let err = r.sink();
-        let st = f(self.live.inst, k.lib.host, call.as_ctx(), &mut total, &psink, &err);
+        // SAFETY: a live instance; every buffer outlives the call.
+        let st = unsafe { f(self.live.inst, &args, &mut total, &psink, &err) };
         if st != OK {
             return Err(call_error(k.lib, "loss", &k.doc.name, what, st, &r));
         }

@@ -1,4 +1,10 @@
-//! The C ABI between the stackflow host and a plugin library, version 2.
+//! The C ABI between the stackflow host and a plugin library, version 3.
+//!
+//! Version 3 (from version 2): functions with many arguments take one `#[repr(C)]`
+//! struct instead: a loss's `d_loss`/`g_loss` receive a [`LossCallV1`] (host table, call
+//! context and the named outputs of each pair), the host's `batch_norm` a
+//! [`BatchNormV1`]. A plugin's Rust source needs no change beyond a rebuild, unless it
+//! calls `Tensor::batch_norm`, whose statistics are now one [`crate::ops::BnStats`].
 //!
 //! Version 2 (from version 1): a loss's `g_loss` also receives D's outputs on the real
 //! batch (`real`, `n_real`), for relativistic and feature-matching losses. A plugin built
@@ -34,10 +40,10 @@ use std::ffi::c_void;
 
 /// Version of the layout of every type in this module. Any change to an existing type or
 /// signature bumps it; host and plugin must agree exactly.
-pub const ABI_VERSION: u32 = 2;
+pub const ABI_VERSION: u32 = 3;
 
-/// Revision of the host function table ([`HostV1`]) within ABI version 1. New host
-/// functions are only appended, so a plugin built for revision `n` runs on any host that
+/// Revision of the host function table ([`HostV1`]); revisions count on across ABI
+/// versions (version 3 began at revision 3). New host functions are only appended, so a plugin built for revision `n` runs on any host that
 /// provides revision `>= n`.
 pub const API_VERSION: u32 = 3;
 
@@ -293,6 +299,55 @@ pub struct NamedTensorV1 {
     pub tensor: u32,
 }
 
+/// Named discriminator outputs of one kind of pair, borrowed for one call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct NamedListV1 {
+    /// The first output (may be null when `len` is 0).
+    pub items: *const NamedTensorV1,
+    /// How many.
+    pub len: usize,
+}
+
+/// What a loss function is called with: the host table and call context its tensors
+/// live in, and D's outputs on each kind of pair.
+#[repr(C)]
+pub struct LossCallV1 {
+    /// The host function table.
+    pub host: *const HostV1,
+    /// The call context for the host's tensor functions.
+    pub ctx: *mut c_void,
+    /// On (real image, its text).
+    pub real: NamedListV1,
+    /// On (real image, mismatched text); empty for `g_loss`.
+    pub wrong: NamedListV1,
+    /// On (fake image, its text).
+    pub fake: NamedListV1,
+}
+
+/// The operands of the host's `batch_norm`: `x`, the trainable scale and shift, the
+/// running statistics (buffers) and the constants.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BatchNormV1 {
+    /// Input, normalised over every axis but 1.
+    pub x: u32,
+    /// Scale, `[C]`.
+    pub gamma: u32,
+    /// Shift, `[C]`.
+    pub beta: u32,
+    /// Running mean, `[C]` (a buffer).
+    pub mean: u32,
+    /// Running variance, `[C]` (a buffer).
+    pub var: u32,
+    /// Batches seen, `[1]` (a buffer).
+    pub count: u32,
+    /// Weight of the batch statistics in the running ones.
+    pub momentum: f32,
+    /// Added to the variance.
+    pub eps: f32,
+}
+
 /// Named loss parts reported for logs.
 #[repr(C)]
 pub struct PartsSinkV1 {
@@ -319,32 +374,18 @@ pub struct LossKindV1 {
     /// Outputs used when the discriminator has them, one `write` each.
     pub optional: unsafe extern "C" fn(inst: Instance, out: *const SinkV1, err: *const ErrorSinkV1) -> Status,
     /// D loss from the outputs on (real, text), (real, mismatched text), (fake, text).
-    #[allow(clippy::type_complexity)]
     pub d_loss: unsafe extern "C" fn(
         inst: Instance,
-        host: *const HostV1,
-        ctx: *mut c_void,
-        real: *const NamedTensorV1,
-        n_real: usize,
-        wrong: *const NamedTensorV1,
-        n_wrong: usize,
-        fake: *const NamedTensorV1,
-        n_fake: usize,
+        call: *const LossCallV1,
         total: *mut u32,
         parts: *const PartsSinkV1,
         err: *const ErrorSinkV1,
     ) -> Status,
     /// G's adversarial loss from D's outputs on fakes, with D's outputs on the real batch
-    /// (constants: no gradient flows into them).
-    #[allow(clippy::type_complexity)]
+    /// (constants: no gradient flows into them); `call.wrong` is empty.
     pub g_loss: unsafe extern "C" fn(
         inst: Instance,
-        host: *const HostV1,
-        ctx: *mut c_void,
-        real: *const NamedTensorV1,
-        n_real: usize,
-        fake: *const NamedTensorV1,
-        n_fake: usize,
+        call: *const LossCallV1,
         total: *mut u32,
         parts: *const PartsSinkV1,
         err: *const ErrorSinkV1,
@@ -583,18 +624,7 @@ pub struct HostV1 {
         out: *mut u32,
     ) -> Status,
     /// BatchNorm over all dims but 1; in train mode updates mean/var/count (buffers).
-    pub batch_norm: unsafe extern "C" fn(
-        ctx: *mut c_void,
-        x: u32,
-        gamma: u32,
-        beta: u32,
-        mean: u32,
-        var: u32,
-        count: u32,
-        momentum: f32,
-        eps: f32,
-        out: *mut u32,
-    ) -> Status,
+    pub batch_norm: unsafe extern "C" fn(ctx: *mut c_void, args: *const BatchNormV1, out: *mut u32) -> Status,
     /// Nearest-neighbour upsampling of [B, C, H, W].
     pub upsample_nearest: unsafe extern "C" fn(ctx: *mut c_void, x: u32, scale: usize, out: *mut u32) -> Status,
     /// Concatenate `n` tensors along `axis` (0 is the batch).

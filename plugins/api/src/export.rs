@@ -414,52 +414,44 @@ unsafe fn write_terms(
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
+/// D's outputs on each kind of pair, as the loss sees them.
+unsafe fn pairs<'a>(ops: &'a Ops, call: &LossCallV1) -> [Outs<'a>; 3] {
+    [
+        named(ops, call.real.items, call.real.len, "real"),
+        named(ops, call.wrong.items, call.wrong.len, "mismatched"),
+        named(ops, call.fake.items, call.fake.len, "fake"),
+    ]
+}
+
 unsafe extern "C" fn loss_d<L: Loss>(
     inst: Instance,
-    host: *const HostV1,
-    ctx: *mut c_void,
-    real: *const NamedTensorV1,
-    n_real: usize,
-    wrong: *const NamedTensorV1,
-    n_wrong: usize,
-    fake: *const NamedTensorV1,
-    n_fake: usize,
+    call: *const LossCallV1,
     total: *mut u32,
     parts: *const PartsSinkV1,
     err: *const ErrorSinkV1,
 ) -> Status {
     guard(err, || {
         let l = instance::<L>(inst)?;
-        let ops = Ops::from_raw(host_ref(host)?, ctx);
-        let (r, w, f) = (
-            named(&ops, real, n_real, "real"),
-            named(&ops, wrong, n_wrong, "mismatched"),
-            named(&ops, fake, n_fake, "fake"),
-        );
+        let call = call.as_ref().ok_or_else(|| Error::new("d_loss called without its operands"))?;
+        let ops = Ops::from_raw(host_ref(call.host)?, call.ctx);
+        let [r, w, f] = pairs(&ops, call);
         let terms = l.d_loss(&ops, &r, &w, &f);
         write_terms(&ops, terms, total, parts)
     })
 }
 
-#[allow(clippy::too_many_arguments)]
 unsafe extern "C" fn loss_g<L: Loss>(
     inst: Instance,
-    host: *const HostV1,
-    ctx: *mut c_void,
-    real: *const NamedTensorV1,
-    n_real: usize,
-    fake: *const NamedTensorV1,
-    n_fake: usize,
+    call: *const LossCallV1,
     total: *mut u32,
     parts: *const PartsSinkV1,
     err: *const ErrorSinkV1,
 ) -> Status {
     guard(err, || {
         let l = instance::<L>(inst)?;
-        let ops = Ops::from_raw(host_ref(host)?, ctx);
-        let r = named(&ops, real, n_real, "real");
-        let f = named(&ops, fake, n_fake, "fake");
+        let call = call.as_ref().ok_or_else(|| Error::new("g_loss called without its operands"))?;
+        let ops = Ops::from_raw(host_ref(call.host)?, call.ctx);
+        let [r, _, f] = pairs(&ops, call);
         let terms = l.g_loss(&ops, &r, &f);
         write_terms(&ops, terms, total, parts)
     })

@@ -43,7 +43,7 @@ mod rng;
 pub use attrs::Attrs;
 pub use error::{Error, Result};
 pub use kinds::{Block, Inferred, Init, Loss, MismatchSampler, NoiseSampler, Outs, ParamSpec, Terms};
-pub use ops::{Noise, Ops, Tensor};
+pub use ops::{BnStats, Noise, Ops, Tensor};
 pub use rng::Rng;
 
 /// Everything a plugin author needs: `use stackflow_plugin_api::prelude::*;`.

@@ -41,6 +41,18 @@ pub struct Tensor<'a> {
     id: u32,
 }
 
+/// BatchNorm's running statistics: buffers the block declares and the host updates in
+/// train mode.
+#[derive(Clone, Copy, Debug)]
+pub struct BnStats<'a> {
+    /// Running mean, `[C]`.
+    pub mean: Tensor<'a>,
+    /// Running variance, `[C]`.
+    pub var: Tensor<'a>,
+    /// Batches seen, `[1]`.
+    pub count: Tensor<'a>,
+}
+
 impl std::fmt::Debug for Tensor<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Tensor({})", self.id)
@@ -305,25 +317,31 @@ impl<'a> Tensor<'a> {
         self.ops.make("conv2d", &ins, |ctx, out| unsafe { (h.conv2d)(ctx, self.id, w.id, bid, stride, padding, out) })
     }
 
-    /// BatchNorm over all dims but 1 with trainable `gamma`, `beta` and the buffers
-    /// `mean`, `var`, `count` (declare them as buffers); updates them in train mode.
-    #[allow(clippy::too_many_arguments)]
+    /// BatchNorm over all dims but 1 with trainable `gamma`, `beta` and the running
+    /// statistics `stats` (declare them as buffers); updates them in train mode.
     pub fn batch_norm(
         self,
         gamma: Tensor<'a>,
         beta: Tensor<'a>,
-        mean: Tensor<'a>,
-        var: Tensor<'a>,
-        count: Tensor<'a>,
+        stats: BnStats<'a>,
         momentum: f32,
         eps: f32,
     ) -> Tensor<'a> {
         let h = self.host();
+        let BnStats { mean, var, count } = stats;
         let ins = [self.id, gamma.id, beta.id, mean.id, var.id, count.id];
-        // SAFETY: live table and context.
-        self.ops.make("batch_norm", &ins, |ctx, out| unsafe {
-            (h.batch_norm)(ctx, self.id, gamma.id, beta.id, mean.id, var.id, count.id, momentum, eps, out)
-        })
+        let args = abi::BatchNormV1 {
+            x: self.id,
+            gamma: gamma.id,
+            beta: beta.id,
+            mean: mean.id,
+            var: var.id,
+            count: count.id,
+            momentum,
+            eps,
+        };
+        // SAFETY: live table and context; `args` outlives the call.
+        self.ops.make("batch_norm", &ins, |ctx, out| unsafe { (h.batch_norm)(ctx, &args, out) })
     }
 
     /// Nearest-neighbour upsampling of [B, C, H, W] by an integer factor.
