@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor, Unary};
 
 struct ActivationKind {
@@ -59,6 +59,9 @@ impl BlockKind for ActivationKind {
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         let slope = if self.has_slope { attrs.float_or("slope", 0.2)? as f32 } else { 0.0 };
         Ok(Arc::new(Activation { op: (self.op)(slope) }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new(if self.has_slope { "(slope: 0.2)" } else { "()" }, &[&[3, 2, 2]])]
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor, Unary};
 
 pub(super) struct Attention;
@@ -19,6 +19,9 @@ impl BlockKind for Attention {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(AttentionBlock { heads: attrs.dim("heads")? }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(heads: 2)", &[&[3, 4], &[3, 4], &[3, 4]])]
     }
 }
 

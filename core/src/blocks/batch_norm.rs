@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{BnStats, Ops, Tensor};
 
 pub(super) struct BatchNorm;
@@ -22,6 +22,9 @@ impl BlockKind for BatchNorm {
             return Err(attrs.error("`eps` must be > 0 and `momentum` within [0, 1]"));
         }
         Ok(Arc::new(BatchNormBlock { eps: eps as f32, momentum: momentum as f32 }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3, 2, 2]]), Probe::new("()", &[&[5]])]
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Concat;
@@ -17,6 +17,9 @@ impl BlockKind for Concat {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(ConcatBlock { axis: attrs.uint_or("axis", 0)? }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[2, 2, 2], &[3, 2, 2]]), Probe::new("()", &[&[3], &[2]])]
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{Binary, Noise, Ops, Tensor, Unary};
 
 pub(super) struct CondAug;
@@ -32,6 +32,13 @@ impl BlockKind for CondAug {
         };
         let bias = attrs.bool_or("bias", true)?;
         Ok(Arc::new(CondAugBlock { out, act, log_sigma, noise, bias }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![
+            Probe::new("(out: 3)", &[&[5]]),
+            Probe::new("(out: 2, act: \"leaky_relu\", param: \"log_sigma\")", &[&[4]]),
+            Probe::new("(out: 2, act: \"glu\")", &[&[4]]),
+        ]
     }
 }
 

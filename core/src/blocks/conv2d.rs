@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Conv2d;
@@ -29,6 +29,14 @@ impl BlockKind for Conv2d {
             bias: attrs.bool_or("bias", true)?,
             zero_init: attrs.choice("init", &["normal", "zeros"])? == "zeros",
         }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![
+            Probe::new("(out: 3, kernel: 3, padding: 1, bias: false)", &[&[2, 4, 4]]),
+            Probe::new("(out: 2, kernel: 4, stride: 2, padding: 1)", &[&[3, 6, 6]]),
+            Probe::new("(out: 1, kernel: 4, stride: 4)", &[&[2, 4, 4]]),
+            Probe::new("(out: 2, kernel: [1, 3], padding: [0, 1])", &[&[2, 3, 4]]),
+        ]
     }
 }
 

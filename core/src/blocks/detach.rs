@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Detach;
@@ -17,6 +17,9 @@ impl BlockKind for Detach {
     }
     fn configure(&self, _: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(DetachBlock))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3]])]
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Binary, Ops, Tensor};
 
 struct ElementwiseKind {
@@ -37,6 +37,9 @@ impl BlockKind for ElementwiseKind {
     }
     fn configure(&self, _: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(Elementwise { op: self.op }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3, 2], &[3, 2]])]
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Binary, Ops, Tensor, Unary};
 
 pub(super) struct Glu;
@@ -17,6 +17,9 @@ impl BlockKind for Glu {
     }
     fn configure(&self, _: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(GluBlock))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[4, 3]])]
     }
 }
 

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct GroupNorm;
@@ -23,6 +23,13 @@ impl BlockKind for GroupNorm {
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         let groups = attrs.dim_or("groups", 1)?;
         Ok(Arc::new(GroupNormBlock { groups, eps: attrs.float_or("eps", 1e-5)? as f32 }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![
+            Probe::new("(groups: 2)", &[&[4, 2, 3]]),
+            Probe::new("(groups: 3)", &[&[3, 5]]),
+            Probe::new("()", &[&[2, 2, 2]]),
+        ]
     }
 }
 

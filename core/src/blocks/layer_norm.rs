@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct LayerNorm;
@@ -19,6 +19,9 @@ impl BlockKind for LayerNorm {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(LayerNormBlock { eps: attrs.float_or("eps", 1e-5)? as f32 }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3, 4]]), Probe::new("(eps: 1e-3)", &[&[5]])]
     }
 }
 

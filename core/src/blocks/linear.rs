@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Init, ParamSpec, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Linear;
@@ -23,6 +23,13 @@ impl BlockKind for Linear {
             _ => Init::Normal { mean: 0.0, std: 0.02 },
         };
         Ok(Arc::new(LinearBlock { out: attrs.dim("out")?, bias: attrs.bool_or("bias", true)?, init }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![
+            Probe::new("(out: 3)", &[&[4]]),
+            Probe::new("(out: 2, bias: false)", &[&[3]]),
+            Probe::new("(out: 2)", &[&[3, 4]]),
+        ]
     }
 }
 

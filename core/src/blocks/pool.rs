@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, PoolKind, Tensor};
 
 /// `core.max_pool2d` or `core.avg_pool2d`.
@@ -47,6 +47,19 @@ impl BlockKind for Pool2d {
             PoolKind::Avg { count_padding: attrs.bool_or("count_padding", true)? }
         };
         Ok(Arc::new(WindowPool { kind, kernel, stride, padding }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        if self.max {
+            vec![
+                Probe::new("(kernel: 3, stride: 2)", &[&[2, 5, 5]]),
+                Probe::new("(kernel: 3, stride: 1, padding: 1)", &[&[2, 3, 3]]),
+            ]
+        } else {
+            vec![
+                Probe::new("(kernel: 3, stride: 1, padding: 1, count_padding: false)", &[&[2, 3, 3]]),
+                Probe::new("(kernel: 2)", &[&[2, 4, 4]]),
+            ]
+        }
     }
 }
 
@@ -91,6 +104,9 @@ impl BlockKind for GlobalAvgPool {
     }
     fn configure(&self, _: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(PoolBlock))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3, 2, 2]])]
     }
 }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Reduce, Tensor};
 
 pub(super) struct ReduceKind;
@@ -24,6 +24,14 @@ impl BlockKind for ReduceKind {
             _ => Reduce::Max,
         };
         Ok(Arc::new(ReduceBlock { op, axis: attrs.uint_or("axis", 0)? }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![
+            Probe::new("(op: \"sum\", axis: 1)", &[&[2, 3, 2]]),
+            Probe::new("(op: \"mean\")", &[&[3, 2]]),
+            Probe::new("(op: \"max\", axis: 2)", &[&[2, 2, 3]]),
+            Probe::new("(op: \"max\")", &[&[4]]),
+        ]
     }
 }
 

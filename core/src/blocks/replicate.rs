@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Replicate;
@@ -23,6 +23,9 @@ impl BlockKind for Replicate {
             return Err(attrs.error("`core.replicate` needs a positive `size` (or `height` and `width`)"));
         }
         Ok(Arc::new(ReplicateBlock { h, w }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(size: 3)", &[&[4]])]
     }
 }
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Reshape;
@@ -22,6 +22,9 @@ impl BlockKind for Reshape {
             _ => Err(attrs.error("`core.reshape` needs `shape`, a non-empty list of sizes")),
         }
     }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(shape: [2, 2, 3])", &[&[12]])]
+    }
 }
 
 impl BlockKind for Flatten {
@@ -33,6 +36,9 @@ impl BlockKind for Flatten {
     }
     fn configure(&self, _: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(ReshapeBlock { to: None }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[2, 2, 3]])]
     }
 }
 

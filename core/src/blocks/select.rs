@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Compare, Ops, Tensor};
 
 /// Inputs of one shape; the shape.
@@ -37,6 +37,9 @@ impl BlockKind for CompareKind {
         };
         Ok(Arc::new(CompareBlock(op)))
     }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(op: \"gt\")", &[&[3, 2], &[3, 2]]), Probe::new("(op: \"le\")", &[&[4], &[4]])]
+    }
 }
 
 #[derive(Debug)]
@@ -65,6 +68,9 @@ impl BlockKind for Where {
     }
     fn configure(&self, _attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(WhereBlock))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[3, 2], &[3, 2], &[3, 2]])]
     }
 }
 

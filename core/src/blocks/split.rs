@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct Split;
@@ -25,6 +25,9 @@ impl BlockKind for Split {
             _ => return Err(attrs.error("`core.split` needs either `sizes` (two or more) or `parts` (>= 2)")),
         };
         Ok(Arc::new(SplitBlock { axis, how }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(sizes: [1, 3])", &[&[4, 2]]), Probe::new("(parts: 2, axis: 1)", &[&[2, 4]])]
     }
 }
 

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use crate::error::Result;
-use crate::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use crate::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use crate::ops::{Ops, Tensor};
 
 pub(super) struct UpsampleNearest;
@@ -19,6 +19,9 @@ impl BlockKind for UpsampleNearest {
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         Ok(Arc::new(Upsample { scale: attrs.dim_or("scale", 2)? }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(scale: 2)", &[&[2, 2, 3]])]
     }
 }
 
@@ -54,6 +57,9 @@ impl BlockKind for ResizeBilinear {
             (0, 0) => Err(attrs.error("`core.resize_bilinear` needs attribute `size`")),
             size => Ok(Arc::new(Resize { size })),
         }
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("(size: [5, 3])", &[&[2, 3, 4]])]
     }
 }
 

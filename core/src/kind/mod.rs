@@ -25,6 +25,29 @@ pub trait BlockKind: Send + Sync {
     fn doc(&self) -> &str;
     /// Read attributes (call [`Attrs::finish`] is done by the caller) and configure.
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>>;
+    /// Configurations and input shapes that exercise the kind. The registry-driven test
+    /// suite runs each as a one-node net: the inferred shapes must be the real ones and
+    /// every gradient must agree with finite differences. A kind without probes fails it.
+    fn probes(&self) -> Vec<Probe> {
+        Vec::new()
+    }
+}
+
+/// One configuration of a block kind to test: its attributes as the graph file writes
+/// them (RON) and the per-sample shapes of its inputs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    /// Attributes, RON (`(out: 3, bias: false)`).
+    pub attrs: String,
+    /// Per-sample input shapes.
+    pub inputs: Vec<Vec<usize>>,
+}
+
+impl Probe {
+    /// A probe from attribute text and input shapes.
+    pub fn new(attrs: &str, inputs: &[&[usize]]) -> Self {
+        Self { attrs: attrs.to_string(), inputs: inputs.iter().map(|d| d.to_vec()).collect() }
+    }
 }
 
 /// A configured node: shape inference, parameter specs and forward.
@@ -51,6 +74,11 @@ pub trait LossKind: Send + Sync {
     fn doc(&self) -> &str;
     /// Read attributes and configure.
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Loss>>;
+    /// Configurations to test the kind with (attributes only); the default configuration
+    /// unless the kind says otherwise.
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[])]
+    }
 }
 
 /// Discriminator outputs by name for one kind of pair.
@@ -96,6 +124,11 @@ pub trait SamplerKind: Send + Sync {
     fn doc(&self) -> &str;
     /// Read attributes and configure.
     fn configure(&self, attrs: &mut Attrs) -> Result<SamplerImpl>;
+    /// Configurations to test the kind with (attributes only); the default configuration
+    /// unless the kind says otherwise.
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[])]
+    }
 }
 
 /// Draws the generator's noise.

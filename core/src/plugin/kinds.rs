@@ -12,7 +12,7 @@ use super::Library;
 use crate::error::{Error, Result, Span};
 use crate::kind::attrs::{Attr, Attrs};
 use crate::kind::{
-    Block, BlockKind, Inferred, Init, Loss, LossKind, MismatchSampler, NoiseSampler, Outs, ParamSpec, Role,
+    Block, BlockKind, Inferred, Init, Loss, LossKind, MismatchSampler, NoiseSampler, Outs, ParamSpec, Probe, Role,
     SamplerImpl, SamplerKind, Shape, Terms,
 };
 use crate::ops::{Ops, Tensor};
@@ -29,6 +29,8 @@ pub struct KindDoc {
     /// The doc line with the attribute names appended, as the registry and `plugins list`
     /// show it.
     pub line: String,
+    /// What the kind declares to be tested with.
+    pub probes: Vec<Probe>,
 }
 
 impl KindDoc {
@@ -51,8 +53,33 @@ impl KindDoc {
             let names: Vec<String> = attrs.iter().map(|(n, _)| format!("`{n}`")).collect();
             format!("{summary} (attrs {})", names.join(", "))
         };
-        Self { name, summary, attrs, line }
+        let probes = if info.probes.is_null() || info.n_probes > 4096 {
+            Vec::new()
+        } else {
+            std::slice::from_raw_parts(info.probes, info.n_probes).iter().map(|p| copy_probe(p)).collect()
+        };
+        Self { name, summary, attrs, line, probes }
     }
+}
+
+/// # Safety
+/// `p` is part of a descriptor the plugin passed to the registrar, during that call.
+unsafe fn copy_probe(p: &ProbeV1) -> Probe {
+    let inputs = if p.inputs.is_null() || p.n_inputs > 64 {
+        Vec::new()
+    } else {
+        std::slice::from_raw_parts(p.inputs, p.n_inputs)
+            .iter()
+            .map(|s| {
+                if s.dims.is_null() || s.rank > 16 {
+                    Vec::new()
+                } else {
+                    std::slice::from_raw_parts(s.dims, s.rank).to_vec()
+                }
+            })
+            .collect()
+    };
+    Probe { attrs: p.attrs.to_string_lossy(), inputs }
 }
 
 /// Collects what a failing plugin call reports.
@@ -285,6 +312,9 @@ impl BlockKind for PluginBlockKind {
     fn doc(&self) -> &str {
         &self.doc.line
     }
+    fn probes(&self) -> Vec<Probe> {
+        self.doc.probes.clone()
+    }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Block>> {
         let inst = configure(self.lib, "block", &self.doc, self.desc.configure, attrs)?;
         let mut block = PluginBlock { live: Live::new(self, inst), ports: Vec::new() };
@@ -446,6 +476,9 @@ impl LossKind for PluginLossKind {
     fn doc(&self) -> &str {
         &self.doc.line
     }
+    fn probes(&self) -> Vec<Probe> {
+        self.doc.probes.clone()
+    }
     fn configure(&self, attrs: &mut Attrs) -> Result<Arc<dyn Loss>> {
         let inst = configure(self.lib, "loss", &self.doc, self.desc.configure, attrs)?;
         let mut loss = PluginLoss { live: Live::new(self, inst), needs: Vec::new(), optional: Vec::new() };
@@ -534,6 +567,9 @@ impl SamplerKind for PluginSamplerKind {
     }
     fn doc(&self) -> &str {
         &self.doc.line
+    }
+    fn probes(&self) -> Vec<Probe> {
+        self.doc.probes.clone()
     }
     fn configure(&self, attrs: &mut Attrs) -> Result<SamplerImpl> {
         let inst = configure(self.lib, "sampler", &self.doc, self.desc.configure, attrs)?;

@@ -1,7 +1,8 @@
-//! Every registered block kind, driven from the registry: the shape inference predicts
-//! the real output shape, and the gradients of every input and parameter agree with
-//! central finite differences (which catches lost fan-out gradients and dfdx's
-//! overwriting `slice` backward too). A kind without a case here fails the test.
+//! Every registered block kind, built-in or from a plugin, driven from the registry with
+//! the probes the kind declares (`BlockKind::probes`, a plugin's `Block::PROBES`): the
+//! shape inference predicts the real output shape, and the gradients of every input and
+//! parameter agree with central finite differences (which catches lost fan-out gradients
+//! and dfdx's overwriting `slice` backward too). A kind without probes fails the test.
 
 use std::sync::Arc;
 
@@ -10,70 +11,9 @@ use rand::{Rng, SeedableRng};
 use stackflow_core::error::SourceFile;
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::{self, BuildOptions, Net};
-use stackflow_core::kind::Role;
+use stackflow_core::kind::{Probe, Role};
 use stackflow_core::ops::{Binary, Ops};
 use stackflow_core::registry::Registry;
-
-/// Attributes (RON) and per-sample input shapes of one probe.
-type Case = (&'static str, Vec<Vec<usize>>);
-
-/// Attributes and per-sample input shapes that exercise each kind.
-fn cases(kind: &str) -> Option<Vec<Case>> {
-    let v = |s: &[&[usize]]| s.iter().map(|d| d.to_vec()).collect::<Vec<_>>();
-    Some(match kind {
-        "core.linear" => {
-            vec![("(out: 3)", v(&[&[4]])), ("(out: 2, bias: false)", v(&[&[3]])), ("(out: 2)", v(&[&[3, 4]]))]
-        }
-        "core.layer_norm" => vec![("()", v(&[&[3, 4]])), ("(eps: 1e-3)", v(&[&[5]]))],
-        "core.group_norm" => {
-            vec![("(groups: 2)", v(&[&[4, 2, 3]])), ("(groups: 3)", v(&[&[3, 5]])), ("()", v(&[&[2, 2, 2]]))]
-        }
-        "core.reduce" => vec![
-            ("(op: \"sum\", axis: 1)", v(&[&[2, 3, 2]])),
-            ("(op: \"mean\")", v(&[&[3, 2]])),
-            ("(op: \"max\", axis: 2)", v(&[&[2, 2, 3]])),
-            ("(op: \"max\")", v(&[&[4]])),
-        ],
-        "core.compare" => vec![("(op: \"gt\")", v(&[&[3, 2], &[3, 2]])), ("(op: \"le\")", v(&[&[4], &[4]]))],
-        "core.where" => vec![("()", v(&[&[3, 2], &[3, 2], &[3, 2]]))],
-        "core.attention" => vec![("(heads: 2)", v(&[&[3, 4], &[3, 4], &[3, 4]]))],
-        // Its input is ids: whole numbers below `vocab` (see `IDS`).
-        "core.embedding" => vec![("(vocab: 5, dim: 3)", v(&[&[4]]))],
-        "core.conv2d" => vec![
-            ("(out: 3, kernel: 3, padding: 1, bias: false)", v(&[&[2, 4, 4]])),
-            ("(out: 2, kernel: 4, stride: 2, padding: 1)", v(&[&[3, 6, 6]])),
-            ("(out: 1, kernel: 4, stride: 4)", v(&[&[2, 4, 4]])),
-            ("(out: 2, kernel: [1, 3], padding: [0, 1])", v(&[&[2, 3, 4]])),
-        ],
-        "core.max_pool2d" => {
-            vec![("(kernel: 3, stride: 2)", v(&[&[2, 5, 5]])), ("(kernel: 3, stride: 1, padding: 1)", v(&[&[2, 3, 3]]))]
-        }
-        "core.avg_pool2d" => vec![
-            ("(kernel: 3, stride: 1, padding: 1, count_padding: false)", v(&[&[2, 3, 3]])),
-            ("(kernel: 2)", v(&[&[2, 4, 4]])),
-        ],
-        "core.resize_bilinear" => vec![("(size: [5, 3])", v(&[&[2, 3, 4]]))],
-        "core.batch_norm" => vec![("()", v(&[&[3, 2, 2]])), ("()", v(&[&[5]]))],
-        "core.relu" | "core.tanh" | "core.sigmoid" | "core.gelu" => vec![("()", v(&[&[3, 2, 2]]))],
-        "core.leaky_relu" => vec![("(slope: 0.2)", v(&[&[3, 2, 2]]))],
-        "core.glu" => vec![("()", v(&[&[4, 3]]))],
-        "core.upsample_nearest" => vec![("(scale: 2)", v(&[&[2, 2, 3]]))],
-        "core.concat" => vec![("()", v(&[&[2, 2, 2], &[3, 2, 2]])), ("()", v(&[&[3], &[2]]))],
-        "core.replicate" => vec![("(size: 3)", v(&[&[4]]))],
-        "core.reshape" => vec![("(shape: [2, 2, 3])", v(&[&[12]]))],
-        "core.flatten" => vec![("()", v(&[&[2, 2, 3]]))],
-        "core.add" | "core.mul" => vec![("()", v(&[&[3, 2], &[3, 2]]))],
-        "core.split" => vec![("(sizes: [1, 3])", v(&[&[4, 2]])), ("(parts: 2, axis: 1)", v(&[&[2, 4]]))],
-        "core.detach" => vec![("()", v(&[&[3]]))],
-        "core.global_avg_pool" => vec![("()", v(&[&[3, 2, 2]]))],
-        "stackgan.cond_aug" => vec![
-            ("(out: 3)", v(&[&[5]])),
-            ("(out: 2, act: \"leaky_relu\", param: \"log_sigma\")", v(&[&[4]])),
-            ("(out: 2, act: \"glu\")", v(&[&[4]])),
-        ],
-        _ => return None,
-    })
-}
 
 /// A one-node net around `kind`, with the node's input read twice where it has one
 /// input (fan-out: both consumers must contribute gradients).
@@ -112,14 +52,14 @@ const BATCH: usize = 3;
 /// Kinds whose input is integer ids (below 5 in their case), not differentiable.
 const IDS: [&str; 1] = ["core.embedding"];
 
-struct Probe {
+struct Harness {
     net: Net,
     inputs: Vec<Vec<f32>>,
     weights: Vec<Vec<f32>>,
     eps: Vec<f32>,
 }
 
-impl Probe {
+impl Harness {
     fn feeds<T: dfdx::prelude::Tape<f32, Cpu>>(
         &self,
         r: &mut Runner<Cpu, T>,
@@ -160,15 +100,18 @@ impl Probe {
 
 #[test]
 fn every_block_infers_its_real_shape_and_passes_a_gradient_check() {
-    let reg = Registry::with_builtins();
+    let reg = crate::plugins::registry();
     let mut missing = Vec::new();
     let mut failures = Vec::new();
-    for (kind, _, _) in reg.blocks().iter() {
-        let Some(list) = cases(kind) else {
+    let mut checked = Vec::new();
+    for (kind, k, _) in reg.blocks().iter() {
+        let probes = k.probes();
+        if probes.is_empty() {
             missing.push(kind.to_string());
-            continue;
-        };
-        for (attrs, shapes) in list {
+        }
+        checked.push(kind.to_string());
+        for Probe { attrs, inputs: shapes } in probes {
+            let attrs = attrs.as_str();
             // Each case draws from its own seed, so adding a kind leaves the others' draws.
             let seed = format!("{kind}{attrs}")
                 .bytes()
@@ -204,7 +147,7 @@ fn every_block_infers_its_real_shape_and_passes_a_gradient_check() {
                 .map(|i| i.outputs.first().map(|s| s.numel()).unwrap_or(0))
                 .unwrap_or(0);
             let eps: Vec<f32> = (0..BATCH * cond_out).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let probe = Probe { net, inputs, weights, eps };
+            let probe = Harness { net, inputs, weights, eps };
 
             // Analytic gradients; run_net also checks every output against the inferred shape.
             let mut nz = probe.noise();
@@ -283,6 +226,9 @@ fn every_block_infers_its_real_shape_and_passes_a_gradient_check() {
             }
         }
     }
-    assert!(missing.is_empty(), "kinds without a test case: {missing:?}");
+    assert!(missing.is_empty(), "kinds without probes: {missing:?}");
+    for plugin_kind in ["example.self_attention", "example.minibatch_stddev", "tutorial.gated_conv"] {
+        assert!(checked.iter().any(|k| k == plugin_kind), "{plugin_kind} was not checked: {checked:?}");
+    }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));
 }

@@ -9,6 +9,7 @@ mod blocks;
 mod checkpoint;
 mod golden;
 mod layers;
+mod losses_and_samplers;
 mod metrics;
 mod mutated_graphs;
 mod plugins;

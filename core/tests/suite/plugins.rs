@@ -27,16 +27,17 @@ fn lib(stem: &str) -> PathBuf {
     plugin_dir().join(dll_name(stem))
 }
 
-fn registry() -> Registry {
+/// The built-in kinds and those of every plugin in the workspace.
+pub(crate) fn registry() -> Registry {
     let mut r = Registry::with_builtins();
-    for l in ["stackflow_gan_losses", "stackflow_samplers", "stackflow_example_block"] {
+    for l in ["stackflow_gan_losses", "stackflow_samplers", "stackflow_example_block", "custom_block_plugin"] {
         plugin::load(&mut r, &lib(l)).unwrap();
     }
     r
 }
 
 /// Attributes from RON text (no source spans), as a graph file would give them to `kind`.
-fn with_attrs<R>(kind: &str, attrs: &str, configure: impl FnOnce(&mut Attrs) -> R) -> R {
+pub(crate) fn with_attrs<R>(kind: &str, attrs: &str, configure: impl FnOnce(&mut Attrs) -> R) -> R {
     let v: ron::Value = ron::from_str(attrs).unwrap();
     let items = dsl::entries(&v)
         .unwrap()
@@ -63,17 +64,18 @@ fn sampler(r: &Registry, kind: &str, attrs: &str) -> SamplerImpl {
 }
 
 /// `n` deterministic values in [0, 1).
-fn hash(n: usize, tag: u32) -> Vec<f32> {
+pub(crate) fn hash(n: usize, tag: u32) -> Vec<f32> {
     hash_uniform(n, tag, -24).into_iter().map(|u| u + 0.5).collect()
 }
 
 /// D outputs as probabilities in (0.02, 0.98) for `names`, batch `b`.
-struct Probs {
-    vals: Vec<(String, Val<Cpu>)>,
+#[derive(Clone)]
+pub(crate) struct Probs {
+    pub(crate) vals: Vec<(String, Val<Cpu>)>,
 }
 
 impl Probs {
-    fn new(dev: &Cpu, names: &[&str], b: usize, tag: u32) -> Self {
+    pub(crate) fn new(dev: &Cpu, names: &[&str], b: usize, tag: u32) -> Self {
         let vals = names
             .iter()
             .enumerate()
@@ -85,13 +87,19 @@ impl Probs {
         Self { vals }
     }
 
-    fn push(&self, r: &mut Runner<Cpu, OwnedTape<f32, Cpu>>) -> Outs {
+    /// Replace output `o`'s values.
+    pub(crate) fn set(&mut self, o: usize, dev: &Cpu, data: &[f32]) {
+        let dims = self.vals[o].1.dims();
+        self.vals[o].1 = Val::from_host(dev, data.to_vec(), &dims).unwrap();
+    }
+
+    pub(crate) fn push(&self, r: &mut Runner<Cpu, OwnedTape<f32, Cpu>>) -> Outs {
         self.vals.iter().map(|(n, v)| (n.clone(), r.push(v.clone()))).collect()
     }
 }
 
 /// D and G loss values and the gradients of their totals w.r.t. every D output.
-fn run_loss(l: &dyn Loss, real: &Probs, wrong: &Probs, fake: &Probs) -> (f32, f32, Vec<Vec<f32>>) {
+pub(crate) fn run_loss(l: &dyn Loss, real: &Probs, wrong: &Probs, fake: &Probs) -> (f32, f32, Vec<Vec<f32>>) {
     let dev = Cpu::default();
     let mut noise = NoiseSource::seeded(0);
     let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
@@ -126,7 +134,7 @@ fn plugin_bce_gives_the_builtin_losses_and_gradients() {
 }
 
 /// Finite-difference gradient of `f` at `x` (central, step `h`).
-fn fd(f: &dyn Fn(&[f32]) -> f32, x: &[f32], h: f32) -> Vec<f32> {
+pub(crate) fn fd(f: &dyn Fn(&[f32]) -> f32, x: &[f32], h: f32) -> Vec<f32> {
     (0..x.len())
         .map(|i| {
             let (mut a, mut b) = (x.to_vec(), x.to_vec());

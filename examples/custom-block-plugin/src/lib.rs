@@ -21,6 +21,9 @@ impl Block for GatedConv {
     const DOC: &'static str = "gated convolution [C, H, W] → [out, H, W]: conv_a(x)·σ(conv_b(x)), same padding";
     const ATTRS: &'static [(&'static str, &'static str)] =
         &[("out", "output channels (required; may be an expression)"), ("kernel", "odd kernel size (default 3)")];
+    // Configurations and input shapes stackflow's test suite checks the kind with: shapes
+    // against `infer`, gradients against finite differences.
+    const PROBES: &'static [Probe] = &[("(out: 2)", &[&[3, 4, 4]]), ("(out: 1, kernel: 1)", &[&[2, 3, 3]])];
 
     // 1. Attributes arrive as RON; `dim` also evaluates expressions such as "gf_dim * 2"
     //    (the host evaluates them over the graph's variables). Unread attributes are

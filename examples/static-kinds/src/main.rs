@@ -6,7 +6,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use stackflow_core::kind::{Attrs, Block, BlockKind, Inferred, Shape};
+use stackflow_core::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use stackflow_core::ops::{Ops, Tensor, Unary};
 use stackflow_core::registry::{Registry, Source};
 use stackflow_core::Result;
@@ -27,6 +27,9 @@ impl BlockKind for SoftClip {
             return Err(attrs.error(format!("`limit` must be a positive number, not {limit}")));
         }
         Ok(Arc::new(SoftClipBlock { limit: limit as f32 }))
+    }
+    fn probes(&self) -> Vec<Probe> {
+        vec![Probe::new("()", &[&[4]]), Probe::new("(limit: 0.5)", &[&[2, 3]])]
     }
 }
 

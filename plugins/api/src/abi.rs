@@ -5,6 +5,8 @@
 //! context and the named outputs of each pair), the host's `batch_norm` a
 //! [`BatchNormV1`]. A plugin's Rust source needs no change beyond a rebuild, unless it
 //! calls `Tensor::batch_norm`, whose statistics are now one [`crate::ops::BnStats`].
+//! Every kind's [`KindInfoV1`] also lists probes ([`ProbeV1`]): the configurations (and
+//! a block's input shapes) the host's test suite exercises it with.
 //!
 //! Version 2 (from version 1): a loss's `g_loss` also receives D's outputs on the real
 //! batch (`real`, `n_real`), for relativistic and feature-matching losses. A plugin built
@@ -177,6 +179,22 @@ pub struct KindInfoV1 {
     pub attrs: *const AttrDocV1,
     /// Number of attribute docs.
     pub n_attrs: usize,
+    /// Configurations the host's test suite exercises the kind with.
+    pub probes: *const ProbeV1,
+    /// Number of probes.
+    pub n_probes: usize,
+}
+
+/// One configuration of a kind to test: attributes as RON text and, for a block, the
+/// per-sample shapes of its inputs.
+#[repr(C)]
+pub struct ProbeV1 {
+    /// Attributes (`(heads: 2)`).
+    pub attrs: Str,
+    /// Input shapes (none for losses and samplers).
+    pub inputs: *const ShapeV1,
+    /// Number of inputs.
+    pub n_inputs: usize,
 }
 
 /// Host services while a kind reads its attributes.

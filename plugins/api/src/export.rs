@@ -11,7 +11,7 @@ use std::sync::Once;
 use crate::abi::*;
 use crate::attrs::Attrs;
 use crate::error::{Error, Result};
-use crate::kinds::{Block, Loss, MismatchSampler, NoiseSampler, Outs};
+use crate::kinds::{Block, Loss, MismatchSampler, NoiseSampler, Outs, Probe};
 use crate::ops::{Ops, Tensor};
 use crate::rng::Rng;
 
@@ -88,12 +88,39 @@ pub struct Registrar<'r> {
     raw: &'r RegistrarV1,
 }
 
-fn docs(attrs: &[(&str, &str)]) -> Vec<AttrDocV1> {
-    attrs.iter().map(|(n, d)| AttrDocV1 { name: Str::new(n), doc: Str::new(d) }).collect()
+/// What a kind's [`KindInfoV1`] points to, alive while the host copies it.
+struct Described {
+    attrs: Vec<AttrDocV1>,
+    shapes: Vec<Vec<ShapeV1>>,
+    probes: Vec<ProbeV1>,
 }
 
-fn info(name: &str, doc: &str, attrs: &[AttrDocV1]) -> KindInfoV1 {
-    KindInfoV1 { name: Str::new(name), doc: Str::new(doc), attrs: attrs.as_ptr(), n_attrs: attrs.len() }
+impl Described {
+    fn new(attrs: &[(&str, &str)], probes: &[Probe]) -> Self {
+        let attrs = attrs.iter().map(|(n, d)| AttrDocV1 { name: Str::new(n), doc: Str::new(d) }).collect();
+        let shapes: Vec<Vec<ShapeV1>> = probes
+            .iter()
+            .map(|(_, ins)| ins.iter().map(|d| ShapeV1 { dims: d.as_ptr(), rank: d.len() }).collect())
+            .collect();
+        let probes = probes
+            .iter()
+            .zip(&shapes)
+            .map(|((a, _), ins)| ProbeV1 { attrs: Str::new(a), inputs: ins.as_ptr(), n_inputs: ins.len() })
+            .collect();
+        Self { attrs, shapes, probes }
+    }
+
+    fn info(&self, name: &str, doc: &str) -> KindInfoV1 {
+        debug_assert_eq!(self.shapes.len(), self.probes.len());
+        KindInfoV1 {
+            name: Str::new(name),
+            doc: Str::new(doc),
+            attrs: self.attrs.as_ptr(),
+            n_attrs: self.attrs.len(),
+            probes: self.probes.as_ptr(),
+            n_probes: self.probes.len(),
+        }
+    }
 }
 
 fn refused(what: &str, name: &str) -> Error {
@@ -103,9 +130,9 @@ fn refused(what: &str, name: &str) -> Error {
 impl Registrar<'_> {
     /// Register block kind `B`.
     pub fn block<B: Block>(&mut self) -> Result<()> {
-        let attrs = docs(B::ATTRS);
+        let d = Described::new(B::ATTRS, B::PROBES);
         let desc = BlockKindV1 {
-            info: info(B::NAME, B::DOC, &attrs),
+            info: d.info(B::NAME, B::DOC),
             configure: configure::<B, BlockCtor>,
             ports: block_ports::<B>,
             infer: block_infer::<B>,
@@ -121,9 +148,9 @@ impl Registrar<'_> {
 
     /// Register loss kind `L`.
     pub fn loss<L: Loss>(&mut self) -> Result<()> {
-        let attrs = docs(L::ATTRS);
+        let d = Described::new(L::ATTRS, L::PROBES);
         let desc = LossKindV1 {
-            info: info(L::NAME, L::DOC, &attrs),
+            info: d.info(L::NAME, L::DOC),
             configure: configure::<L, LossCtor>,
             needs: loss_needs::<L>,
             optional: loss_optional::<L>,
@@ -140,9 +167,9 @@ impl Registrar<'_> {
 
     /// Register noise sampler kind `N`.
     pub fn noise<N: NoiseSampler>(&mut self) -> Result<()> {
-        let attrs = docs(N::ATTRS);
+        let d = Described::new(N::ATTRS, N::PROBES);
         let desc = SamplerKindV1 {
-            info: info(N::NAME, N::DOC, &attrs),
+            info: d.info(N::NAME, N::DOC),
             role: SAMPLER_NOISE,
             configure: configure::<N, NoiseCtor>,
             sample: noise_sample::<N>,
@@ -158,9 +185,9 @@ impl Registrar<'_> {
 
     /// Register mismatch sampler kind `M`.
     pub fn mismatch<M: MismatchSampler>(&mut self) -> Result<()> {
-        let attrs = docs(M::ATTRS);
+        let d = Described::new(M::ATTRS, M::PROBES);
         let desc = SamplerKindV1 {
-            info: info(M::NAME, M::DOC, &attrs),
+            info: d.info(M::NAME, M::DOC),
             role: SAMPLER_MISMATCH,
             configure: configure::<M, MismatchCtor>,
             sample: no_sample,

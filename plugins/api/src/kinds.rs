@@ -71,6 +71,12 @@ impl Inferred {
     }
 }
 
+/// One configuration to test a kind with: its attributes as a graph file writes them
+/// (RON) and, for a block, the per-sample shapes of its inputs. The host's test suite
+/// runs every probe of every registered kind: a block's inferred shapes must be the real
+/// ones and its gradients must agree with finite differences; a loss's gradients too.
+pub type Probe = (&'static str, &'static [&'static [usize]]);
+
 /// A node kind. Shapes passed to [`Block::infer`] are per sample (no batch dimension);
 /// tensors passed to [`Block::forward`] have the batch first.
 pub trait Block: Send + Sync + Sized + 'static {
@@ -80,6 +86,8 @@ pub trait Block: Send + Sync + Sized + 'static {
     const DOC: &'static str;
     /// `(attribute, doc)` pairs.
     const ATTRS: &'static [(&'static str, &'static str)] = &[];
+    /// Configurations and input shapes to test the kind with ([`Probe`]).
+    const PROBES: &'static [Probe] = &[];
 
     /// Read the node's attributes.
     fn configure(attrs: &mut Attrs) -> Result<Self>;
@@ -148,6 +156,8 @@ pub trait Loss: Send + Sync + Sized + 'static {
     const DOC: &'static str;
     /// `(attribute, doc)` pairs.
     const ATTRS: &'static [(&'static str, &'static str)] = &[];
+    /// Configurations to test the kind with (attributes only; [`Probe`]).
+    const PROBES: &'static [Probe] = &[("()", &[])];
 
     /// Read the stage's `loss_params`.
     fn configure(attrs: &mut Attrs) -> Result<Self>;
@@ -179,6 +189,8 @@ pub trait NoiseSampler: Send + Sync + Sized + 'static {
     const DOC: &'static str;
     /// `(attribute, doc)` pairs.
     const ATTRS: &'static [(&'static str, &'static str)] = &[];
+    /// Configurations to test the kind with (attributes only; [`Probe`]).
+    const PROBES: &'static [Probe] = &[("()", &[])];
 
     /// Read the attributes.
     fn configure(attrs: &mut Attrs) -> Result<Self>;
@@ -195,6 +207,8 @@ pub trait MismatchSampler: Send + Sync + Sized + 'static {
     const DOC: &'static str;
     /// `(attribute, doc)` pairs.
     const ATTRS: &'static [(&'static str, &'static str)] = &[];
+    /// Configurations to test the kind with (attributes only; [`Probe`]).
+    const PROBES: &'static [Probe] = &[("()", &[])];
 
     /// Read the attributes.
     fn configure(attrs: &mut Attrs) -> Result<Self>;

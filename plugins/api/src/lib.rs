@@ -42,14 +42,14 @@ mod rng;
 
 pub use attrs::Attrs;
 pub use error::{Error, Result};
-pub use kinds::{Block, Inferred, Init, Loss, MismatchSampler, NoiseSampler, Outs, ParamSpec, Terms};
+pub use kinds::{Block, Inferred, Init, Loss, MismatchSampler, NoiseSampler, Outs, ParamSpec, Probe, Terms};
 pub use ops::{BnStats, Noise, Ops, Tensor};
 pub use rng::Rng;
 
 /// Everything a plugin author needs: `use stackflow_plugin_api::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        export_plugin, Attrs, Block, Error, Inferred, Init, Loss, MismatchSampler, Noise, NoiseSampler, Ops, Outs,
-        ParamSpec, Result, Rng, Tensor, Terms,
+        export_plugin, Attrs, Block, BnStats, Error, Inferred, Init, Loss, MismatchSampler, Noise, NoiseSampler, Ops,
+        Outs, ParamSpec, Probe, Result, Rng, Tensor, Terms,
     };
 }

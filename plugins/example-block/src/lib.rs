@@ -38,6 +38,8 @@ impl Block for SelfAttention {
         ("reduction", "query/key channels are C / reduction (default 8, at least 1)"),
         ("bias", "1×1 convolutions have biases (default true)"),
     ];
+    const PROBES: &'static [Probe] =
+        &[("(reduction: 2)", &[&[4, 3, 3]]), ("(reduction: 4, bias: false)", &[&[4, 2, 2]])];
 
     fn configure(attrs: &mut Attrs) -> Result<Self> {
         Ok(Self { reduction: attrs.dim_or("reduction", 8)?, bias: attrs.bool_or("bias", true)? })
@@ -113,7 +115,7 @@ impl Block for MinibatchStddev {
         "ProGAN's minibatch standard deviation: [C, H, W] → [C + 1, H, W], the extra map holding \
          the mean over channels and positions of each feature's standard deviation across the batch \
          (a collapsed G gives a D that sees it)";
-    const ATTRS: &'static [(&'static str, &'static str)] = &[];
+    const PROBES: &'static [Probe] = &[("()", &[&[2, 2, 3]])];
 
     fn configure(_attrs: &mut Attrs) -> Result<Self> {
         Ok(Self)
