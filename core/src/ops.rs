@@ -180,6 +180,11 @@ pub trait Ops {
     fn mean(&mut self, x: Tensor) -> Result<Tensor>;
     /// Same values, no gradient flows back.
     fn detach(&mut self, x: Tensor) -> Result<Tensor>;
+    /// Overwrite a buffer parameter of the net being run (a running statistic, spectral
+    /// norm's `u`, a moving average) with `value`'s values, as a constant: it is saved to
+    /// the parameter store when the net's run ends and read by later runs. Blocks decide
+    /// when to write (usually only in train mode); returns the buffer's handle.
+    fn assign(&mut self, buffer: Tensor, value: Tensor) -> Result<Tensor>;
     /// Noise for the node at `name` (a test or the trainer may supply it).
     fn noise(&mut self, name: &str, shape: &[usize], dist: Noise) -> Result<Tensor>;
     /// A constant from host data.

@@ -65,7 +65,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
     let hinge =
         out.stdout.lines().find(|l| l.trim_start().starts_with("gan_losses.hinge")).expect("the hinge loss is listed");
     assert!(hinge.contains(&gan) && hinge.contains("hinge GAN loss"), "{hinge}");
-    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 3, API 3)"), "{}", out.stdout);
+    assert!(out.stdout.contains("gan_losses 0.1.0 (ABI 3, API 4)"), "{}", out.stdout);
     for builtin in ["core.conv2d", "stackgan.matching_aware_bce", "core.normal"] {
         let line = out.stdout.lines().find(|l| l.trim_start().starts_with(builtin)).expect("built-ins are listed");
         assert!(line.contains("built-in"), "{line}");
@@ -83,7 +83,7 @@ fn plugins_list_shows_the_hinge_loss_with_its_doc_and_source() {
 #[test]
 fn every_variant_checks_with_its_plugin_and_names_it_without() {
     let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
-    let cases: [(&str, Option<&String>); 10] = [
+    let cases: [(&str, Option<&String>); 11] = [
         ("d1_concat", None),
         ("d1_projection", None),
         ("d1_uncond", None),
@@ -91,6 +91,7 @@ fn every_variant_checks_with_its_plugin_and_names_it_without() {
         ("d1_hinge", Some(&gan)),
         ("d1_relativistic", Some(&gan)),
         ("d1_attention", Some(&attn)),
+        ("d1_spectral", Some(&attn)),
         ("d2_concat", None),
         ("d2_patch", None),
         ("d2_uncond", None),
@@ -373,13 +374,14 @@ fn the_tutorial_plugin_builds_loads_and_runs() {
 #[test]
 fn every_variant_trains_a_few_steps() {
     let (gan, attn) = (lib("stackflow_gan_losses"), lib("stackflow_example_block"));
-    let cases: [(&str, Vec<String>); 6] = [
+    let cases: [(&str, Vec<String>); 7] = [
         ("d1_projection", vec![]),
         ("d1_uncond", vec![]),
         ("d1_patch", vec![]),
         ("d1_hinge", vec![gan.clone()]),
         ("d1_relativistic", vec![gan]),
-        ("d1_attention", vec![attn]),
+        ("d1_attention", vec![attn.clone()]),
+        ("d1_spectral", vec![attn]),
     ];
     for (name, plugins) in cases {
         let out_dir = std::env::temp_dir().join(format!("stackflow-variant-{}-{name}", std::process::id()));

@@ -55,6 +55,8 @@ pub struct Runner<'n, D: KernelDevice, T> {
     /// to the handle that first had the id: dfdx's reshape and broadcast keep the id. Their
     /// gradients are not released early.
     aliases: std::collections::HashMap<u32, u32>,
+    /// Handles of the buffers of the net being run: what [`Ops::assign`] may overwrite.
+    buffers: Vec<H>,
     tape: T,
     record: bool,
     net_training: bool,
@@ -72,6 +74,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             constant: Vec::new(),
             fixed_params: Default::default(),
             aliases: Default::default(),
+            buffers: Vec::new(),
             tape: T::default(),
             record: true,
             net_training: training,
@@ -230,6 +233,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         for v in dead {
             self.release_value(&mut slot, v, &keep);
         }
+        self.buffers.clear();
         for (p, h) in touched_buffers {
             store.set(&net.params[p].path, self.val(h)?.clone())?;
         }
@@ -260,6 +264,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         run.params.insert(p, h);
         if e.role == Role::Buffer {
             run.touched_buffers.push((p, h));
+            self.buffers.push(h);
         }
         Ok(h)
     }
@@ -1087,6 +1092,26 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             Val::R4(t) => Val::R4(t * 1.0),
         };
         Ok(self.push_constant(v))
+    }
+
+    fn assign(&mut self, buffer: H, value: H) -> Result<H> {
+        if !self.buffers.contains(&buffer) {
+            return Err(shape_err("assign", "the target is not a buffer parameter of the net being run"));
+        }
+        let (want, got) = (self.val(buffer)?.dims(), self.val(value)?.dims());
+        if want != got {
+            return Err(shape_err("assign", format!("the buffer is {want:?}, the value {got:?}")));
+        }
+        // A copy with a new tensor id: later reads of the buffer are constants.
+        let copy = match self.val(value)?.clone() {
+            Val::R1(t) => Val::R1(t * 1.0),
+            Val::R2(t) => Val::R2(t * 1.0),
+            Val::R3(t) => Val::R3(t * 1.0),
+            Val::R4(t) => Val::R4(t * 1.0),
+        };
+        self.vals[buffer.0 as usize] = Some(copy);
+        self.constant[buffer.0 as usize] = true;
+        Ok(buffer)
     }
 
     fn noise(&mut self, name: &str, shape: &[usize], dist: Noise) -> Result<H> {

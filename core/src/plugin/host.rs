@@ -72,6 +72,7 @@ pub(crate) fn table(tag: &'static PluginTag) -> &'static HostV1 {
         group_norm: h_group_norm,
         layer_norm: h_layer_norm,
         transpose: h_transpose,
+        assign: h_assign,
     }))
 }
 
@@ -446,6 +447,10 @@ unsafe extern "C" fn h_transpose(ctx: *mut c_void, x: u32, a: usize, b: usize, o
     run(ctx, out, |ops| ops.transpose(Tensor(x), a, b))
 }
 
+unsafe extern "C" fn h_assign(ctx: *mut c_void, buffer: u32, value: u32, out: *mut u32) -> Status {
+    run(ctx, out, |ops| ops.assign(Tensor(buffer), Tensor(value)))
+}
+
 unsafe extern "C" fn h_detach(ctx: *mut c_void, x: u32, out: *mut u32) -> Status {
     run(ctx, out, |ops| ops.detach(Tensor(x)))
 }
@@ -592,6 +597,24 @@ mod tests {
         assert!((running(mean) - 0.4).abs() < 1e-6);
         assert!((running(var) - (0.9 + 0.1 * 20.0 / 3.0)).abs() < 1e-5);
         assert_eq!(running(count), 1.0);
+    }
+
+    #[test]
+    fn assign_writes_only_buffers_of_the_running_net() {
+        let dev = Cpu::default();
+        let mut noise = NoiseSource::seeded(0);
+        let mut r: Runner<Cpu, OwnedTape<f32, Cpu>> = Runner::new(dev.clone(), true, &mut noise);
+        let a = r.push(Val::from_host(&dev, vec![1.0, 2.0], &[2]).unwrap());
+        let b = r.push(Val::from_host(&dev, vec![3.0, 4.0], &[2]).unwrap());
+        let tag: &'static PluginTag = Box::leak(Box::new(PluginTag { name: "test".into() }));
+        let host = table(tag);
+        let mut call = Call::new(&mut r);
+        let ctx = call.as_ctx();
+        let mut out = 0u32;
+        // SAFETY: a live context and table, as a plugin would call them.
+        unsafe { assert_eq!((host.assign)(ctx, a.0, b.0, &mut out), ERR) };
+        drop(call);
+        assert_eq!(r.read(a).unwrap(), vec![1.0, 2.0], "a value that is no buffer is left alone");
     }
 
     #[test]

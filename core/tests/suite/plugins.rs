@@ -504,3 +504,69 @@ fn minibatch_stddev_block_matches_a_reference_and_finite_differences() {
         assert!((a - w).abs() < 5e-3 + 2e-2 * w.abs(), "d/dx[{i}]: {a} vs {w}");
     }
 }
+
+const SPECTRAL: &str = r#"Flow(
+    name: "sn",
+    nets: {
+        "n": Net(
+            inputs: (x: [4, 1, 1]),
+            nodes: [("s", "example.sn_conv2d", (out: 3, kernel: 1), ["x"])],
+            outputs: (y: "s"),
+        ),
+    },
+)"#;
+
+/// A writable buffer (API revision 4, `Tensor::assign`): the spectrally normalised
+/// convolution rewrites its power-iteration vector `u` in train mode only, and after a
+/// few dozen training forwards (one iteration each, as PyTorch) its weight is divided by
+/// the largest singular value, found here by a long power iteration in f64.
+#[test]
+fn spectral_norm_keeps_its_vector_in_a_buffer_and_divides_by_the_top_singular_value() {
+    let r = registry();
+    let flow = build(SPECTRAL, &r).unwrap();
+    let net = flow.net("n").unwrap();
+    let dev = Cpu::default();
+    let mut store = ParamStore::new(dev.clone());
+    store.init_net(net, 3).unwrap();
+    let path = |end: &str| net.params.iter().find(|p| p.path.ends_with(end)).unwrap().path.clone();
+    let (wp, bp, up) = (path(".weight"), path(".bias"), path(".u"));
+    let x: Vec<f32> = hash(2 * 4, 31).iter().map(|u| 2.0 * u - 1.0).collect();
+    let (xv, yv) = (net.input("x").unwrap(), net.output("y").unwrap());
+    let mut forward = |store: &mut ParamStore<Cpu>, training: bool| -> Vec<f32> {
+        let mut noise = NoiseSource::seeded(0);
+        let mut rn: Runner<Cpu, NoneTape> = Runner::new(dev.clone(), training, &mut noise);
+        let xh = rn.push(Val::from_host(&dev, x.clone(), &[2, 4, 1, 1]).unwrap());
+        let outs = rn.run_net(net, store, &[(xv, xh)], &[yv]).unwrap();
+        rn.read(outs[0]).unwrap()
+    };
+    let u0 = store.get(&up).unwrap().value.to_vec();
+    forward(&mut store, false);
+    assert_eq!(store.get(&up).unwrap().value.to_vec(), u0, "an eval forward leaves u alone");
+    forward(&mut store, true);
+    assert_ne!(store.get(&up).unwrap().value.to_vec(), u0, "a training forward moves u");
+    let mut y = Vec::new();
+    for _ in 0..40 {
+        y = forward(&mut store, true);
+    }
+
+    let w: Vec<f64> = store.get(&wp).unwrap().value.to_vec().iter().map(|v| *v as f64).collect();
+    let b: Vec<f64> = store.get(&bp).unwrap().value.to_vec().iter().map(|v| *v as f64).collect();
+    let (rows, cols) = (3, 4);
+    let mut v = vec![1.0f64; cols];
+    let mut sigma = 0.0;
+    for _ in 0..500 {
+        let u: Vec<f64> = (0..rows).map(|i| (0..cols).map(|j| w[i * cols + j] * v[j]).sum()).collect();
+        sigma = u.iter().map(|a| a * a).sum::<f64>().sqrt();
+        let wt_u: Vec<f64> = (0..cols).map(|j| (0..rows).map(|i| w[i * cols + j] * u[i]).sum()).collect();
+        let n = wt_u.iter().map(|a| a * a).sum::<f64>().sqrt();
+        v = wt_u.iter().map(|a| a / n).collect();
+    }
+    assert!((sigma - 1.0).abs() > 0.5, "the initial weight is far from norm 1 (σ = {sigma})");
+    for s in 0..2 {
+        for o in 0..rows {
+            let want = (0..cols).map(|j| w[o * cols + j] * x[s * cols + j] as f64).sum::<f64>() / sigma + b[o];
+            let got = y[s * rows + o] as f64;
+            assert!((got - want).abs() < 1e-4 * (1.0 + want.abs()), "y[{s}][{o}] = {got}, want {want}");
+        }
+    }
+}

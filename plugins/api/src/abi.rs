@@ -47,7 +47,7 @@ pub const ABI_VERSION: u32 = 3;
 /// Revision of the host function table ([`HostV1`]); revisions count on across ABI
 /// versions (version 3 began at revision 3). New host functions are only appended, so a plugin built for revision `n` runs on any host that
 /// provides revision `>= n`.
-pub const API_VERSION: u32 = 3;
+pub const API_VERSION: u32 = 4;
 
 /// Name of the exported declaration ([`PluginV1`]), NUL-terminated for `dlsym`.
 pub const SYMBOL: &[u8] = b"STACKFLOW_PLUGIN_V1\0";
@@ -707,6 +707,11 @@ pub struct HostV1 {
         unsafe extern "C" fn(ctx: *mut c_void, x: u32, weight: u32, bias: u32, eps: f32, out: *mut u32) -> Status,
     /// Swap axes `a` and `b` (ranks 2–4, the batch axis included).
     pub transpose: unsafe extern "C" fn(ctx: *mut c_void, x: u32, a: usize, b: usize, out: *mut u32) -> Status,
+    // Revision 4.
+    /// Overwrite `buffer`, a buffer parameter of the node's net (declared with
+    /// `ParamSpec::buffer`), with `value`'s values (same shape) as a constant; the host
+    /// saves it when the net's run ends. `out` gets the buffer's handle.
+    pub assign: unsafe extern "C" fn(ctx: *mut c_void, buffer: u32, value: u32, out: *mut u32) -> Status,
 }
 
 // The table is immutable and lives as long as the process.

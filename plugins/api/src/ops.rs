@@ -543,6 +543,17 @@ impl<'a> Tensor<'a> {
         self.ops.make("mean", &[self.id], |ctx, out| unsafe { (h.reduce)(ctx, abi::reduce::MEAN, self.id, out) })
     }
 
+    /// Overwrite this buffer (a parameter declared with [`crate::ParamSpec::buffer`]) with
+    /// `value`'s values, same shape, as a constant: the host saves it when the net's run
+    /// ends, so the next forward reads it (spectral norm's `u`, a moving average). Write
+    /// only in train mode ([`Ops::training`]) unless the block means otherwise. Since API
+    /// revision 4.
+    pub fn assign(self, value: Tensor<'a>) -> Tensor<'a> {
+        let h = self.host();
+        // SAFETY: live table and context.
+        self.ops.make("assign", &[self.id, value.id], |ctx, out| unsafe { (h.assign)(ctx, self.id, value.id, out) })
+    }
+
     /// Same values, no gradient flows back.
     pub fn detach(self) -> Tensor<'a> {
         let h = self.host();

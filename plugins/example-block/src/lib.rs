@@ -12,6 +12,13 @@
 //! feature across the batch, averaged over channels and positions, appended as one more
 //! channel; D sees how varied a batch is, which penalises a collapsed G.
 //!
+//! Spectral normalisation (Miyato et al., "Spectral Normalization for Generative
+//! Adversarial Networks", 2018): a convolution whose weight is divided by its largest
+//! singular value σ, estimated by power iteration on the weight as a [out, C·k·k] matrix
+//! with a persistent vector `u` (a buffer the block rewrites in train mode, as PyTorch's
+//! `spectral_norm` does); gradients flow through σ = uᵀWv with u, v held constant. It
+//! keeps D 1-Lipschitz per layer, the usual swap for a BatchNorm discriminator.
+//!
 //! Everything runs as host tensor ops, so both are differentiable and run on whichever
 //! device the host uses.
 
@@ -144,9 +151,113 @@ impl Block for MinibatchStddev {
     }
 }
 
+/// `example.sn_conv2d`.
+#[derive(Debug)]
+pub struct SnConv2d {
+    out: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    bias: bool,
+    iterations: usize,
+}
+
+/// Added to norms before dividing (PyTorch's `spectral_norm` eps).
+const SN_EPS: f32 = 1e-12;
+
+/// `t / ‖t‖₂`.
+fn unit(t: Tensor<'_>) -> Tensor<'_> {
+    let norm = (t * t).sum().sqrt() + SN_EPS;
+    t / norm.broadcast_to(&t.shape())
+}
+
+impl Block for SnConv2d {
+    const NAME: &'static str = "example.sn_conv2d";
+    const DOC: &'static str =
+        "spectrally normalised convolution [C, H, W] → [out, H', W']: the weight divided by its largest singular value (power iteration, buffer `u`)";
+    const ATTRS: &'static [(&'static str, &'static str)] = &[
+        ("out", "output channels (required; may be an expression)"),
+        ("kernel", "square kernel size (default 3)"),
+        ("stride", "default 1"),
+        ("padding", "zero padding per side (default 0)"),
+        ("bias", "default true"),
+        ("iterations", "power iterations per training forward (default 1, as PyTorch)"),
+    ];
+    // Many iterations make u and v the singular vectors, so σ's derivative through them
+    // vanishes and finite differences see the gradient that flows through σ alone.
+    const PROBES: &'static [Probe] = &[
+        ("(out: 3, kernel: 3, padding: 1, iterations: 40)", &[&[2, 4, 4]]),
+        ("(out: 2, kernel: 4, stride: 2, padding: 1, bias: false, iterations: 40)", &[&[3, 4, 4]]),
+    ];
+
+    fn configure(attrs: &mut Attrs) -> Result<Self> {
+        let block = Self {
+            out: attrs.dim("out")?,
+            kernel: attrs.dim_or("kernel", 3)?,
+            stride: attrs.dim_or("stride", 1)?,
+            padding: attrs.dim_or("padding", 0)?,
+            bias: attrs.bool_or("bias", true)?,
+            iterations: attrs.dim_or("iterations", 1)?,
+        };
+        if block.out == 0 || block.kernel == 0 || block.stride == 0 {
+            return Err(Error::new("`out`, `kernel` and `stride` must be at least 1"));
+        }
+        Ok(block)
+    }
+
+    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<Inferred, String> {
+        let [x] = inputs else {
+            return Err(format!("takes 1 input, got {}", inputs.len()));
+        };
+        let &[c, h, w] = x.as_slice() else {
+            return Err(format!("expects a feature map [C, H, W], got {x:?}"));
+        };
+        let (k, p, s) = (self.kernel, self.padding, self.stride);
+        if h + 2 * p < k || w + 2 * p < k {
+            return Err(format!("a {k}×{k} kernel does not fit a {h}×{w} map padded by {p}"));
+        }
+        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let mut params =
+            vec![ParamSpec::trainable("weight", [self.out, c, k, k], Init::Normal { mean: 0.0, std: 0.02 })];
+        if self.bias {
+            params.push(ParamSpec::trainable("bias", [self.out], Init::Zeros));
+        }
+        params.push(ParamSpec::buffer("u", [self.out], Init::Normal { mean: 0.0, std: 1.0 }));
+        let flops = 2 * (self.out * c * k * k * oh * ow) as u64;
+        Ok(Inferred { outputs: vec![vec![self.out, oh, ow]], params, flops })
+    }
+
+    fn forward<'a>(&self, ops: &'a Ops, inputs: &[Tensor<'a>], params: &[Tensor<'a>]) -> Result<Vec<Tensor<'a>>> {
+        let (weight, bias, u_buf) = match (self.bias, params) {
+            (true, &[w, b, u]) => (w, Some(b), u),
+            (false, &[w, u]) => (w, None, u),
+            _ => return Err(Error::new("missing parameters")),
+        };
+        let wshape = weight.shape();
+        let k: usize = wshape[1..].iter().product();
+        let wm = weight.reshape(&[1, self.out, k]);
+        // Power iteration on constants: u and v carry no gradient.
+        let wc = wm.detach();
+        let mut u = unit(u_buf.reshape(&[1, 1, self.out]));
+        let mut v = unit(u.matmul(wc));
+        let iterations = if ops.training() { self.iterations } else { 0 };
+        for _ in 0..iterations {
+            v = unit(u.matmul(wc)); // [1, 1, K]
+            u = unit(v.matmul(wc.t())); // [1, 1, out]
+        }
+        if ops.training() {
+            u_buf.assign(u.reshape(&[self.out]));
+        }
+        let sigma = (u.matmul(wm) * v).sum(); // uᵀWv, differentiable in W
+        let normalised = weight / sigma.broadcast_to(&wshape);
+        let x = inputs[0];
+        Ok(vec![x.conv2d(normalised, bias, self.stride, self.padding)])
+    }
+}
+
 export_plugin!(
     name: "example",
-    blocks: [SelfAttention, MinibatchStddev],
+    blocks: [SelfAttention, MinibatchStddev, SnConv2d],
 );
 
 #[cfg(test)]
