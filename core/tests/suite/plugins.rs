@@ -532,7 +532,7 @@ fn spectral_norm_keeps_its_vector_in_a_buffer_and_divides_by_the_top_singular_va
     let (wp, bp, up) = (path(".weight"), path(".bias"), path(".u"));
     let x: Vec<f32> = hash(2 * 4, 31).iter().map(|u| 2.0 * u - 1.0).collect();
     let (xv, yv) = (net.input("x").unwrap(), net.output("y").unwrap());
-    let mut forward = |store: &mut ParamStore<Cpu>, training: bool| -> Vec<f32> {
+    let forward = |store: &mut ParamStore<Cpu>, training: bool| -> Vec<f32> {
         let mut noise = NoiseSource::seeded(0);
         let mut rn: Runner<Cpu, NoneTape> = Runner::new(dev.clone(), training, &mut noise);
         let xh = rn.push(Val::from_host(&dev, x.clone(), &[2, 4, 1, 1]).unwrap());
