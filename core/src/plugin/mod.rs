@@ -140,7 +140,8 @@ fn open(path: &Path) -> Result<&'static Loaded> {
     let (decl, abi_version) = declaration(&library, &shown)?;
     // SAFETY: the strings are the plugin's static data.
     let (name, version) = unsafe { (decl.name.to_string_lossy(), decl.version.to_string_lossy()) };
-    let (pending, host) = register(decl, &name, &shown)?;
+    // SAFETY: the plugin passed the version checks; every pointer outlives the call.
+    let (pending, host) = register(&name, &shown, |h, r, e| unsafe { (decl.register)(h, r, e) })?;
     let lib: &'static Library = Box::leak(Box::new(Library {
         path: path.to_path_buf(),
         canonical,
@@ -150,7 +151,16 @@ fn open(path: &Path) -> Result<&'static Loaded> {
         api_version: decl.api_version,
         host,
     }));
-    let entry: &'static Loaded = Box::leak(Box::new(Loaded {
+    let entry = loaded_kinds(lib, pending);
+    // Never unload: plugin code may be referenced by kinds and instances until exit.
+    std::mem::forget(library);
+    loaded.push(entry);
+    Ok(entry)
+}
+
+/// The kinds of a registered library, leaked with it.
+fn loaded_kinds(lib: &'static Library, pending: Pending) -> &'static Loaded {
+    Box::leak(Box::new(Loaded {
         lib,
         blocks: pending.blocks.into_iter().map(|(doc, desc)| Arc::new(PluginBlockKind { lib, doc, desc })).collect(),
         losses: pending.losses.into_iter().map(|(doc, desc)| Arc::new(PluginLossKind { lib, doc, desc })).collect(),
@@ -159,11 +169,45 @@ fn open(path: &Path) -> Result<&'static Loaded> {
             .into_iter()
             .map(|(doc, desc)| Arc::new(PluginSamplerKind { lib, doc, desc }))
             .collect(),
+    }))
+}
+
+/// Compile a plugin's kinds into this binary. `kinds` registers them as the plugin's
+/// `export_plugin!` does (`|r| r.block::<GatedConv>()`), and they run through the same
+/// C-ABI adapters as a loaded library's: one kind written against
+/// `stackflow-plugin-api` is the same code linked in or loaded with `--plugin`. They join
+/// `registry` under the source `linked plugin `name``.
+pub fn link(
+    registry: &mut Registry,
+    name: &str,
+    version: &str,
+    kinds: impl FnOnce(&mut stackflow_plugin_api::export::Registrar) -> stackflow_plugin_api::Result<()>,
+) -> Result<PluginInfo> {
+    let shown = format!("linked plugin `{name}`");
+    // SAFETY: the API crate's own registration body, called with the pointers it expects.
+    let (pending, host) =
+        register(name, &shown, |h, r, e| unsafe { stackflow_plugin_api::export::register(h, r, e, kinds) })?;
+    let lib: &'static Library = Box::leak(Box::new(Library {
+        path: PathBuf::from(&shown),
+        canonical: PathBuf::from(&shown),
+        name: name.to_string(),
+        version: version.to_string(),
+        abi_version: abi::ABI_VERSION,
+        api_version: abi::API_VERSION,
+        host,
     }));
-    // Never unload: plugin code may be referenced by kinds and instances until exit.
-    std::mem::forget(library);
-    loaded.push(entry);
-    Ok(entry)
+    let entry = loaded_kinds(lib, pending);
+    let source = Source::Plugin(shown);
+    for k in &entry.blocks {
+        registry.add_block(k.clone(), source.clone())?;
+    }
+    for k in &entry.losses {
+        registry.add_loss(k.clone(), source.clone())?;
+    }
+    for k in &entry.samplers {
+        registry.add_sampler(k.clone(), source.clone())?;
+    }
+    Ok(entry.info())
 }
 
 /// The path names a readable file.
@@ -231,9 +275,13 @@ fn declaration(library: &libloading::Library, shown: &str) -> Result<(&'static P
     Ok((decl, abi_version))
 }
 
-/// Run the plugin's `register`: the kinds it describes, checked, and the host table its
-/// kinds call back into.
-fn register(decl: &'static PluginV1, name: &str, shown: &str) -> Result<(Pending, &'static HostV1)> {
+/// Run a plugin's registration (`call` with the host table, the registrar and the error
+/// sink): the kinds it describes, checked, and the host table its kinds call back into.
+fn register(
+    name: &str,
+    shown: &str,
+    call: impl FnOnce(*const HostV1, *const RegistrarV1, *const abi::ErrorSinkV1) -> Status,
+) -> Result<(Pending, &'static HostV1)> {
     let tag: &'static host::PluginTag = Box::leak(Box::new(host::PluginTag { name: name.to_string() }));
     let host = host::table(tag);
     let mut pending = Pending::default();
@@ -245,8 +293,7 @@ fn register(decl: &'static PluginV1, name: &str, shown: &str) -> Result<(Pending
     };
     let mut r = kinds::Report::default();
     let err = r.sink();
-    // SAFETY: the plugin passed the version checks; every pointer outlives the call.
-    let st = unsafe { (decl.register)(host, &reg, &err) };
+    let st = call(host, &reg, &err);
     if st != OK {
         let what =
             if st == abi::PANIC { "panicked while registering its kinds" } else { "failed to register its kinds" };

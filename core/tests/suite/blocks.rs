@@ -227,9 +227,13 @@ fn every_block_infers_its_real_shape_and_passes_a_gradient_check() {
         }
     }
     assert!(missing.is_empty(), "kinds without probes: {missing:?}");
-    for plugin_kind in
-        ["example.self_attention", "example.minibatch_stddev", "example.sn_conv2d", "tutorial.gated_conv"]
-    {
+    for plugin_kind in [
+        "example.self_attention",
+        "example.minibatch_stddev",
+        "example.sn_conv2d",
+        "tutorial.gated_conv",
+        "linked.swish",
+    ] {
         assert!(checked.iter().any(|k| k == plugin_kind), "{plugin_kind} was not checked: {checked:?}");
     }
     assert!(failures.is_empty(), "gradient check failures:\n{}", failures.join("\n"));

@@ -17,6 +17,7 @@ use stackflow_core::kind::{Loss, Outs, SamplerImpl};
 use stackflow_core::ops::{Binary, Ops, Tensor as H};
 use stackflow_core::plugin;
 use stackflow_core::registry::Registry;
+use stackflow_plugin_api as api;
 use stackflow_test_util::{dll_name, hash_uniform, plugin_dir};
 
 fn root() -> PathBuf {
@@ -27,13 +28,73 @@ fn lib(stem: &str) -> PathBuf {
     plugin_dir().join(dll_name(stem))
 }
 
-/// The built-in kinds and those of every plugin in the workspace.
+/// The built-in kinds, those of every plugin in the workspace, and one kind written
+/// against the plugin API and linked in.
 pub(crate) fn registry() -> Registry {
     let mut r = Registry::with_builtins();
     for l in ["stackflow_gan_losses", "stackflow_samplers", "stackflow_example_block", "custom_block_plugin"] {
         plugin::load(&mut r, &lib(l)).unwrap();
     }
+    plugin::link(&mut r, "linked", "0.1.0", |r| r.block::<LinkedSwish>()).unwrap();
     r
+}
+
+/// x·σ(x), written against the plugin API and linked into this test binary.
+struct LinkedSwish;
+
+impl api::Block for LinkedSwish {
+    const NAME: &'static str = "linked.swish";
+    const DOC: &'static str = "x·σ(x), same shape";
+    const PROBES: &'static [api::Probe] = &[("()", &[&[3, 2]])];
+    fn configure(_: &mut api::Attrs) -> api::Result<Self> {
+        Ok(Self)
+    }
+    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<api::Inferred, String> {
+        Ok(api::Inferred::outputs([inputs[0].clone()]))
+    }
+    fn forward<'a>(
+        &self,
+        _: &'a api::Ops,
+        x: &[api::Tensor<'a>],
+        _: &[api::Tensor<'a>],
+    ) -> api::Result<Vec<api::Tensor<'a>>> {
+        Ok(vec![x[0] * x[0].sigmoid()])
+    }
+}
+
+/// `core.` is stackflow's namespace, linked or loaded.
+struct Squatter;
+
+impl api::Block for Squatter {
+    const NAME: &'static str = "core.squatter";
+    const DOC: &'static str = "a kind in a reserved namespace";
+    fn configure(_: &mut api::Attrs) -> api::Result<Self> {
+        Ok(Self)
+    }
+    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<api::Inferred, String> {
+        Ok(api::Inferred::outputs([inputs[0].clone()]))
+    }
+    fn forward<'a>(
+        &self,
+        _: &'a api::Ops,
+        x: &[api::Tensor<'a>],
+        _: &[api::Tensor<'a>],
+    ) -> api::Result<Vec<api::Tensor<'a>>> {
+        Ok(x.to_vec())
+    }
+}
+
+#[test]
+fn linked_kinds_join_the_registry_under_the_loaded_rules() {
+    let r = registry();
+    let (_, _, source) = r.blocks().iter().find(|(n, _, _)| *n == "linked.swish").unwrap();
+    assert_eq!(source.to_string(), "linked plugin `linked`");
+    let mut r2 = Registry::with_builtins();
+    let e = plugin::link(&mut r2, "squat", "0.1.0", |r| r.block::<Squatter>()).unwrap_err();
+    assert_eq!(e.code_str(), "plugin::bad_kind", "{e:?}");
+    let mut r3 = r.clone();
+    let e = plugin::link(&mut r3, "again", "0.1.0", |r| r.block::<LinkedSwish>()).unwrap_err();
+    assert_eq!(e.code_str(), "registry::duplicate_kind", "{e:?}");
 }
 
 /// Attributes from RON text (no source spans), as a graph file would give them to `kind`.

@@ -1,13 +1,17 @@
-//! `stackflow-local`: the whole `stackflow` command line plus one block kind compiled in,
-//! `local.soft_clip` (y = limit · tanh(x / limit)). A statically registered kind
-//! implements the same traits as the built-ins (`stackflow_core::kind`), computes with the
-//! same op table, and is checked, shape-inferred and differentiated like them.
+//! `stackflow-local`: the whole `stackflow` command line plus two block kinds compiled in.
+//! `local.soft_clip` (y = limit · tanh(x / limit)) implements the same traits as the
+//! built-ins (`stackflow_core::kind`) and computes with the same op table.
+//! `tutorial.gated_conv` is the plugin of `examples/custom-block-plugin`, written against
+//! `stackflow-plugin-api` and linked in with `plugin::link`: the same code that builds
+//! the `cdylib` for `--plugin`. Both are checked, shape-inferred and differentiated like
+//! the built-ins.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use stackflow_core::kind::{Attrs, Block, BlockKind, Inferred, Probe, Shape};
 use stackflow_core::ops::{Ops, Tensor, Unary};
+use stackflow_core::plugin;
 use stackflow_core::registry::{Registry, Source};
 use stackflow_core::Result;
 
@@ -54,10 +58,12 @@ impl Block for SoftClipBlock {
     }
 }
 
-/// The built-in kinds plus this crate's.
+/// The built-in kinds plus this crate's and the tutorial plugin's.
 fn kinds() -> Registry {
     let mut kinds = Registry::with_builtins();
     kinds.add_block(Arc::new(SoftClip), Source::BuiltIn).expect("`local.soft_clip` is a new name");
+    plugin::link(&mut kinds, "tutorial", "0.1.0", |r| r.block::<custom_block_plugin::GatedConv>())
+        .expect("the tutorial plugin's kinds register");
     kinds
 }
 

@@ -17,16 +17,23 @@ use crate::rng::Rng;
 
 thread_local! {
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    /// How many [`guard`]s this thread is inside: panics there are the plugin's.
+    static GUARDED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 static HOOK: Once = Once::new();
 
-/// Record panic messages with their location instead of printing them (the host shows
-/// them as diagnostics); with `STACKFLOW_PLUGIN_DEBUG=1` the previous hook runs too.
+/// Record panic messages inside a [`guard`] with their location instead of printing them
+/// (the host shows them as diagnostics); with `STACKFLOW_PLUGIN_DEBUG=1` the previous hook
+/// runs too. Panics outside a guard go to the previous hook: kinds linked into the host's
+/// own binary share its panic hook, and the host's panics must still print.
 fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            if GUARDED.with(|g| g.get()) == 0 {
+                return previous(info);
+            }
             let payload = info.payload();
             let msg = payload
                 .downcast_ref::<&str>()
@@ -61,7 +68,10 @@ fn report(err: *const ErrorSinkV1, e: &Error) {
 /// to `err`. Nothing unwinds past this function.
 pub fn guard(err: *const ErrorSinkV1, f: impl FnOnce() -> Result<()>) -> Status {
     LAST_PANIC.with(|p| p.borrow_mut().take());
-    match catch_unwind(AssertUnwindSafe(f)) {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let result = catch_unwind(AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    match result {
         Ok(Ok(())) => OK,
         Ok(Err(e)) => {
             report(err, &e);
