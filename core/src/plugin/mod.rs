@@ -70,6 +70,20 @@ pub struct PluginInfo {
 }
 
 impl Loaded {
+    /// Register every kind of the library in `registry` from `source`.
+    fn add_to(&self, registry: &mut Registry, source: Source) -> Result<()> {
+        for k in &self.blocks {
+            registry.add_block(k.clone(), source.clone())?;
+        }
+        for k in &self.losses {
+            registry.add_loss(k.clone(), source.clone())?;
+        }
+        for k in &self.samplers {
+            registry.add_sampler(k.clone(), source.clone())?;
+        }
+        Ok(())
+    }
+
     fn info(&self) -> PluginInfo {
         let kinds = self
             .blocks
@@ -109,16 +123,7 @@ pub fn load(registry: &mut Registry, path: &Path) -> Result<PluginInfo> {
         || registry.losses().iter().any(|(_, _, s)| canonical_of(s))
         || registry.samplers().iter().any(|(_, _, s)| canonical_of(s));
     if !present {
-        let source = Source::Plugin(path.display().to_string());
-        for k in &lib.blocks {
-            registry.add_block(k.clone(), source.clone())?;
-        }
-        for k in &lib.losses {
-            registry.add_loss(k.clone(), source.clone())?;
-        }
-        for k in &lib.samplers {
-            registry.add_sampler(k.clone(), source.clone())?;
-        }
+        lib.add_to(registry, Source::Plugin(path.display().to_string()))?;
     }
     Ok(lib.info())
 }
@@ -197,16 +202,7 @@ pub fn link(
         host,
     }));
     let entry = loaded_kinds(lib, pending);
-    let source = Source::Plugin(shown);
-    for k in &entry.blocks {
-        registry.add_block(k.clone(), source.clone())?;
-    }
-    for k in &entry.losses {
-        registry.add_loss(k.clone(), source.clone())?;
-    }
-    for k in &entry.samplers {
-        registry.add_sampler(k.clone(), source.clone())?;
-    }
+    entry.add_to(registry, Source::Plugin(shown))?;
     Ok(entry.info())
 }
 

@@ -39,50 +39,37 @@ pub(crate) fn registry() -> Registry {
     r
 }
 
-/// x·σ(x), written against the plugin API and linked into this test binary.
-struct LinkedSwish;
+/// A block kind `$name` written against the plugin API: x·σ(x), same shape.
+macro_rules! swish_kind {
+    ($t:ident, $name:literal) => {
+        struct $t;
 
-impl api::Block for LinkedSwish {
-    const NAME: &'static str = "linked.swish";
-    const DOC: &'static str = "x·σ(x), same shape";
-    const PROBES: &'static [api::Probe] = &[("()", &[&[3, 2]])];
-    fn configure(_: &mut api::Attrs) -> api::Result<Self> {
-        Ok(Self)
-    }
-    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<api::Inferred, String> {
-        Ok(api::Inferred::outputs([inputs[0].clone()]))
-    }
-    fn forward<'a>(
-        &self,
-        _: &'a api::Ops,
-        x: &[api::Tensor<'a>],
-        _: &[api::Tensor<'a>],
-    ) -> api::Result<Vec<api::Tensor<'a>>> {
-        Ok(vec![x[0] * x[0].sigmoid()])
-    }
+        impl api::Block for $t {
+            const NAME: &'static str = $name;
+            const DOC: &'static str = "x·σ(x), same shape";
+            const PROBES: &'static [api::Probe] = &[("()", &[&[3, 2]])];
+            fn configure(_: &mut api::Attrs) -> api::Result<Self> {
+                Ok(Self)
+            }
+            fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<api::Inferred, String> {
+                Ok(api::Inferred::outputs([inputs[0].clone()]))
+            }
+            fn forward<'a>(
+                &self,
+                _: &'a api::Ops,
+                x: &[api::Tensor<'a>],
+                _: &[api::Tensor<'a>],
+            ) -> api::Result<Vec<api::Tensor<'a>>> {
+                Ok(vec![x[0] * x[0].sigmoid()])
+            }
+        }
+    };
 }
 
-/// `core.` is stackflow's namespace, linked or loaded.
-struct Squatter;
-
-impl api::Block for Squatter {
-    const NAME: &'static str = "core.squatter";
-    const DOC: &'static str = "a kind in a reserved namespace";
-    fn configure(_: &mut api::Attrs) -> api::Result<Self> {
-        Ok(Self)
-    }
-    fn infer(&self, inputs: &[Vec<usize>]) -> std::result::Result<api::Inferred, String> {
-        Ok(api::Inferred::outputs([inputs[0].clone()]))
-    }
-    fn forward<'a>(
-        &self,
-        _: &'a api::Ops,
-        x: &[api::Tensor<'a>],
-        _: &[api::Tensor<'a>],
-    ) -> api::Result<Vec<api::Tensor<'a>>> {
-        Ok(x.to_vec())
-    }
-}
+// Linked into this test binary and checked by the registry-driven suite.
+swish_kind!(LinkedSwish, "linked.swish");
+// `core.` is stackflow's namespace, linked or loaded.
+swish_kind!(Squatter, "core.squatter");
 
 #[test]
 fn linked_kinds_join_the_registry_under_the_loaded_rules() {
@@ -503,16 +490,12 @@ fn a_panicking_plugin_loss_is_an_error_and_the_host_carries_on() {
     assert!(rn.read(g.total).unwrap()[0].is_finite());
 }
 
-const STDDEV: &str = r#"Flow(
-    name: "mbstd",
-    nets: {
-        "n": Net(
-            inputs: (x: [2, 2, 3]),
-            nodes: [("s", "example.minibatch_stddev", (), ["x"])],
-            outputs: (y: "s"),
-        ),
-    },
-)"#;
+/// A flow of one net `n` whose node `s` of `kind` reads input `x` and gives output `y`.
+fn one_node_flow(x: &str, kind: &str, attrs: &str) -> String {
+    format!(
+        "Flow(name: \"probe\", nets: {{ \"n\": Net(inputs: (x: {x}), nodes: [(\"s\", \"{kind}\", {attrs}, [\"x\"])], outputs: (y: \"s\")) }})"
+    )
+}
 
 /// The reductions along an axis of API revision 3, through the C ABI: ProGAN's minibatch
 /// standard deviation against a plain f64 computation, and its gradient against finite
@@ -520,7 +503,7 @@ const STDDEV: &str = r#"Flow(
 #[test]
 fn minibatch_stddev_block_matches_a_reference_and_finite_differences() {
     let r = registry();
-    let flow = build(STDDEV, &r).unwrap();
+    let flow = build(&one_node_flow("[2, 2, 3]", "example.minibatch_stddev", "()"), &r).unwrap();
     let net = flow.net("n").unwrap();
     let dev = Cpu::default();
     let (b, c, hw) = (3usize, 2usize, 6usize);
@@ -566,17 +549,6 @@ fn minibatch_stddev_block_matches_a_reference_and_finite_differences() {
     }
 }
 
-const SPECTRAL: &str = r#"Flow(
-    name: "sn",
-    nets: {
-        "n": Net(
-            inputs: (x: [4, 1, 1]),
-            nodes: [("s", "example.sn_conv2d", (out: 3, kernel: 1), ["x"])],
-            outputs: (y: "s"),
-        ),
-    },
-)"#;
-
 /// A writable buffer (API revision 4, `Tensor::assign`): the spectrally normalised
 /// convolution rewrites its power-iteration vector `u` in train mode only, and after a
 /// few dozen training forwards (one iteration each, as PyTorch) its weight is divided by
@@ -584,7 +556,7 @@ const SPECTRAL: &str = r#"Flow(
 #[test]
 fn spectral_norm_keeps_its_vector_in_a_buffer_and_divides_by_the_top_singular_value() {
     let r = registry();
-    let flow = build(SPECTRAL, &r).unwrap();
+    let flow = build(&one_node_flow("[4, 1, 1]", "example.sn_conv2d", "(out: 3, kernel: 1)"), &r).unwrap();
     let net = flow.net("n").unwrap();
     let dev = Cpu::default();
     let mut store = ParamStore::new(dev.clone());
