@@ -32,13 +32,13 @@ fn shape_err(op: &str, msg: impl std::fmt::Display) -> Error {
 type GradRelease<D> = Box<dyn FnOnce(&mut Gradients<f32, D>) -> std::result::Result<(), <D as HasErr>::Err>>;
 
 /// The state of one net run: the handle of each live value, reads left per value,
-/// handles the run must not free, and the parameters it pushed.
+/// handles the run must not free, and the parameters it pushed (its buffers are the
+/// runner's `buffers`, which [`Ops::assign`] reads).
 struct NetRun {
     slot: HashMap<ValueId, H>,
     reads: Vec<usize>,
     keep: std::collections::HashSet<H>,
     params: HashMap<usize, H>,
-    touched_buffers: Vec<(usize, H)>,
 }
 
 /// Runs nets and records one tape (`OwnedTape`) or none (`NoneTape`).
@@ -55,8 +55,9 @@ pub struct Runner<'n, D: KernelDevice, T> {
     /// to the handle that first had the id: dfdx's reshape and broadcast keep the id. Their
     /// gradients are not released early.
     aliases: std::collections::HashMap<u32, u32>,
-    /// Handles of the buffers of the net being run: what [`Ops::assign`] may overwrite.
-    buffers: Vec<H>,
+    /// The buffer parameters the net being run has pushed (parameter index, handle): what
+    /// [`Ops::assign`] may overwrite, written back to the store when the run ends.
+    buffers: Vec<(usize, H)>,
     tape: T,
     record: bool,
     net_training: bool,
@@ -118,6 +119,16 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             Some(None) => Err(Error::other("exec::handle", format!("tensor {} was released after its last use", h.0))),
             None => Err(Error::other("exec::handle", format!("no tensor {}", h.0))),
         }
+    }
+
+    /// `h`'s values under a new tensor id with no backward op: gradients stop there.
+    fn fresh_copy(&self, h: H) -> Result<Val<D>> {
+        Ok(match self.val(h)?.clone() {
+            Val::R1(t) => Val::R1(t * 1.0),
+            Val::R2(t) => Val::R2(t * 1.0),
+            Val::R3(t) => Val::R3(t * 1.0),
+            Val::R4(t) => Val::R4(t * 1.0),
+        })
     }
 
     /// Drop the runner's reference to a value. Its memory is freed unless a recorded
@@ -216,8 +227,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             // its last reader.
             keep: feeds.iter().map(|&(_, h)| h).collect(),
             params: HashMap::new(),
-            touched_buffers: Vec::new(),
         };
+        // What a failed earlier run left.
+        self.buffers.clear();
         for i in nodes {
             self.run_node(net, i, store, &mut run)?;
             for &v in &net.nodes[i].inputs {
@@ -227,14 +239,13 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
                 }
             }
         }
-        let NetRun { mut slot, mut keep, touched_buffers, .. } = run;
+        let NetRun { mut slot, mut keep, .. } = run;
         keep.extend(wanted.iter().filter_map(|v| slot.get(v).copied()));
         let dead: Vec<ValueId> = slot.keys().copied().filter(|v| !wanted.contains(v)).collect();
         for v in dead {
             self.release_value(&mut slot, v, &keep);
         }
-        self.buffers.clear();
-        for (p, h) in touched_buffers {
+        for (p, h) in std::mem::take(&mut self.buffers) {
             store.set(&net.params[p].path, self.val(h)?.clone())?;
         }
         wanted
@@ -263,8 +274,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         };
         run.params.insert(p, h);
         if e.role == Role::Buffer {
-            run.touched_buffers.push((p, h));
-            self.buffers.push(h);
+            self.buffers.push((p, h));
         }
         Ok(h)
     }
@@ -1084,32 +1094,20 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     }
 
     fn detach(&mut self, x: H) -> Result<H> {
-        // A new tensor id without a backward op: gradients stop here.
-        let v = match self.val(x)?.clone() {
-            Val::R1(t) => Val::R1(t * 1.0),
-            Val::R2(t) => Val::R2(t * 1.0),
-            Val::R3(t) => Val::R3(t * 1.0),
-            Val::R4(t) => Val::R4(t * 1.0),
-        };
+        let v = self.fresh_copy(x)?;
         Ok(self.push_constant(v))
     }
 
     fn assign(&mut self, buffer: H, value: H) -> Result<H> {
-        if !self.buffers.contains(&buffer) {
+        if !self.buffers.iter().any(|&(_, h)| h == buffer) {
             return Err(shape_err("assign", "the target is not a buffer parameter of the net being run"));
         }
         let (want, got) = (self.val(buffer)?.dims(), self.val(value)?.dims());
         if want != got {
             return Err(shape_err("assign", format!("the buffer is {want:?}, the value {got:?}")));
         }
-        // A copy with a new tensor id: later reads of the buffer are constants.
-        let copy = match self.val(value)?.clone() {
-            Val::R1(t) => Val::R1(t * 1.0),
-            Val::R2(t) => Val::R2(t * 1.0),
-            Val::R3(t) => Val::R3(t * 1.0),
-            Val::R4(t) => Val::R4(t * 1.0),
-        };
-        self.vals[buffer.0 as usize] = Some(copy);
+        // Later reads of the buffer are constants.
+        self.vals[buffer.0 as usize] = Some(self.fresh_copy(value)?);
         self.constant[buffer.0 as usize] = true;
         Ok(buffer)
     }

@@ -16,6 +16,21 @@ fn flow(text: &str) -> Flow {
     ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions::default()).unwrap()
 }
 
+/// One net `n` of one linear node `a`.
+const ONE_LINEAR: &str = r#"Flow(name: "c", nets: { "n": Net(inputs: (x: [4]), nodes: [("a", "core.linear", (out: 2), ["x"])], outputs: (y: "a")) })"#;
+
+/// Checkpoint metadata at `step` after `t` Adam steps of each player.
+fn meta(step: u64, t: u64) -> Meta {
+    Meta {
+        position: Position { stage: 0, epoch: 0, step, stage_done: false },
+        seed: 0,
+        graph_hash: String::new(),
+        overrides: Vec::new(),
+        adam_t: (t, t),
+        run_id: String::new(),
+    }
+}
+
 fn store(f: &Flow) -> ParamStore<dfdx::prelude::Cpu> {
     let mut s = ParamStore::new(cpu(0));
     for net in &f.nets {
@@ -26,21 +41,14 @@ fn store(f: &Flow) -> ParamStore<dfdx::prelude::Cpu> {
 
 #[test]
 fn a_checkpoint_missing_parameters_of_the_graph_is_refused() {
-    let small = r#"Flow(name: "c", nets: { "n": Net(inputs: (x: [4]), nodes: [("a", "core.linear", (out: 2), ["x"])], outputs: (y: "a")) })"#;
+    let small = ONE_LINEAR;
     let big = small
         .replace(r#"outputs: (y: "a")"#, r#"outputs: (y: "b")"#)
         .replace(r#"["x"])]"#, r#"["x"]), ("b", "core.linear", (out: 2), ["a"])]"#);
     let (fs, fb) = (flow(small), flow(&big));
     let dir = std::env::temp_dir().join(format!("stackflow-ckpt-{}", std::process::id()));
     let path = dir.join("ckpt.safetensors");
-    let meta = Meta {
-        position: Position { stage: 0, epoch: 0, step: 0, stage_done: false },
-        seed: 0,
-        graph_hash: String::new(),
-        overrides: Vec::new(),
-        adam_t: (0, 0),
-        run_id: String::new(),
-    };
+    let meta = meta(0, 0);
     checkpoint::save(&path, &store(&fs), &Optimizers::default(), &meta).unwrap();
     let loaded = checkpoint::load(&path).unwrap();
     let mut into_small = store(&fs);
@@ -54,18 +62,9 @@ fn a_checkpoint_missing_parameters_of_the_graph_is_refused() {
 
 #[test]
 fn adam_moments_that_do_not_fit_their_parameter_are_refused() {
-    let f = flow(
-        r#"Flow(name: "c", nets: { "n": Net(inputs: (x: [4]), nodes: [("a", "core.linear", (out: 2), ["x"])], outputs: (y: "a")) })"#,
-    );
+    let f = flow(ONE_LINEAR);
     let dir = std::env::temp_dir().join(format!("stackflow-ckpt-moments-{}", std::process::id()));
-    let meta = Meta {
-        position: Position { stage: 0, epoch: 0, step: 1, stage_done: false },
-        seed: 0,
-        graph_hash: String::new(),
-        overrides: Vec::new(),
-        adam_t: (1, 1),
-        run_id: String::new(),
-    };
+    let meta = meta(1, 1);
     for (key, len) in [("n.a.weight", 3), ("n.gone", 8)] {
         let mut opt = Optimizers::default();
         opt.g.moments.insert(key.to_string(), (vec![0.0; len], vec![0.0; len]));

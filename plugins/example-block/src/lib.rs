@@ -239,12 +239,15 @@ impl Block for SnConv2d {
         // Power iteration on constants: u and v carry no gradient.
         let wc = wm.detach();
         let mut u = unit(u_buf.reshape(&[1, 1, self.out]));
-        let mut v = unit(u.matmul(wc));
+        let mut v = None;
         let iterations = if ops.training() { self.iterations } else { 0 };
         for _ in 0..iterations {
-            v = unit(u.matmul(wc)); // [1, 1, K]
-            u = unit(v.matmul(wc.t())); // [1, 1, out]
+            let vi = unit(u.matmul(wc)); // [1, 1, K]
+            u = unit(vi.matmul(wc.t())); // [1, 1, out]
+            v = Some(vi);
         }
+        // In eval mode v comes from the stored u.
+        let v = v.unwrap_or_else(|| unit(u.matmul(wc)));
         if ops.training() {
             u_buf.assign(u.reshape(&[self.out]));
         }
