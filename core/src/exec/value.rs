@@ -114,9 +114,9 @@ impl<D: AdamKernel> Val<D> {
     pub fn adam(
         &self,
         step: &AdamStep,
-        moments: (&mut [f32], &mut [f32]),
+        moments: (&mut D::Moment, &mut D::Moment),
         grads: &mut Gradients<f32, D>,
-        visit: AdamVisit<'_>,
+        visit: Option<AdamVisit<'_>>,
     ) -> Result<Option<Self>> {
         let err = super::runner::kerr;
         Ok(match self {

@@ -7,7 +7,7 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use super::game::{self, Batch, Optimizers, StageSetup};
+use super::game::{self, Batch, DeviceOptimizers, StageSetup};
 use crate::error::Result;
 use crate::exec::{profile, ParamStore};
 use crate::ir::estimate;
@@ -46,12 +46,11 @@ pub struct BenchResult {
     pub train_peak_heap_mb: Option<f64>,
     /// Peak resident set size of the process so far, in MB (Linux).
     pub peak_rss_mb: Option<f64>,
-    /// Bytes copied from the host to the device per timed training iteration (the batch,
-    /// and on CUDA each updated parameter; see [`crate::mem::Transfers`]).
+    /// Bytes copied from the host to the device per timed training iteration (the batch;
+    /// see [`crate::mem::Transfers`]).
     pub train_bytes_to_device: u64,
-    /// Bytes copied from the device to the host per timed training iteration (logged
-    /// scalars, and on CUDA every parameter and its gradient, which its Adam kernel reads
-    /// back).
+    /// Bytes copied from the device to the host per timed training iteration (the logged
+    /// scalars).
     pub train_bytes_to_host: u64,
     /// With `--profile`: milliseconds per training iteration by net and node kind, from
     /// as many further iterations as were timed (slowest first).
@@ -101,7 +100,7 @@ fn random_batch(st: &StageSetup, batch: usize, rng: &mut StdRng) -> Batch {
 /// iterations, averaged; separate from the timed ones, which the markers would slow.
 fn profiled<D: KernelDevice>(
     (flow, st): (&Flow, &StageSetup),
-    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    (store, opt): (&mut ParamStore<D>, &mut DeviceOptimizers<D>),
     (data, rng): (&Batch, &mut StdRng),
     (by, iters): (profile::GroupBy, usize),
     progress: &mut impl FnMut(&str),
@@ -142,7 +141,7 @@ pub fn bench<D: KernelDevice>(
     timed("sample", (0..warmup, total), &mut progress, &mut sample)?;
     let sample_all = timed("sample", (warmup..total, total), &mut progress, &mut sample)?;
     let sample_peak_heap_mb = mb(mem::peak());
-    let mut opt = Optimizers::default();
+    let mut opt = DeviceOptimizers::<D>::default();
     mem::reset_peak();
     let mut train = || game::iteration(flow, st, (&mut store, &mut opt), game::Step::on(&data), &mut rng).map(|_| ());
     timed("train", (0..warmup, total), &mut progress, &mut train)?;

@@ -11,7 +11,7 @@ use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
 use super::adam::Adam;
-use super::game::Optimizers;
+use super::game::{DeviceOptimizers, Optimizers};
 use crate::error::{Error, Result};
 use crate::exec::{ParamStore, Val};
 use crate::kernels::KernelDevice;
@@ -90,7 +90,7 @@ fn bytes_of(v: &[f32]) -> Vec<u8> {
 }
 
 /// Write a checkpoint atomically.
-pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizers, meta: &Meta) -> Result<()> {
+pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &DeviceOptimizers<D>, meta: &Meta) -> Result<()> {
     let mut owned: Vec<(String, Vec<u8>, Vec<usize>)> = Vec::new();
     for (name, e) in store.iter() {
         owned.push((format!("param.{name}"), bytes_of(&e.value.to_vec()), e.value.dims()));
@@ -99,9 +99,10 @@ pub fn save<D: KernelDevice>(path: &Path, store: &ParamStore<D>, opt: &Optimizer
         let mut keys: Vec<&String> = adam.moments.keys().collect();
         keys.sort();
         for k in keys {
-            let (m, v) = &adam.moments[k];
-            owned.push((format!("adam.{tag}.m.{k}"), bytes_of(m), vec![m.len()]));
-            owned.push((format!("adam.{tag}.v.{k}"), bytes_of(v), vec![v.len()]));
+            for (which, moment) in [("m", &adam.moments[k].0), ("v", &adam.moments[k].1)] {
+                let values = D::moment_to_host(moment);
+                owned.push((format!("adam.{tag}.{which}.{k}"), bytes_of(&values), vec![values.len()]));
+            }
         }
     }
     for (k, avg) in &opt.ema.shadow {

@@ -14,9 +14,10 @@ use super::augment::diff_augment;
 use super::ema::Ema;
 use crate::dsl::{entries, Key, Optimizer};
 use crate::error::{Error, Result};
+use crate::exec::runner::kerr;
 use crate::exec::{NoiseSource, ParamStore, Runner, Val};
 use crate::ir::{DiscriminatorPorts, Flow, GeneratorPorts, Net, Producer, ValueId};
-use crate::kernels::KernelDevice;
+use crate::kernels::{AdamKernel, AdamVisit, KernelDevice};
 use crate::kind::attrs::{Attr, Attrs};
 use crate::kind::{Loss, MismatchSampler, NoiseSampler, Outs, SamplerImpl};
 use crate::ops::{Binary, Ops, Tensor, Unary};
@@ -277,22 +278,41 @@ impl Report {
     }
 }
 
-/// The optimiser state of a stage.
-#[derive(Clone, Debug, Default)]
-pub struct Optimizers {
+/// The optimiser state of a stage, its Adam moments of type `M`: host vectors as a
+/// checkpoint holds them, [`DeviceOptimizers`] while training.
+#[derive(Clone, Debug)]
+pub struct Optimizers<M = Vec<f32>> {
     /// G's Adam.
-    pub g: Adam,
+    pub g: Adam<M>,
     /// D's Adam.
-    pub d: Adam,
+    pub d: Adam<M>,
     /// The moving average of G's weights (empty unless the stage keeps one).
     pub ema: Ema,
 }
 
-impl Optimizers {
+/// The optimiser state as device `D` trains with it: the moments on the device.
+pub type DeviceOptimizers<D> = Optimizers<<D as AdamKernel>::Moment>;
+
+impl<M> Default for Optimizers<M> {
+    fn default() -> Self {
+        Self { g: Adam::default(), d: Adam::default(), ema: Ema::default() }
+    }
+}
+
+impl<M> Optimizers<M> {
     /// The state a stage starts with after this one: fresh Adam moments and no average,
     /// but the trained weights that earlier averages replaced.
-    pub fn next_stage(&self) -> Optimizers {
+    pub fn next_stage(&self) -> Optimizers<M> {
         Optimizers { ema: self.ema.next_stage(), ..Optimizers::default() }
+    }
+}
+
+impl Optimizers {
+    /// This (a checkpoint's) state with its Adam moments on `dev`.
+    pub fn to_device<D: KernelDevice>(&self, dev: &D) -> Result<DeviceOptimizers<D>> {
+        let up = |m: Vec<f32>| dev.moment_from_host(m).map_err(kerr);
+        let (g, d) = (self.g.clone().try_map(up)?, self.d.clone().try_map(up)?);
+        Ok(Optimizers { g, d, ema: self.ema.clone() })
     }
 }
 
@@ -339,7 +359,7 @@ fn d_pass<D: KernelDevice, T: dfdx::prelude::Tape<f32, D>>(
 struct AdamArgs<'a, D: KernelDevice> {
     net: &'a Net,
     params: &'a [(usize, Val<D>)],
-    adam: &'a mut Adam,
+    adam: &'a mut Adam<D::Moment>,
     cfg: &'a AdamConfig,
     lr: f64,
     ema: Option<(&'a mut Ema, f32)>,
@@ -359,6 +379,7 @@ fn adam_step<D: KernelDevice>(
     for (p, v) in params {
         let path = &net.params[*p].path;
         let mut consumed = Vec::new();
+        let observed = ema.is_some() || keep.is_some();
         let mut visit = |g: &[f32], new: &[f32]| {
             if let Some((avg, decay)) = ema.as_mut() {
                 avg.update(*decay, path, new);
@@ -367,7 +388,8 @@ fn adam_step<D: KernelDevice>(
                 consumed = g.to_vec();
             }
         };
-        let updated = v.adam(&step, adam.moments_mut(path, v.numel()), grads, &mut visit)?;
+        let moments = adam.moments_on(&store.dev, path, v.numel()).map_err(kerr)?;
+        let updated = v.adam(&step, moments, grads, observed.then_some(&mut visit as AdamVisit<'_>))?;
         if let Some((tag, out)) = keep.as_mut() {
             out.push((*tag, path.clone(), consumed));
         }
@@ -465,7 +487,7 @@ type HostOuts = Vec<(String, Vec<f32>, Vec<usize>)>;
 fn d_step<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
-    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    (store, opt): (&mut ParamStore<D>, &mut DeviceOptimizers<D>),
     step: &Step<'_>,
     (fake, mu): (Val<D>, Val<D>),
     (rng, report): (&mut StdRng, &mut Report),
@@ -541,7 +563,7 @@ fn d_step<D: KernelDevice>(
 pub fn iteration<D: KernelDevice>(
     flow: &Flow,
     st: &StageSetup,
-    (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+    (store, opt): (&mut ParamStore<D>, &mut DeviceOptimizers<D>),
     step: Step<'_>,
     rng: &mut StdRng,
 ) -> Result<Report> {

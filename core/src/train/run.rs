@@ -15,7 +15,7 @@ use rand::SeedableRng;
 
 use super::board::Board;
 use super::checkpoint::{self, Meta, Position};
-use super::game::{self, Batch, Optimizers, StageSetup};
+use super::game::{self, Batch, DeviceOptimizers, Optimizers, StageSetup};
 use super::infer;
 use super::plot;
 use super::rundir::{self, ResumeFrom, RunInfo};
@@ -123,12 +123,12 @@ pub fn run<D: KernelDevice>(dev: D, flow: &Flow, registry: &Registry, opts: &Run
         store.init_net(net, seed.wrapping_add(1000 * i as u64 + 1))?;
     }
     let mut pos = Position { stage: 0, epoch: 0, step: 0, stage_done: false };
-    let mut opt = Optimizers::default();
+    let mut opt = DeviceOptimizers::<D>::default();
     if let Some(r) = &opts.resume {
         check_resumable(r, &hash, stages.len())?;
         checkpoint::restore(&mut store, &r.loaded, &r.checkpoint)?;
         pos = r.loaded.meta.position.clone();
-        opt = r.loaded.opt.clone();
+        opt = r.loaded.opt.to_device(&store.dev)?;
     }
     let run_id = prepare_dir(flow, opts, &hash, seed)?;
     rundir::clean_temp_files(&opts.dir.join("checkpoints"));
@@ -368,7 +368,7 @@ impl Trainer<'_> {
         &mut self,
         st: &StageSetup,
         store: &mut ParamStore<D>,
-        opt: &mut Optimizers,
+        opt: &mut DeviceOptimizers<D>,
         pos: &mut Position,
     ) -> Result<Option<RunSummary>> {
         let def = &self.flow.parsed.doc.train[pos.stage];
@@ -461,7 +461,7 @@ impl Trainer<'_> {
     fn end_epoch<D: KernelDevice>(
         &mut self,
         st: &StageSetup,
-        (store, opt): (&mut ParamStore<D>, &mut Optimizers),
+        (store, opt): (&mut ParamStore<D>, &mut DeviceOptimizers<D>),
         pos: &mut Position,
         grid: &FixedGrid,
     ) -> Result<()> {
@@ -522,7 +522,7 @@ impl Trainer<'_> {
         ep: &Epoch,
         idx: &[usize],
         store: &mut ParamStore<D>,
-        opt: &mut Optimizers,
+        opt: &mut DeviceOptimizers<D>,
         pos: &mut Position,
     ) -> Result<()> {
         let Epoch { st, ds, scale, pb, ipe } = *ep;
@@ -577,7 +577,7 @@ impl Trainer<'_> {
     }
 
     /// What a checkpoint of the current position records besides the tensors.
-    fn meta(&self, opt: &Optimizers, pos: &Position) -> Meta {
+    fn meta<M>(&self, opt: &Optimizers<M>, pos: &Position) -> Meta {
         Meta {
             position: pos.clone(),
             seed: self.seed,
@@ -616,7 +616,7 @@ impl Trainer<'_> {
         &mut self,
         st: &StageSetup,
         (ev, inception): (EvalDef, Option<&mut InceptionEval<D>>),
-        (store, opt): (&mut ParamStore<D>, &Optimizers),
+        (store, opt): (&mut ParamStore<D>, &DeviceOptimizers<D>),
         pos: &Position,
     ) -> Result<()> {
         let at = (st.index, st.noise.as_ref());
@@ -664,7 +664,7 @@ impl Trainer<'_> {
         st: &StageSetup,
         metric: EvalMetric,
         value: f64,
-        (store, opt): (&ParamStore<D>, &Optimizers),
+        (store, opt): (&ParamStore<D>, &DeviceOptimizers<D>),
         pos: &Position,
     ) -> Result<()> {
         let dir = self.opts.dir.join("checkpoints");
@@ -689,7 +689,12 @@ impl Trainer<'_> {
     }
 
     /// Write a checkpoint of the current position and prune to the newest `keep`.
-    fn checkpoint<D: KernelDevice>(&mut self, store: &ParamStore<D>, opt: &Optimizers, pos: &Position) -> Result<()> {
+    fn checkpoint<D: KernelDevice>(
+        &mut self,
+        store: &ParamStore<D>,
+        opt: &DeviceOptimizers<D>,
+        pos: &Position,
+    ) -> Result<()> {
         let meta = self.meta(opt, pos);
         let ckpt_dir = self.opts.dir.join("checkpoints");
         let path = ckpt_dir.join(format!("ckpt-s{}-{:09}.safetensors", pos.stage + 1, pos.step));

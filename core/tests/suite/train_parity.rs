@@ -9,10 +9,11 @@ use dfdx::prelude::Cpu;
 use rand::SeedableRng;
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::ParamStore;
+use stackflow_core::kernels::KernelDevice;
 use stackflow_core::kind::Role;
 use stackflow_core::registry::Registry;
 use stackflow_core::train::adam::{Adam, AdamConfig};
-use stackflow_core::train::game::{self, Batch, Injected, Optimizers};
+use stackflow_core::train::game::{self, Batch, DeviceOptimizers, Injected};
 
 /// Element differences of trained parameters, pooled per net (the manifest's bound is
 /// a fraction of all elements within 1e-6 and a worst case).
@@ -50,10 +51,18 @@ impl Pool {
     }
 }
 
-fn iteration_one(stage: usize, g: &str, d: &str, prefix: (&str, &str), file: &str, eps: &[(&str, &str)], cat: &str) {
+/// Stage `stage`'s first iteration on `dev` against the reference (`cat` names the
+/// manifest's tolerances).
+fn iteration_one_on<D: KernelDevice>(
+    dev: D,
+    stage: usize,
+    (g, d): (&str, &str),
+    prefix: (&str, &str),
+    (file, eps, cat): (&str, &[(&str, &str)], &str),
+) {
     let flow = flow();
     let naming = Naming::Mapped("stackgan-pytorch".into());
-    let mut store = ParamStore::new(Cpu::default());
+    let mut store = ParamStore::new(dev);
     let (gn, dn) = (flow.net(g).unwrap(), flow.net(d).unwrap());
     weights::load(&mut store, &flow, gn, &fixtures().join(format!("{}.weights.safetensors", prefix.0)), &naming)
         .unwrap();
@@ -73,7 +82,7 @@ fn iteration_one(stage: usize, g: &str, d: &str, prefix: (&str, &str), file: &st
             .map(|(ours, theirs)| (ours.to_string(), fx.get(&format!("iter1.eps.{theirs}")).1.clone()))
             .collect(),
     };
-    let mut opt = Optimizers::default();
+    let mut opt = DeviceOptimizers::<D>::default();
     let mut rng = rand::rngs::StdRng::seed_from_u64(0);
     let report = game::iteration(
         &flow,
@@ -123,30 +132,40 @@ fn iteration_one(stage: usize, g: &str, d: &str, prefix: (&str, &str), file: &st
     assert!(failures.is_empty(), "iteration 1 differs from the reference:\n{}", failures.join("\n"));
 }
 
-#[test]
-fn stage1_iteration_matches_reference() {
-    iteration_one(
-        0,
-        "g1",
-        "d1",
-        ("stage1_g", "stage1_d"),
-        "stage1.train.safetensors",
-        &[("ca", "ca_net")],
-        "stage1.train",
+fn stage1_iteration_on<D: KernelDevice>(dev: D) {
+    let case = ("stage1.train.safetensors", &[("ca", "ca_net")][..], "stage1.train");
+    iteration_one_on(dev, 0, ("g1", "d1"), ("stage1_g", "stage1_d"), case);
+}
+
+fn stage2_iteration_on<D: KernelDevice>(dev: D) {
+    let eps = [("ca", "ca_net"), ("stage1.ca", "STAGE1_G.ca_net")];
+    iteration_one_on(
+        dev,
+        1,
+        ("g2", "d2"),
+        ("stage2_g", "stage2_d"),
+        ("stage2.train.safetensors", &eps, "stage2.train"),
     );
 }
 
 #[test]
+fn stage1_iteration_matches_reference() {
+    stage1_iteration_on(Cpu::default());
+}
+
+#[test]
 fn stage2_iteration_matches_reference() {
-    iteration_one(
-        1,
-        "g2",
-        "d2",
-        ("stage2_g", "stage2_d"),
-        "stage2.train.safetensors",
-        &[("ca", "ca_net"), ("stage1.ca", "STAGE1_G.ca_net")],
-        "stage2.train",
-    );
+    stage2_iteration_on(Cpu::default());
+}
+
+/// Both iterations on a GPU, Adam included (its moments on the device):
+/// `cargo test -p stackflow-core --features cuda --test suite train_parity::`.
+#[cfg(feature = "cuda")]
+#[test]
+fn training_iterations_match_reference_on_cuda() {
+    let dev = stackflow_core::exec::cuda(0).expect("a CUDA device");
+    stage1_iteration_on(dev.clone());
+    stage2_iteration_on(dev);
 }
 
 #[test]
