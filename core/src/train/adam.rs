@@ -3,7 +3,7 @@
 //! stores; a device's [`AdamKernel::Moment`] while training). The update itself is a
 //! device kernel, evaluated in f32 as PyTorch's (non-fused) Adam does.
 
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 
 use crate::kernels::{AdamKernel, AdamStep, KernelError};
 
@@ -57,10 +57,10 @@ impl<M> Adam<M> {
         path: &str,
         n: usize,
     ) -> Result<(&mut M, &mut M), KernelError> {
-        if !self.moments.contains_key(path) {
-            self.moments.insert(path.to_string(), (dev.moment_zeros(n)?, dev.moment_zeros(n)?));
-        }
-        let (m, v) = self.moments.get_mut(path).expect("inserted above");
+        let (m, v) = match self.moments.entry(path.to_string()) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert((dev.moment_zeros(n)?, dev.moment_zeros(n)?)),
+        };
         Ok((m, v))
     }
 }
@@ -70,8 +70,8 @@ impl Adam {
     /// arithmetic of the device kernels, for references and tests).
     pub fn update(&mut self, cfg: &AdamConfig, lr: f64, path: &str, param: &mut [f32], grad: &[f32]) {
         let step = self.step(cfg, lr);
-        let (m, v) =
-            self.moments.entry(path.to_string()).or_insert_with(|| (vec![0.0; grad.len()], vec![0.0; grad.len()]));
+        let n = param.len();
+        let (m, v) = self.moments.entry(path.to_string()).or_insert_with(|| (vec![0.0; n], vec![0.0; n]));
         step.apply(param, m, v, grad);
     }
 }
