@@ -13,6 +13,11 @@ pub struct NetPlan {
     pub nodes: Vec<usize>,
     /// Per value: how many of the planned nodes read it.
     pub reads: Vec<usize>,
+    /// The planned `core.upsample_nearest` nodes whose output one `core.conv2d` node reads
+    /// and nothing else (nor the caller) does: that convolution may compute from the
+    /// upsampling's input ([`crate::kernels::upsample2_conv3x3`]), so the upsampling
+    /// records no backward of its own.
+    pub upsamples_into_conv: Vec<usize>,
 }
 
 impl NetPlan {
@@ -47,7 +52,19 @@ impl NetPlan {
         for &i in &nodes {
             net.nodes[i].inputs.iter().for_each(|&v| reads[v] += 1);
         }
-        Ok(Self { nodes, reads })
+        let upsamples_into_conv = nodes
+            .iter()
+            .copied()
+            .filter(|&u| {
+                let node = &net.nodes[u];
+                let [v] = node.outputs[..] else { return false };
+                node.kind == "core.upsample_nearest"
+                    && reads[v] == 1
+                    && !wanted.contains(&v)
+                    && nodes.iter().any(|&r| net.nodes[r].kind == "core.conv2d" && net.nodes[r].inputs == [v])
+            })
+            .collect();
+        Ok(Self { nodes, reads, upsamples_into_conv })
     }
 }
 

@@ -37,6 +37,8 @@ type GradRelease<D> = Box<dyn FnOnce(&mut Gradients<f32, D>) -> std::result::Res
 struct NetRun {
     slot: HashMap<ValueId, H>,
     reads: Vec<usize>,
+    /// The plan's [`NetPlan::upsamples_into_conv`].
+    upsamples_into_conv: Vec<usize>,
     keep: std::collections::HashSet<H>,
     params: HashMap<usize, H>,
 }
@@ -58,6 +60,12 @@ pub struct Runner<'n, D: KernelDevice, T> {
     /// The buffer parameters the net being run has pushed (parameter index, handle): what
     /// [`Ops::assign`] may overwrite, written back to the store when the run ends.
     buffers: Vec<(usize, H)>,
+    /// Whether the node running is an upsampling whose output only a convolution reads
+    /// (see [`NetPlan::upsamples_into_conv`]).
+    upsample_into_conv: bool,
+    /// Such upsampled values, each with the map it was upsampled from: the convolution
+    /// that reads one computes from that map, through the upsampling.
+    upsampled: HashMap<H, kernels::T4<D>>,
     tape: T,
     record: bool,
     net_training: bool,
@@ -76,6 +84,8 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             fixed_params: Default::default(),
             aliases: Default::default(),
             buffers: Vec::new(),
+            upsample_into_conv: false,
+            upsampled: HashMap::new(),
             tape: T::default(),
             record: true,
             net_training: training,
@@ -137,6 +147,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         if let Some(slot) = self.vals.get_mut(h.0 as usize) {
             *slot = None;
         }
+        self.upsampled.remove(&h);
     }
 
     /// Record a backward op that frees the gradients in the returned list (filled after
@@ -219,10 +230,11 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             }
         }
         let fed: Vec<ValueId> = feeds.iter().map(|&(v, _)| v).collect();
-        let NetPlan { nodes, reads } = NetPlan::new(net, &fed, wanted)?;
+        let NetPlan { nodes, reads, upsamples_into_conv } = NetPlan::new(net, &fed, wanted)?;
         let mut run = NetRun {
             slot: feeds.iter().copied().collect(),
             reads,
+            upsamples_into_conv,
             // The caller's feeds and the wanted values are kept; the rest is let go of after
             // its last reader.
             keep: feeds.iter().map(|&(_, h)| h).collect(),
@@ -230,6 +242,7 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         };
         // What a failed earlier run left.
         self.buffers.clear();
+        self.upsampled.clear();
         for i in nodes {
             self.run_node(net, i, store, &mut run)?;
             for &v in &net.nodes[i].inputs {
@@ -314,11 +327,14 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
         }
         let releases = self.release_grads_later();
         let start = self.vals.len();
+        self.upsample_into_conv = run.upsamples_into_conv.contains(&i);
         let began = profile.as_ref().map(|_| std::time::Instant::now());
         let outs = node
             .block
             .forward(self, &inputs, &ph)
-            .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)))?;
+            .map_err(|e| e.context(format!("node `{}` ({})", node.path, node.kind)));
+        self.upsample_into_conv = false;
+        let outs = outs?;
         if let (Some(p), Some(began), Some(label)) = (&profile, began, &label) {
             p.borrow_mut().forward(&net.name, label, began.elapsed());
             if T::OWNS_TAPE {
@@ -337,7 +353,9 @@ impl<'n, D: KernelDevice, T: Tape<f32, D>> Runner<'n, D, T> {
             // A constant the node pushed (a mask, a detached copy) stays one.
             self.constant[i] |= !recorded;
             // (A node that recorded nothing left no gradient to free.)
-            if let Some(r) = self.grad_release(h).filter(|_| recorded && !self.aliases.contains_key(&h.0)) {
+            // (Nor does an upsampling a convolution computes through: nothing writes its gradient.)
+            let spent = recorded && !self.aliases.contains_key(&h.0) && !self.upsampled.contains_key(&h);
+            if let Some(r) = self.grad_release(h).filter(|_| spent) {
                 releases.borrow_mut().push(r);
             }
             if !outs.contains(&h) {
@@ -578,8 +596,16 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
             input: !self.is_constant(xh),
             weights: !self.is_constant(wh) || b.is_some_and(|b| !self.is_constant(b)),
         };
-        let y = kernels::conv2d_for(self.tr(&x), self.tr(&w), bias, (stride, padding), need).map_err(kerr)?;
-        Ok(self.put(y, Val::R4))
+        let y = match self.upsampled.remove(&xh) {
+            Some(small) if stride == 1 && padding == (1, 1) && (w.shape().2, w.shape().3) == (3, 3) => {
+                kernels::upsample2_conv3x3(self.tr(&small), self.tr(&w), bias, need)
+            }
+            // Another geometry: the upsampling again, this time on the tape.
+            Some(small) => kernels::upsample_nearest(self.tr(&small), 2)
+                .and_then(|x| kernels::conv2d_for(x, self.tr(&w), bias, (stride, padding), need)),
+            None => kernels::conv2d_for(self.tr(&x), self.tr(&w), bias, (stride, padding), need),
+        };
+        Ok(self.put(y.map_err(kerr)?, Val::R4))
     }
 
     fn batch_norm(&mut self, x: H, gamma: H, beta: H, stats: BnStats, momentum: f32, eps: f32) -> Result<H> {
@@ -691,10 +717,18 @@ impl<D: KernelDevice, T: Tape<f32, D>> Ops for Runner<'_, D, T> {
     }
 
     fn upsample_nearest(&mut self, x: H, scale: usize) -> Result<H> {
-        let Val::R4(x) = self.val(x)?.clone() else {
+        let Val::R4(small) = self.val(x)?.clone() else {
             return Err(shape_err("upsample_nearest", "needs [B, C, H, W]"));
         };
-        let y = kernels::upsample_nearest(self.tr(&x), scale).map_err(kerr)?;
+        if self.upsample_into_conv && scale == 2 {
+            // Only a convolution reads the result, and it computes through this op from
+            // `small` (and backward with it): the values, with no backward here.
+            let y = kernels::upsample_nearest(small.clone(), 2).map_err(kerr)?;
+            let h = if self.is_constant(x) { self.push_constant(Val::R4(y)) } else { self.push(Val::R4(y)) };
+            self.upsampled.insert(h, small);
+            return Ok(h);
+        }
+        let y = kernels::upsample_nearest(self.tr(&small), scale).map_err(kerr)?;
         Ok(self.put(y, Val::R4))
     }
 

@@ -1,4 +1,5 @@
-//! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling,
+//! Numerical kernels the executor calls: conv2d, fused batch norm, nearest upsampling (and
+//! a ×2 upsampling convolved 3×3, computed without the upsampling),
 //! pooling, bilinear resizing, leaky ReLU and tanh, as custom ops on dfdx's public tape API. CPU gets hand-written multithreaded
 //! kernels (im2col + `gemm`); CUDA gets composites of dfdx ops (each op's `composite`).
 //!
@@ -17,6 +18,7 @@ pub mod pool2d;
 pub mod resize;
 pub mod tanh;
 pub mod upsample;
+pub mod upsample_conv;
 
 #[cfg(test)]
 mod testutil;
@@ -31,6 +33,7 @@ pub use pool2d::{pool2d, PoolKernel};
 pub use resize::resize_bilinear;
 pub use tanh::{tanh, TanhKernel};
 pub use upsample::{upsample_nearest, UpsampleKernel};
+pub use upsample_conv::{upsample2_conv3x3, PhaseKernel};
 
 /// A 4-d `f32` tensor with runtime dims, `[batch, channels, height, width]`.
 pub type T4<D, T = dfdx::prelude::NoneTape> = Tensor<(usize, usize, usize, usize), f32, D, T>;
@@ -107,6 +110,7 @@ pub trait KernelDevice:
     + Conv2dKernel
     + BatchNormKernel
     + UpsampleKernel
+    + PhaseKernel
     + PoolKernel
     + LeakyReluKernel
     + TanhKernel
@@ -120,6 +124,7 @@ impl<D> KernelDevice for D where
         + Conv2dKernel
         + BatchNormKernel
         + UpsampleKernel
+        + PhaseKernel
         + PoolKernel
         + LeakyReluKernel
         + TanhKernel

@@ -7,6 +7,7 @@ mod common;
 
 mod blocks;
 mod checkpoint;
+mod fusion;
 mod golden;
 mod layers;
 mod losses_and_samplers;
