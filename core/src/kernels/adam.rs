@@ -90,8 +90,9 @@ pub trait AdamKernel: Device<f32> {
     /// A moment holding `values` (a checkpoint's, on resume).
     fn moment_from_host(&self, values: Vec<f32>) -> Result<Self::Moment, KernelError>;
 
-    /// A moment's values on the host (for a checkpoint).
-    fn moment_to_host(m: &Self::Moment) -> Vec<f32>;
+    /// A moment's values on the host (for a checkpoint): borrowed where the device's
+    /// memory is the host's, read back where it is not.
+    fn moment_to_host(m: &Self::Moment) -> std::borrow::Cow<'_, [f32]>;
 
     /// The parameter `p` after one step, its moments `m`, `v` moved on the device; `None`
     /// when backward released `p`'s gradient (nothing read it). A parameter backward
@@ -124,8 +125,8 @@ impl AdamKernel for Cpu {
         Ok(values)
     }
 
-    fn moment_to_host(m: &Vec<f32>) -> Vec<f32> {
-        m.clone()
+    fn moment_to_host(m: &Vec<f32>) -> std::borrow::Cow<'_, [f32]> {
+        std::borrow::Cow::Borrowed(m)
     }
 
     fn adam<S: Shape>(
@@ -197,9 +198,9 @@ impl AdamKernel for Cuda {
         self.try_tensor_from_vec(values, (n,)).map_err(|e| KernelError::device(OP, e))
     }
 
-    fn moment_to_host(m: &Self::Moment) -> Vec<f32> {
+    fn moment_to_host(m: &Self::Moment) -> std::borrow::Cow<'_, [f32]> {
         crate::mem::count_to_host(m.shape().0);
-        m.as_vec()
+        std::borrow::Cow::Owned(m.as_vec())
     }
 
     fn adam<S: Shape>(

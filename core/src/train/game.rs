@@ -376,10 +376,10 @@ fn adam_step<D: KernelDevice>(
     let AdamArgs { net, params, adam, cfg, lr, mut ema } = s;
     adam.begin_step();
     let step = adam.step(cfg, lr);
+    let observed = ema.is_some() || keep.is_some();
     for (p, v) in params {
         let path = &net.params[*p].path;
         let mut consumed = Vec::new();
-        let observed = ema.is_some() || keep.is_some();
         let mut visit = |g: &[f32], new: &[f32]| {
             if let Some((avg, decay)) = ema.as_mut() {
                 avg.update(*decay, path, new);

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use stackflow_core::exec::weights;
 use stackflow_core::ir::{self, BuildOptions, Flow};
+use stackflow_core::ops::{Binary, Ops, Tensor};
 use stackflow_core::registry::Registry;
 
 /// The repository the tests read graphs and fixtures from: `STACKFLOW_ROOT` when set (a
@@ -117,4 +118,17 @@ pub fn flow() -> Flow {
     ];
     let parsed = stackflow_core::dsl::load(&root().join("graphs/stackgan256.ron")).unwrap();
     ir::build(Arc::new(parsed), &Registry::with_builtins(), &BuildOptions { overrides }).unwrap()
+}
+
+/// `loss + Σ weights ⊙ h` (`weights` has `h`'s elements), recorded on `r`'s tape; the
+/// sum alone when there is no `loss` yet.
+pub fn add_weighted_sum(r: &mut impl Ops, loss: Option<Tensor>, h: Tensor, weights: &[f32]) -> Tensor {
+    let dims = r.shape(h).unwrap();
+    let w = r.constant(weights, &dims).unwrap();
+    let prod = r.binary(Binary::Mul, h, w).unwrap();
+    let s = r.sum(prod).unwrap();
+    match loss {
+        None => s,
+        Some(l) => r.binary(Binary::Add, l, s).unwrap(),
+    }
 }

@@ -11,9 +11,9 @@ use dfdx::prelude::{Cpu, OwnedTape};
 use stackflow_core::exec::plan::NetPlan;
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::ir::Net;
-use stackflow_core::ops::{Binary, Ops};
+use stackflow_core::ops::Ops;
 
-use crate::common::flow;
+use crate::common::{add_weighted_sum, flow};
 
 /// Outputs, then the gradients of every input and trainable parameter, of a weighted sum
 /// of the outputs, in train mode; `also` are further wanted values.
@@ -39,16 +39,9 @@ fn run(net: &Net, store: &mut ParamStore<Cpu>, also: &[usize]) -> Vec<Vec<f32>> 
     let mut loss = None;
     for (k, h) in outs[..outputs.len()].iter().enumerate() {
         seen.push(r.read(*h).unwrap());
-        let dims = r.shape(*h).unwrap();
-        let n: usize = dims.iter().product();
+        let n = seen[k].len();
         let weights: Vec<f32> = (0..n).map(|i| ((i * 31 + k) % 17) as f32 / 17.0 - 0.5).collect();
-        let w = r.constant(&weights, &dims).unwrap();
-        let prod = r.binary(Binary::Mul, *h, w).unwrap();
-        let s = r.sum(prod).unwrap();
-        loss = Some(match loss {
-            None => s,
-            Some(l) => r.binary(Binary::Add, l, s).unwrap(),
-        });
+        loss = Some(add_weighted_sum(&mut r, loss, *h, &weights));
     }
     let params: Vec<Val<Cpu>> =
         net.trainable_params().iter().map(|&p| store.get(&net.params[p].path).unwrap().value.clone()).collect();

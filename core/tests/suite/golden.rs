@@ -5,13 +5,13 @@
 
 use crate::common;
 
-use common::{check, fixtures, flow, hash_uniform, manifest, Fixture};
+use common::{add_weighted_sum, check, fixtures, flow, hash_uniform, manifest, Fixture};
 use dfdx::prelude::*;
 use stackflow_core::exec::weights::{self, external_name, Naming};
 use stackflow_core::exec::{grad_of, NoiseSource, ParamStore, Runner, Val};
 use stackflow_core::kernels::KernelDevice;
 use stackflow_core::kind::Role;
-use stackflow_core::ops::{Binary, Ops};
+use stackflow_core::ops::Ops;
 
 /// Run the io protocol of the fixture README for one net, on the CPU.
 fn io_case(net_name: &str, prefix: &str, stage: &str, eps_paths: &[(&str, &str)]) {
@@ -82,14 +82,7 @@ fn io_case_on<D: KernelDevice>(dev: D, net_name: &str, prefix: &str, stage: &str
         }
         let wkey = format!("lossw.{name}");
         if fx.has(&wkey) {
-            let dims = r.shape(*h).unwrap();
-            let w = r.constant(&fx.get(&wkey).1, &dims).unwrap();
-            let prod = r.binary(Binary::Mul, *h, w).unwrap();
-            let s = r.sum(prod).unwrap();
-            loss = Some(match loss {
-                None => s,
-                Some(l) => r.binary(Binary::Add, l, s).unwrap(),
-            });
+            loss = Some(add_weighted_sum(&mut r, loss, *h, &fx.get(&wkey).1));
         }
     }
     let loss = loss.expect("a loss weight");
