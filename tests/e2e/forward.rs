@@ -2,13 +2,13 @@
 //! nets, loading StackGAN-Pytorch weights through the graph's weight map.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use stackflow_core::exec::{self, weights, Val};
 
 use stackflow_test_util::hash_uniform;
 
-use crate::support::{root, stackflow};
+use crate::support::{fresh, root, stackflow, Scratch};
 
 const FIXTURE_SET: [&str; 12] = [
     "--set",
@@ -43,15 +43,16 @@ fn strides(file: &str) -> HashMap<String, usize> {
     out
 }
 
-fn tmp(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("stackflow-e2e-{}", std::process::id()));
+/// A test's scratch folder, created.
+fn scratch(name: &str) -> Scratch {
+    let dir = fresh(name);
     std::fs::create_dir_all(&dir).unwrap();
-    dir.join(name)
+    dir
 }
 
 /// Run `forward` in `mode` and compare every output with `<tag>.<output>` of the io file.
-fn forward_matches(net: &str, prefix: &str, inputs: &std::path::Path, mode: &str, tag: &str, tol: f64) {
-    let out = tmp(&format!("{prefix}.{mode}.out.safetensors"));
+fn forward_matches(work: &Path, net: &str, prefix: &str, inputs: &Path, mode: &str, tag: &str, tol: f64) {
+    let out = work.join(format!("{prefix}.{mode}.out.safetensors"));
     let weights = fixture(&format!("{prefix}.weights.safetensors"));
     let mut args = vec![
         "forward",
@@ -93,15 +94,17 @@ fn forward_matches(net: &str, prefix: &str, inputs: &std::path::Path, mode: &str
 #[test]
 fn forward_reproduces_generator_fixtures() {
     // The io files carry `in.emb`, `in.z` and `in.eps.<CA module>`; forward reads them as is.
+    let work = scratch("forward-g");
     for (net, prefix, tol) in [("g1", "stage1_g", 2e-4), ("g2", "stage2_g", 5e-3)] {
         let inputs = fixture(&format!("{prefix}.io.safetensors"));
-        forward_matches(net, prefix, &inputs, "eval", "eval_init", tol);
-        forward_matches(net, prefix, &inputs, "train", "train", tol);
+        forward_matches(&work, net, prefix, &inputs, "eval", "eval_init", tol);
+        forward_matches(&work, net, prefix, &inputs, "train", "train", tol);
     }
 }
 
 #[test]
 fn forward_reproduces_discriminator_fixtures() {
+    let work = scratch("forward-d");
     for (net, prefix, tag, size, tol) in [("d1", "stage1_d", 7004, 64, 2e-4), ("d2", "stage2_d", 7014, 256, 5e-3)] {
         let io = weights::read_all(&fixture(&format!("{prefix}.io.safetensors"))).unwrap();
         let dev = exec::cpu(0);
@@ -111,10 +114,10 @@ fn forward_reproduces_discriminator_fixtures() {
             ("img".to_string(), Val::from_host(&dev, img, &[3, 3, size, size]).unwrap()),
             ("cond".to_string(), Val::from_host(&dev, cond, &cond_shape).unwrap()),
         ];
-        let inputs = tmp(&format!("{prefix}.inputs.safetensors"));
+        let inputs = work.join(format!("{prefix}.inputs.safetensors"));
         weights::save(&inputs, &tensors, None).unwrap();
-        forward_matches(net, prefix, &inputs, "eval", "eval_init", tol);
-        forward_matches(net, prefix, &inputs, "train", "train", tol);
+        forward_matches(&work, net, prefix, &inputs, "eval", "eval_init", tol);
+        forward_matches(&work, net, prefix, &inputs, "train", "train", tol);
     }
 }
 
@@ -122,7 +125,8 @@ fn forward_reproduces_discriminator_fixtures() {
 fn forward_input_errors_are_diagnostics() {
     let weights = fixture("stage1_g.weights.safetensors");
     let d_inputs = fixture("stage1_d.weights.safetensors");
-    let out = tmp("bad.out.safetensors");
+    let work = scratch("forward-errors");
+    let out = work.join("bad.out.safetensors");
     let mut args = vec![
         "forward",
         "graphs/stackgan256.ron",

@@ -32,11 +32,42 @@ pub fn stackflow(args: &[&str]) -> Output {
     }
 }
 
+/// A temp path for one test, removed when the test passes and kept (for a look) when
+/// it fails.
+pub struct Scratch(PathBuf);
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for Scratch {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<std::ffi::OsStr> for Scratch {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
 /// A fresh (removed, not created) temp path for test `name`, unique per test process.
-pub fn fresh(name: &str) -> PathBuf {
+pub fn fresh(name: &str) -> Scratch {
     let dir = std::env::temp_dir().join(format!("stackflow-e2e-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    dir
+    Scratch(dir)
 }
 
 /// The checkpoint files of a run directory, oldest first.

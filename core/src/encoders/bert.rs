@@ -350,5 +350,6 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         fs::write(dir.join("config.json"), r#"{"model_type": "gpt2"}"#).unwrap();
         assert_eq!(BertEncoder::open(&dir).err().unwrap().code_str(), "encode::config");
+        fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -107,5 +107,6 @@ mod tests {
         assert_eq!(&data[8..16], &TextEncoder::new(8).encode("red round")[..]);
         assert_eq!(read_record(&out), Some(Record { encoder: NAME.into(), dim: 8, weights: None }));
         assert!(write_embeddings(&out, &[], &mut enc, &mut |_| {}).is_err());
+        fs::remove_dir_all(&dir).unwrap();
     }
 }
