@@ -41,7 +41,8 @@ fn issue11_resume_from_a_stray_file_writes_nowhere_it_guessed() {
     assert_eq!(ckpts(&a), before, "A's checkpoints were touched");
 
     // A loose file (here: in a folder that is not a run's checkpoints/) is refused too…
-    let loose = fresh("loose").join("x").join("ckpt.safetensors");
+    let loose_dir = fresh("loose");
+    let loose = loose_dir.join("x").join("ckpt.safetensors");
     std::fs::create_dir_all(loose.parent().unwrap()).unwrap();
     std::fs::copy(ckpts(&b).pop().unwrap(), &loose).unwrap();
     let out = tiny(&["--resume", loose.to_str().unwrap()]);
