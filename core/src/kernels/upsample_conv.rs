@@ -38,25 +38,9 @@ fn phase_matrix() -> Vec<f32> {
     t
 }
 
-/// The `(3×3 tap, phase tap)` pairs of [`phase_matrix`]'s ones: phase tap `q` (column
-/// `(2a + e)·4 + ky·2 + kx`) is the sum of the 3×3 taps paired with it (36 pairs).
-fn phase_pairs() -> Vec<(usize, usize)> {
-    let t = phase_matrix();
-    (0..9).flat_map(|r| (0..16).map(move |q| (r, q))).filter(|&(r, q)| t[r * 16 + q] != 0.0).collect()
-}
-
 /// `w [O, C, 3, 3]` → the phase kernels `[4·O, C, 2, 2]`, phase `2a + e` in the block of
 /// output channels `(2a + e)·O ..`.
-pub fn phase_weights<D: PhaseKernel, T: Tape<f32, D>>(w: T4<D, T>) -> Result<T4<D, T>, KernelError> {
-    if (w.shape().2, w.shape().3) != (3, 3) {
-        return Err(KernelError::shape(OP, format!("w {:?} is not a 3×3 kernel", w.shape())));
-    }
-    D::phase_weights(w)
-}
-
-/// [`phase_weights`] as dfdx ops: the `9 × 16` matrix applied with a matmul, then a
-/// permute. The CUDA implementation.
-pub fn phase_weights_by_matmul<D: Device<f32>, T: Tape<f32, D>>(w: T4<D, T>) -> Result<T4<D, T>, D::Err> {
+pub fn phase_weights<D: Device<f32>, T: Tape<f32, D>>(w: T4<D, T>) -> Result<T4<D, T>, D::Err> {
     let (o, c, _, _) = *w.shape();
     let t = w.device().try_tensor_from_vec(phase_matrix(), (9usize, 16usize))?;
     w.try_reshape_like(&(o * c, 9))?
@@ -66,10 +50,8 @@ pub fn phase_weights_by_matmul<D: Device<f32>, T: Tape<f32, D>>(w: T4<D, T>) -> 
         .try_reshape_like(&(4 * o, c, 2, 2))
 }
 
-/// A device that can run [`phase_weights`] and [`interleave_phases`].
+/// A device that can run [`interleave_phases`].
 pub trait PhaseKernel: Device<f32> {
-    /// `[O, C, 3, 3] → [4·O, C, 2, 2]` (see [`phase_weights`]).
-    fn phase_weights<T: Tape<f32, Self>>(w: T4<Self, T>) -> Result<T4<Self, T>, KernelError>;
     /// `[B, 4·O, H + 1, W + 1] → [B, O, 2H, 2W]` (see the module's documentation).
     fn interleave_phases<T: Tape<f32, Self>>(y: T4<Self, T>) -> Result<T4<Self, T>, KernelError>;
 }
@@ -100,7 +82,7 @@ where
         return Err(KernelError::shape(OP, format!("x {:?} with w {:?}", x.shape(), w.shape())));
     }
     let dev_err = |e| KernelError::device(OP, e);
-    let w4 = phase_weights(w)?;
+    let w4 = phase_weights(w).map_err(dev_err)?;
     let b4 = match bias {
         Some(b) => Some(
             b.try_broadcast_like::<_, Axis<0>>(&(4, o))
@@ -114,52 +96,6 @@ where
 }
 
 impl PhaseKernel for Cpu {
-    fn phase_weights<T: Tape<f32, Self>>(w: T4<Self, T>) -> Result<T4<Self, T>, KernelError> {
-        let dev_err = |e| KernelError::device(OP, e);
-        let (w, mut tape) = w.try_contiguous().map_err(dev_err)?.split_tape();
-        let (o, c, _, _) = *w.shape();
-        let pairs = phase_pairs();
-        let by_phase: Vec<Vec<(usize, usize)>> =
-            (0..4).map(|p| pairs.iter().filter(|&&(_, q)| q / 4 == p).map(|&(r, q)| (r, q % 4)).collect()).collect();
-        // One output row (phase p, channel oc) holds C phase kernels of 4 taps each and
-        // reads the C 3×3 kernels of channel oc.
-        let mut out = cpu::alloc(w.device(), 16 * o * c).map_err(dev_err)?;
-        {
-            let ws = cpu::read(&w).map_err(dev_err)?;
-            out.par_chunks_mut(4 * c).enumerate().for_each(|(row, dst)| {
-                let (pairs, oc) = (&by_phase[row / o], row % o);
-                let src = &ws[oc * c * 9..][..c * 9];
-                for (dst, src) in dst.chunks_exact_mut(4).zip(src.chunks_exact(9)) {
-                    let mut taps = [0.0f32; 4];
-                    for &(r, k) in pairs {
-                        taps[k] += src[r];
-                    }
-                    dst.copy_from_slice(&taps);
-                }
-            });
-        }
-        let out = w.device().try_tensor_from_vec(out, (4 * o, c, 2, 2)).map_err(dev_err)?;
-        if T::OWNS_TAPE {
-            let (w_ghost, out_ghost) = (w.ghost(), out.ghost());
-            drop(w);
-            tape.add_backward_op(move |grads| {
-                let gout = take_grad!(grads, &out_ghost, 16 * o * c);
-                let mut gw = take_grad!(grads, &w_ghost, 9 * o * c);
-                gw.par_chunks_mut(9 * c).enumerate().for_each(|(oc, gw)| {
-                    for (ci, gw) in gw.chunks_exact_mut(9).enumerate() {
-                        for &(r, q) in &pairs {
-                            gw[r] += gout[((q / 4 * o + oc) * c + ci) * 4 + q % 4];
-                        }
-                    }
-                });
-                put_grad!(grads, &w_ghost, gw);
-                put_grad!(grads, &out_ghost, gout);
-                Ok(())
-            });
-        }
-        Ok(out.put_tape(tape))
-    }
-
     fn interleave_phases<T: Tape<f32, Self>>(y: T4<Self, T>) -> Result<T4<Self, T>, KernelError> {
         let dev_err = |e| KernelError::device(OP, e);
         let (y, mut tape) = y.try_contiguous().map_err(dev_err)?.split_tape();
@@ -213,10 +149,6 @@ impl PhaseKernel for Cpu {
 
 #[cfg(feature = "cuda")]
 impl PhaseKernel for Cuda {
-    fn phase_weights<T: Tape<f32, Self>>(w: T4<Self, T>) -> Result<T4<Self, T>, KernelError> {
-        phase_weights_by_matmul(w).map_err(|e| KernelError::device(OP, e))
-    }
-
     fn interleave_phases<T: Tape<f32, Self>>(y: T4<Self, T>) -> Result<T4<Self, T>, KernelError> {
         composite(y).map_err(|e| KernelError::device(OP, e))
     }
@@ -311,31 +243,12 @@ mod tests {
     }
 
     #[test]
-    fn phase_weights_kernel_and_matmul_agree_forward_and_backward() {
-        let dev = Cpu::default();
-        let shape = (3, 5, 3, 3);
-        let w = rand_t4(&dev, shape, 10);
-        let r = rand_vec(4 * 3 * 5 * 4, 11);
-        let (a, b) = (phase_weights(w.leaky_trace()).unwrap(), phase_weights_by_matmul(w.leaky_trace()).unwrap());
-        assert_eq!(*a.shape(), (12, 5, 2, 2));
-        let want: Vec<f64> = b.as_vec().iter().map(|v| *v as f64).collect();
-        assert_close(&a.as_vec(), &want, 1e-6, "phase weights");
-        let (ga, gb) = (weighted_sum_backward(a, &r), weighted_sum_backward(b, &r));
-        let want: Vec<f64> = gb.get(&w).as_vec().iter().map(|v| *v as f64).collect();
-        assert_close(&ga.get(&w).as_vec(), &want, 1e-6, "phase weight gradients");
-        check_fd("phase weights", &ga.get(&w).as_vec(), &w.as_vec(), |v| {
-            dot(&phase_weights(from_vec(&dev, v, shape)).unwrap().as_vec(), &r)
-        });
-    }
-
-    #[test]
     fn shapes_that_are_not_phases_are_errors() {
         let dev = Cpu::default();
         assert!(matches!(interleave_phases(rand_t4(&dev, (1, 6, 3, 3), 1)), Err(KernelError::Shape { .. })));
         assert!(matches!(interleave_phases(rand_t4(&dev, (1, 4, 1, 3), 1)), Err(KernelError::Shape { .. })));
         let x = rand_t4(&dev, (1, 2, 3, 3), 1);
         let w = rand_t4(&dev, (2, 2, 4, 4), 2);
-        assert!(matches!(upsample2_conv3x3(x, w.clone(), None, ConvGrads::ALL), Err(KernelError::Shape { .. })));
-        assert!(matches!(phase_weights(w), Err(KernelError::Shape { .. })));
+        assert!(matches!(upsample2_conv3x3(x, w, None, ConvGrads::ALL), Err(KernelError::Shape { .. })));
     }
 }
