@@ -10,7 +10,7 @@
 
 use std::sync::Mutex;
 
-use dfdx::prelude::{Cpu, CpuError, HasShape, Shape, Storage, Tensor};
+use dfdx::prelude::{Cpu, CpuError, HasShape, Shape, Storage, Tape, Tensor};
 
 /// Most buffers the pool keeps for reuse.
 const POOL_MAX: usize = 64;
@@ -168,6 +168,28 @@ macro_rules! add_grad {
 }
 
 pub(crate) use {add_grad, put_grad, take_grad};
+
+/// Records on `tape` the backward of a one-input op `x → out` computed on the CPU:
+/// `f(gx, gout)` adds `dL/dx` into `gx`, given `gout = dL/dout`. Backward keeps only the
+/// two tensors' ids; `x` is dropped here, so its memory can go before backward runs.
+pub(crate) fn record_backward<S: Shape, R: Shape, T: Tape<f32, Cpu>>(
+    tape: &mut T,
+    x: Tensor<S, f32, Cpu>,
+    out: &Tensor<R, f32, Cpu>,
+    f: impl FnOnce(&mut [f32], &[f32]) + 'static,
+) {
+    let (nx, ny) = (x.shape().num_elements(), out.shape().num_elements());
+    let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
+    drop(x);
+    tape.add_backward_op(move |grads| {
+        let gy = take_grad!(grads, &out_ghost, ny);
+        let mut gx = take_grad!(grads, &x_ghost, nx);
+        f(&mut gx, &gy);
+        put_grad!(grads, &x_ghost, gx);
+        put_grad!(grads, &out_ghost, gy);
+        Ok(())
+    });
+}
 
 /// A read-only strided matrix view: element `(i, j)` is `data[off + i*rs + j*cs]`.
 #[derive(Clone, Copy)]

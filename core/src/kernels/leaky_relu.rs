@@ -8,7 +8,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu::{self, put_grad, take_grad};
+use super::cpu;
 use super::KernelError;
 
 const OP: &str = "leaky_relu";
@@ -54,12 +54,7 @@ impl LeakyReluKernel for Cpu {
                 }
             });
             let out = x.device().try_tensor_from_vec(out, shape).map_err(dev_err)?;
-            let x_ghost = x.ghost();
-            let out_ghost = out.ghost();
-            drop(x);
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad!(grads, &out_ghost, n);
-                let mut gx = take_grad!(grads, &x_ghost, n);
+            cpu::record_backward(&mut tape, x, &out, move |gx, gy| {
                 gx.par_chunks_mut(CHUNK).zip(gy.par_chunks(CHUNK).zip(mask.par_chunks(CHUNK))).for_each(
                     move |(gxs, (gys, ms))| {
                         for ((gx, gy), m) in gxs.iter_mut().zip(gys).zip(ms) {
@@ -67,9 +62,6 @@ impl LeakyReluKernel for Cpu {
                         }
                     },
                 );
-                put_grad!(grads, &x_ghost, gx);
-                put_grad!(grads, &out_ghost, gy);
-                Ok(())
             });
             Ok(out.put_tape(tape))
         } else {

@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu::{self, put_grad, take_grad};
+use super::cpu;
 use super::{KernelError, T4};
 
 const OP: &str = "pool2d";
@@ -160,11 +160,7 @@ impl PoolKernel for Cpu {
         let out = x.device().try_tensor_from_vec(out, (b, c, g.h_out, g.w_out)).map_err(dev_err)?;
 
         if T::OWNS_TAPE {
-            let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
-            drop(x);
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad!(grads, &out_ghost, g.planes * l);
-                let mut gx = take_grad!(grads, &x_ghost, g.planes * hw);
+            cpu::record_backward(&mut tape, x, &out, move |gx, gy| {
                 gx.par_chunks_mut(hw).zip(gy.par_chunks(l)).enumerate().for_each(|(p, (dst, src))| {
                     if g.kind == PoolKind::Max {
                         for (&at, &v) in argmax[p * l..(p + 1) * l].iter().zip(src) {
@@ -183,9 +179,6 @@ impl PoolKernel for Cpu {
                         }
                     }
                 });
-                put_grad!(grads, &x_ghost, gx);
-                put_grad!(grads, &out_ghost, gy);
-                Ok(())
             });
         }
         Ok(out.put_tape(tape))

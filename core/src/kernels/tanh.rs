@@ -7,7 +7,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu::{self, put_grad, take_grad};
+use super::cpu;
 use super::KernelError;
 
 const OP: &str = "tanh";
@@ -33,18 +33,13 @@ impl TanhKernel for Cpu {
         let dev_err = |e| KernelError::device(OP, e);
         let (x, mut tape) = x.try_contiguous().map_err(dev_err)?.split_tape();
         let shape = *x.shape();
-        let n = shape.num_elements();
         let mut out = cpu::read_vec(&x).map_err(dev_err)?;
         out.par_chunks_mut(CHUNK).for_each(|ys| ys.iter_mut().for_each(|y| *y = y.tanh()));
         // Backward needs the output: a copy, so the tensor itself can be freed early.
         let ys = T::OWNS_TAPE.then(|| out.clone());
         let out = x.device().try_tensor_from_vec(out, shape).map_err(dev_err)?;
         if let Some(ys) = ys {
-            let (x_ghost, out_ghost) = (x.ghost(), out.ghost());
-            drop(x);
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad!(grads, &out_ghost, n);
-                let mut gx = take_grad!(grads, &x_ghost, n);
+            cpu::record_backward(&mut tape, x, &out, move |gx, gy| {
                 gx.par_chunks_mut(CHUNK).zip(ys.par_chunks(CHUNK).zip(gy.par_chunks(CHUNK))).for_each(
                     |(gxs, (ys, gys))| {
                         for ((gx, y), gy) in gxs.iter_mut().zip(ys).zip(gys) {
@@ -53,9 +48,6 @@ impl TanhKernel for Cpu {
                         }
                     },
                 );
-                put_grad!(grads, &x_ghost, gx);
-                put_grad!(grads, &out_ghost, gy);
-                Ok(())
             });
         }
         Ok(out.put_tape(tape))

@@ -4,7 +4,7 @@
 use dfdx::prelude::*;
 use rayon::prelude::*;
 
-use super::cpu::{self, put_grad, take_grad};
+use super::cpu;
 use super::{KernelError, T4};
 
 const OP: &str = "upsample_nearest";
@@ -57,12 +57,7 @@ impl UpsampleKernel for Cpu {
         let out = x.device().try_tensor_from_vec(out, (b, c, ho, wo)).map_err(dev_err)?;
 
         if T::OWNS_TAPE {
-            let x_ghost = x.ghost();
-            let out_ghost = out.ghost();
-            drop(x);
-            tape.add_backward_op(move |grads| {
-                let gy = take_grad!(grads, &out_ghost, b * c * hwo);
-                let mut gx = take_grad!(grads, &x_ghost, b * c * hw);
+            cpu::record_backward(&mut tape, x, &out, move |gx, gy| {
                 gx.par_chunks_mut(hw).zip(gy.par_chunks(hwo)).for_each(|(dst, src)| {
                     for iy in 0..h {
                         let d = &mut dst[iy * w..(iy + 1) * w];
@@ -73,9 +68,6 @@ impl UpsampleKernel for Cpu {
                         }
                     }
                 });
-                put_grad!(grads, &x_ghost, gx);
-                put_grad!(grads, &out_ghost, gy);
-                Ok(())
             });
         }
         Ok(out.put_tape(tape))

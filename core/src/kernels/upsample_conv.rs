@@ -15,7 +15,7 @@ use dfdx::prelude::*;
 use rayon::prelude::*;
 
 use super::conv2d::{conv2d_for, Conv2dKernel, ConvGrads};
-use super::cpu::{self, put_grad, take_grad};
+use super::cpu;
 use super::{KernelError, T1, T4};
 
 const OP: &str = "upsample2_conv3x3";
@@ -120,11 +120,7 @@ impl PhaseKernel for Cpu {
         }
         let out = y.device().try_tensor_from_vec(out, (b, o, 2 * h, 2 * w)).map_err(dev_err)?;
         if T::OWNS_TAPE {
-            let (y_ghost, out_ghost) = (y.ghost(), out.ghost());
-            drop(y);
-            tape.add_backward_op(move |grads| {
-                let gout = take_grad!(grads, &out_ghost, b * o * out_plane);
-                let mut gy = take_grad!(grads, &y_ghost, b * c4 * plane);
+            cpu::record_backward(&mut tape, y, &out, move |gy, gout| {
                 gy.par_chunks_mut(4 * o * plane).zip(gout.par_chunks(o * out_plane)).for_each(|(gy, gout)| {
                     for (ch, src) in gout.chunks_exact(out_plane).enumerate() {
                         for (row, src_row) in src.chunks_exact(2 * w).enumerate() {
@@ -138,9 +134,6 @@ impl PhaseKernel for Cpu {
                         }
                     }
                 });
-                put_grad!(grads, &y_ghost, gy);
-                put_grad!(grads, &out_ghost, gout);
-                Ok(())
             });
         }
         Ok(out.put_tape(tape))
